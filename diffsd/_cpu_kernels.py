@@ -1,0 +1,119 @@
+"""CPU kernels: thin parallel loops (Numba) around the shared geometry code."""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from diffsd import geometry, traversal
+from diffsd._targets import compile_module_functions
+
+_shared = compile_module_functions([geometry, traversal], numba.njit(cache=True, nogil=True))
+_closest_leaf_query = _shared.closest_leaf_query
+_winding_number_query = _shared.winding_number_query
+_morton_code_30 = _shared.morton_code_30
+_build_internal_node = _shared.build_internal_node
+_refit_leaf = _shared.refit_leaf
+_refit_internal_node = _shared.refit_internal_node
+
+STACK_SIZE = geometry.TRAVERSAL_STACK_SIZE
+# Points per parallel task: large enough to amortise scheduling, small enough
+# to balance uneven traversal costs across cores.
+POINTS_PER_TASK = 512
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def face_keys(vertices, faces, face_mesh, mesh_lo, mesh_inverse_extent, keys):
+    """Sort keys: mesh id above the 30-bit Morton code of the face centroid."""
+    for f in numba.prange(faces.shape[0]):
+        m = face_mesh[f]
+        a = faces[f, 0]
+        b = faces[f, 1]
+        c = faces[f, 2]
+        x = ((vertices[a, 0] + vertices[b, 0] + vertices[c, 0]) / 3.0 - mesh_lo[m, 0]) * mesh_inverse_extent[m, 0]
+        y = ((vertices[a, 1] + vertices[b, 1] + vertices[c, 1]) / 3.0 - mesh_lo[m, 1]) * mesh_inverse_extent[m, 1]
+        z = ((vertices[a, 2] + vertices[b, 2] + vertices[c, 2]) / 3.0 - mesh_lo[m, 2]) * mesh_inverse_extent[m, 2]
+        keys[f] = (np.int64(m) << 30) | _morton_code_30(x, y, z)
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def build_internal_nodes(keys, child_left, child_right, parent, range_first, range_last):
+    n = keys.shape[0]
+    for i in numba.prange(n - 1):
+        _build_internal_node(i, keys, n, child_left, child_right, parent, range_first, range_last)
+
+
+@numba.njit(cache=True, nogil=True)
+def bottom_up_order(child_left, child_right, roots, num_nodes):
+    """Internal nodes ordered children-first, and the tree's greatest depth.
+
+    Breadth-first from the roots, then reversed. Serial: it runs once per
+    build, and the refit sweep over it is cheaper than a parallel level loop.
+    """
+    num_internal = child_left.shape[0]
+    order = np.empty(num_internal, np.int64)
+    depth = np.zeros(num_nodes, np.int64)
+    count = 0
+    for r in range(roots.shape[0]):
+        if roots[r] < num_internal:
+            order[count] = roots[r]
+            count += 1
+    head = 0
+    max_depth = 0
+    while head < count:
+        node = order[head]
+        head += 1
+        for child in (child_left[node], child_right[node]):
+            depth[child] = depth[node] + 1
+            if depth[child] > max_depth:
+                max_depth = depth[child]
+            if child < num_internal:
+                order[count] = child
+                count += 1
+    return order[:count][::-1].copy(), max_depth
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def refit(vertices, faces, leaf_face, bottom_up, child_left, child_right, leaf_vertices, node_lo,
+          node_hi, node_center, node_normal, node_area, node_radius):
+    num_internal = child_left.shape[0]
+    for leaf in numba.prange(leaf_face.shape[0]):
+        _refit_leaf(leaf, num_internal, vertices, faces, leaf_face, leaf_vertices, node_lo, node_hi,
+                    node_center, node_normal, node_area, node_radius)
+    for k in range(bottom_up.shape[0]):
+        _refit_internal_node(bottom_up[k], child_left, child_right, node_lo, node_hi, node_center,
+                             node_normal, node_area, node_radius)
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def query(points, point_mesh, mesh_root, child_left, child_right, node_lo, node_hi, leaf_vertices,
+          leaf_face, node_center, node_normal, node_radius, beta, want_closest, want_winding,
+          out_distance2, out_face, out_barycentric, out_winding):
+    """Closest triangle and/or winding number of every point against its mesh."""
+    num_points = points.shape[0]
+    num_internal = child_left.shape[0]
+    num_tasks = (num_points + POINTS_PER_TASK - 1) // POINTS_PER_TASK
+    for task in numba.prange(num_tasks):
+        stack = np.empty(STACK_SIZE, np.int64)
+        end = min(num_points, (task + 1) * POINTS_PER_TASK)
+        for i in range(task * POINTS_PER_TASK, end):
+            if point_mesh.shape[0] == 0:
+                root = mesh_root[0]
+            else:
+                root = mesh_root[point_mesh[i]]
+            px = points[i, 0]
+            py = points[i, 1]
+            pz = points[i, 2]
+            if want_closest:
+                d2, leaf, w0, w1, w2 = _closest_leaf_query(
+                    px, py, pz, root, num_internal, child_left, child_right, node_lo, node_hi,
+                    leaf_vertices, stack)
+                out_distance2[i] = d2
+                out_face[i] = leaf_face[leaf]
+                out_barycentric[i, 0] = w0
+                out_barycentric[i, 1] = w1
+                out_barycentric[i, 2] = w2
+            if want_winding:
+                out_winding[i] = _winding_number_query(
+                    px, py, pz, root, num_internal, child_left, child_right, leaf_vertices,
+                    node_center, node_normal, node_radius, beta, stack)

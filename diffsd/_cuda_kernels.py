@@ -1,0 +1,108 @@
+"""CUDA kernels: thin loops (Numba CUDA) around the shared geometry code.
+
+Imported only when a CUDA tensor is seen (or under the CUDA simulator,
+``NUMBA_ENABLE_CUDASIM=1``, which the tests use on machines without a GPU).
+"""
+
+from __future__ import annotations
+
+from numba import cuda, int64
+
+from diffsd import geometry, traversal
+from diffsd._targets import compile_module_functions
+
+_shared = compile_module_functions([geometry, traversal], cuda.jit(device=True))
+_closest_leaf_query = _shared.closest_leaf_query
+_winding_number_query = _shared.winding_number_query
+_morton_code_30 = _shared.morton_code_30
+_build_internal_node = _shared.build_internal_node
+_refit_leaf = _shared.refit_leaf
+_refit_internal_node = _shared.refit_internal_node
+
+STACK_SIZE = geometry.TRAVERSAL_STACK_SIZE
+THREADS_PER_BLOCK = 128
+
+
+def blocks_for(count: int) -> int:
+    return max(1, (count + THREADS_PER_BLOCK - 1) // THREADS_PER_BLOCK)
+
+
+@cuda.jit
+def face_keys(vertices, faces, face_mesh, mesh_lo, mesh_inverse_extent, keys):
+    f = cuda.grid(1)
+    if f >= faces.shape[0]:
+        return
+    m = face_mesh[f]
+    a = faces[f, 0]
+    b = faces[f, 1]
+    c = faces[f, 2]
+    x = ((vertices[a, 0] + vertices[b, 0] + vertices[c, 0]) / 3.0 - mesh_lo[m, 0]) * mesh_inverse_extent[m, 0]
+    y = ((vertices[a, 1] + vertices[b, 1] + vertices[c, 1]) / 3.0 - mesh_lo[m, 1]) * mesh_inverse_extent[m, 1]
+    z = ((vertices[a, 2] + vertices[b, 2] + vertices[c, 2]) / 3.0 - mesh_lo[m, 2]) * mesh_inverse_extent[m, 2]
+    keys[f] = (int64(m) << 30) | _morton_code_30(x, y, z)
+
+
+@cuda.jit
+def build_internal_nodes(keys, child_left, child_right, parent, range_first, range_last):
+    i = cuda.grid(1)
+    n = keys.shape[0]
+    if i < n - 1:
+        _build_internal_node(i, keys, n, child_left, child_right, parent, range_first, range_last)
+
+
+@cuda.jit
+def refit_leaves(vertices, faces, leaf_face, num_internal, leaf_vertices, node_lo, node_hi,
+                 node_center, node_normal, node_area, node_radius):
+    leaf = cuda.grid(1)
+    if leaf < leaf_face.shape[0]:
+        _refit_leaf(leaf, num_internal, vertices, faces, leaf_face, leaf_vertices, node_lo, node_hi,
+                    node_center, node_normal, node_area, node_radius)
+
+
+@cuda.jit
+def refit_internal_nodes(parent, arrivals, child_left, child_right, node_lo, node_hi, node_center,
+                         node_normal, node_area, node_radius, num_leaves):
+    """Bottom-up sweep: the second child to arrive at a node refits it (Karras 2012)."""
+    leaf = cuda.grid(1)
+    if leaf >= num_leaves:
+        return
+    num_internal = num_leaves - 1
+    node = parent[num_internal + leaf]
+    while node >= 0:
+        cuda.threadfence()
+        if cuda.atomic.add(arrivals, node, 1) == 0:
+            return
+        _refit_internal_node(node, child_left, child_right, node_lo, node_hi, node_center,
+                             node_normal, node_area, node_radius)
+        node = parent[node]
+
+
+@cuda.jit
+def query(points, point_mesh, mesh_root, child_left, child_right, node_lo, node_hi, leaf_vertices,
+          leaf_face, node_center, node_normal, node_radius, beta, want_closest, want_winding,
+          out_distance2, out_face, out_barycentric, out_winding):
+    i = cuda.grid(1)
+    if i >= points.shape[0]:
+        return
+    stack = cuda.local.array(STACK_SIZE, int64)
+    num_internal = child_left.shape[0]
+    if point_mesh.shape[0] == 0:
+        root = mesh_root[0]
+    else:
+        root = mesh_root[point_mesh[i]]
+    px = points[i, 0]
+    py = points[i, 1]
+    pz = points[i, 2]
+    if want_closest:
+        d2, leaf, w0, w1, w2 = _closest_leaf_query(
+            px, py, pz, root, num_internal, child_left, child_right, node_lo, node_hi,
+            leaf_vertices, stack)
+        out_distance2[i] = d2
+        out_face[i] = leaf_face[leaf]
+        out_barycentric[i, 0] = w0
+        out_barycentric[i, 1] = w1
+        out_barycentric[i, 2] = w2
+    if want_winding:
+        out_winding[i] = _winding_number_query(
+            px, py, pz, root, num_internal, child_left, child_right, leaf_vertices, node_center,
+            node_normal, node_radius, beta, stack)

@@ -1,0 +1,211 @@
+"""Linear bounding volume hierarchy over packed triangle meshes.
+
+Built in parallel (Morton codes of face centroids, a sort, the binary radix
+tree of Karras 2012), with boxes and Barnes--Hut dipoles computed bottom-up.
+Several meshes share one tree: the mesh index forms the high bits of every
+sort key, so each mesh is a subtree with a root of its own.
+
+Vertices move at every optimisation step while faces stay: :meth:`MeshBVH.refit`
+keeps the tree and recomputes boxes and dipoles in one linear pass.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from diffsd import _backend
+from diffsd.geometry import TRAVERSAL_STACK_SIZE
+from diffsd.validation import check_faces, check_mesh_faces_first_idx, check_points
+
+
+class MeshBVH:
+    """A BVH over one or more triangle meshes packed into shared tensors.
+
+    Args:
+        vertices: (V, 3) float32 or float64 vertex positions of all meshes.
+        faces: (F, 3) integer vertex indices into ``vertices``.
+        mesh_faces_first_idx: (M,) first face of each mesh in ``faces``
+            (faces of mesh m are ``first[m] .. first[m+1]-1``); None for one mesh.
+        backend: ``"auto"`` (the tensors' device), ``"cpu"`` or ``"cuda"``.
+
+    All tree arrays live on the vertices' device, in their dtype.
+    """
+
+    def __init__(self, vertices: torch.Tensor, faces: torch.Tensor,
+                 mesh_faces_first_idx: torch.Tensor | None = None, backend: str = "auto"):
+        vertices = check_points("vertices", vertices)
+        if vertices.shape[0] == 0:
+            raise ValueError("vertices is empty: the mesh needs at least three vertices")
+        faces = check_faces(faces, vertices.shape[0]).to(vertices.device)
+        device = vertices.device
+        self.backend = _backend.resolve_backend(backend, device)
+        self.device = device
+        self.dtype = vertices.dtype
+        self.faces = faces.contiguous()
+        self.mesh_faces_first_idx = check_mesh_faces_first_idx(
+            mesh_faces_first_idx, faces.shape[0], device)
+        self.num_meshes = self.mesh_faces_first_idx.shape[0]
+        self._build(vertices.detach().contiguous())
+
+    # ------------------------------------------------------------------ build
+    def _build(self, vertices: torch.Tensor) -> None:
+        kernels = _backend.kernels(self.backend)
+        arr = _backend.as_kernel_array
+        n = self.faces.shape[0]
+        device, dtype = self.device, self.dtype
+        first = self.mesh_faces_first_idx
+        counts = torch.diff(torch.cat([first, first.new_tensor([n])]))
+        face_mesh = torch.repeat_interleave(torch.arange(self.num_meshes, device=device), counts)
+
+        # Morton codes are taken relative to each mesh's own centroid box.
+        centroids = vertices[self.faces].mean(dim=1)
+        mesh_lo = torch.full((self.num_meshes, 3), torch.inf, dtype=dtype, device=device)
+        mesh_hi = torch.full((self.num_meshes, 3), -torch.inf, dtype=dtype, device=device)
+        index = face_mesh[:, None].expand(-1, 3)
+        mesh_lo.scatter_reduce_(0, index, centroids, "amin")
+        mesh_hi.scatter_reduce_(0, index, centroids, "amax")
+        extent = mesh_hi - mesh_lo
+        inverse_extent = torch.where(extent > 0, 1.0 / extent.clamp_min(1e-300), 0.0).to(dtype)
+
+        keys = torch.empty(n, dtype=torch.int64, device=device)
+        self._run(kernels.face_keys, n, arr(vertices), arr(self.faces), arr(face_mesh),
+                  arr(mesh_lo), arr(inverse_extent), arr(keys))
+        keys, order = torch.sort(keys, stable=True)
+        self.leaf_face = order.contiguous()
+
+        num_internal = n - 1
+        self.child_left = torch.empty(num_internal, dtype=torch.int64, device=device)
+        self.child_right = torch.empty(num_internal, dtype=torch.int64, device=device)
+        self.parent = torch.full((2 * n - 1,), -1, dtype=torch.int64, device=device)
+        range_first = torch.empty(num_internal, dtype=torch.int64, device=device)
+        range_last = torch.empty(num_internal, dtype=torch.int64, device=device)
+        if num_internal > 0:
+            self._run(kernels.build_internal_nodes, num_internal, arr(keys),
+                      arr(self.child_left), arr(self.child_right), arr(self.parent),
+                      arr(range_first), arr(range_last))
+
+        # Root of mesh m: the node spanning exactly its leaves (a leaf for a
+        # one-triangle mesh).
+        last = first + counts - 1
+        mesh_root = num_internal + first
+        if num_internal > 0:
+            mesh_of_node = face_mesh[range_first]
+            is_root = (range_first == first[mesh_of_node]) & (range_last == last[mesh_of_node])
+            mesh_root = mesh_root.clone()
+            mesh_root[mesh_of_node[is_root]] = torch.nonzero(is_root).flatten()
+        self.mesh_root = mesh_root.contiguous()
+        self.parent[self.mesh_root] = -1
+
+        # Children-first order of internal nodes for the CPU refit; also
+        # bounds the depth that traversal stacks must hold.
+        from diffsd import _cpu_kernels
+
+        bottom_up, max_depth = _cpu_kernels.bottom_up_order(
+            self.child_left.cpu().numpy(), self.child_right.cpu().numpy(),
+            self.mesh_root.cpu().numpy(), 2 * n - 1)
+        if max_depth >= TRAVERSAL_STACK_SIZE:
+            raise ValueError(
+                f"BVH depth {max_depth} exceeds the traversal stack ({TRAVERSAL_STACK_SIZE}); "
+                "this happens only with very many coincident triangles: remove duplicate faces"
+            )
+        self.max_depth = int(max_depth)
+        self.bottom_up = torch.from_numpy(bottom_up).to(device)
+
+        num_nodes = 2 * n - 1
+        self.leaf_vertices = torch.empty((n, 9), dtype=dtype, device=device)
+        self.node_lo = torch.empty((num_nodes, 3), dtype=dtype, device=device)
+        self.node_hi = torch.empty((num_nodes, 3), dtype=dtype, device=device)
+        self.node_center = torch.empty((num_nodes, 3), dtype=dtype, device=device)
+        self.node_normal = torch.empty((num_nodes, 3), dtype=dtype, device=device)
+        self.node_area = torch.empty(num_nodes, dtype=dtype, device=device)
+        self.node_radius = torch.empty(num_nodes, dtype=dtype, device=device)
+        self._refit(vertices)
+
+    # ------------------------------------------------------------------ refit
+    def refit(self, vertices: torch.Tensor) -> MeshBVH:
+        """Recompute boxes and dipoles for new vertex positions; the tree stays.
+
+        Args:
+            vertices: (V, 3) new positions, same count, dtype and device as
+                at build time. The tree stays valid (the results exact); only
+                its quality for pruning degrades if vertices move far.
+
+        Returns:
+            self, for chaining.
+        """
+        vertices = check_points("vertices", vertices, self.dtype)
+        if vertices.device != self.device:
+            raise ValueError(f"vertices are on {vertices.device}, the BVH on {self.device}")
+        self._refit(vertices.detach().contiguous())
+        return self
+
+    def _refit(self, vertices: torch.Tensor) -> None:
+        if int(self.faces.max()) >= vertices.shape[0]:
+            raise ValueError(
+                f"vertices has {vertices.shape[0]} rows but the faces index up to "
+                f"{int(self.faces.max())}: refit needs the vertex count used at build time"
+            )
+        arr = _backend.as_kernel_array
+        n = self.faces.shape[0]
+        nodes = (arr(self.leaf_vertices), arr(self.node_lo), arr(self.node_hi),
+                 arr(self.node_center), arr(self.node_normal), arr(self.node_area),
+                 arr(self.node_radius))
+        if self.backend == "cpu":
+            from diffsd import _cpu_kernels
+
+            _cpu_kernels.refit(arr(vertices), arr(self.faces), arr(self.leaf_face),
+                               arr(self.bottom_up), arr(self.child_left), arr(self.child_right),
+                               *nodes)
+            return
+        kernels = _backend.kernels("cuda")
+        self._run(kernels.refit_leaves, n, arr(vertices), arr(self.faces), arr(self.leaf_face),
+                  n - 1, *nodes)
+        if n > 1:
+            arrivals = torch.zeros(n - 1, dtype=torch.int32, device=self.device)
+            self._run(kernels.refit_internal_nodes, n, arr(self.parent), arr(arrivals),
+                      arr(self.child_left), arr(self.child_right), *nodes[1:], n)
+
+    # ------------------------------------------------------------------ query
+    def query(self, points: torch.Tensor, point_mesh: torch.Tensor, *, closest: bool,
+              winding: bool, beta: float):
+        """Run the per-point traversal kernel; see :func:`diffsd.signed_distance`.
+
+        Returns:
+            (distance2 (P,), face (P,) int64, barycentric (P, 3), winding (P,)),
+            with empty tensors for what was not asked.
+        """
+        arr = _backend.as_kernel_array
+        num_points = points.shape[0]
+        device, dtype = self.device, self.dtype
+        size = num_points if closest else 0
+        distance2 = torch.empty(size, dtype=dtype, device=device)
+        face = torch.empty(size, dtype=torch.int64, device=device)
+        barycentric = torch.empty((size, 3), dtype=dtype, device=device)
+        winding_number = torch.empty(num_points if winding else 0, dtype=dtype, device=device)
+        if num_points == 0:
+            return distance2, face, barycentric, winding_number
+        args = (arr(points.detach().contiguous()), arr(point_mesh), arr(self.mesh_root),
+                arr(self.child_left), arr(self.child_right), arr(self.node_lo), arr(self.node_hi),
+                arr(self.leaf_vertices), arr(self.leaf_face), arr(self.node_center),
+                arr(self.node_normal), arr(self.node_radius), float(beta), bool(closest),
+                bool(winding), arr(distance2), arr(face), arr(barycentric), arr(winding_number))
+        kernels = _backend.kernels(self.backend)
+        if self.backend == "cpu":
+            kernels.query(*args)
+        else:
+            self._run(kernels.query, num_points, *args)
+        return distance2, face, barycentric, winding_number
+
+    def _run(self, kernel, count: int, *args) -> None:
+        if self.backend == "cpu":
+            kernel(*args)
+        else:
+            _backend.launch(kernel, count, self.device, *args)
+
+    @property
+    def num_faces(self) -> int:
+        return self.faces.shape[0]
+
+    def __repr__(self) -> str:
+        return (f"MeshBVH(meshes={self.num_meshes}, faces={self.num_faces}, depth={self.max_depth}, "
+                f"dtype={self.dtype}, device={self.device}, backend={self.backend!r})")

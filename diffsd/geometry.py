@@ -1,0 +1,237 @@
+"""Scalar geometry kernels, written once and compiled for the CPU and for CUDA.
+
+Every function here is plain Python over scalars and array elements, with no
+NumPy calls and no allocation, so that :mod:`diffsd._targets` can compile the
+same source with ``numba.njit`` (CPU) and ``numba.cuda.jit(device=True)``
+(GPU). Functions refer to each other by their module-level names; the target
+compiler rebinds those names to the compiled versions.
+
+Conventions: points and vertices are world coordinates (any length unit),
+squared distances are returned where the square root is not needed, and the
+solid angle is in steradians (a closed, outward-oriented surface subtends
+``4*pi`` from inside).
+"""
+
+import math
+
+FOUR_PI = 4.0 * math.pi
+
+# Bounds of the stack used by the tree traversals. Karras trees over 30-bit
+# Morton codes plus an index tie-break are at most 64 levels deep; with the
+# nearer-child-first order a traversal holds at most one entry per level.
+TRAVERSAL_STACK_SIZE = 96
+
+
+def dot3(ax, ay, az, bx, by, bz):
+    return ax * bx + ay * by + az * bz
+
+
+def closest_point_on_segment(px, py, pz, ax, ay, az, bx, by, bz):
+    """Parameter t in [0, 1] of the point of segment ab closest to p."""
+    ex = bx - ax
+    ey = by - ay
+    ez = bz - az
+    length2 = dot3(ex, ey, ez, ex, ey, ez)
+    if length2 <= 0.0:
+        return 0.0
+    t = dot3(px - ax, py - ay, pz - az, ex, ey, ez) / length2
+    if t < 0.0:
+        return 0.0
+    if t > 1.0:
+        return 1.0
+    return t
+
+
+def closest_point_on_degenerate_triangle(px, py, pz, ax, ay, az, bx, by, bz, cx, cy, cz):
+    """Barycentrics (w0, w1, w2) of the closest point for a zero-area triangle.
+
+    The triangle is then a segment or a point; the closest of its three edges
+    is taken.
+    """
+    t_ab = closest_point_on_segment(px, py, pz, ax, ay, az, bx, by, bz)
+    qx = ax + t_ab * (bx - ax) - px
+    qy = ay + t_ab * (by - ay) - py
+    qz = az + t_ab * (bz - az) - pz
+    best = dot3(qx, qy, qz, qx, qy, qz)
+    w0 = 1.0 - t_ab
+    w1 = t_ab
+    w2 = 0.0
+    t_bc = closest_point_on_segment(px, py, pz, bx, by, bz, cx, cy, cz)
+    qx = bx + t_bc * (cx - bx) - px
+    qy = by + t_bc * (cy - by) - py
+    qz = bz + t_bc * (cz - bz) - pz
+    d2 = dot3(qx, qy, qz, qx, qy, qz)
+    if d2 < best:
+        best = d2
+        w0 = 0.0
+        w1 = 1.0 - t_bc
+        w2 = t_bc
+    t_ca = closest_point_on_segment(px, py, pz, cx, cy, cz, ax, ay, az)
+    qx = cx + t_ca * (ax - cx) - px
+    qy = cy + t_ca * (ay - cy) - py
+    qz = cz + t_ca * (az - cz) - pz
+    d2 = dot3(qx, qy, qz, qx, qy, qz)
+    if d2 < best:
+        w0 = t_ca
+        w1 = 0.0
+        w2 = 1.0 - t_ca
+    return w0, w1, w2
+
+
+def closest_point_on_triangle(px, py, pz, ax, ay, az, bx, by, bz, cx, cy, cz):
+    """Barycentric weights (w0, w1, w2) of the point of triangle abc closest to p.
+
+    Voronoi-region classification (Ericson, Real-Time Collision Detection,
+    5.1.5), with a fall-back to the edges for zero-area triangles so that no
+    division by zero can occur.
+    """
+    abx = bx - ax
+    aby = by - ay
+    abz = bz - az
+    acx = cx - ax
+    acy = cy - ay
+    acz = cz - az
+    apx = px - ax
+    apy = py - ay
+    apz = pz - az
+    d1 = dot3(abx, aby, abz, apx, apy, apz)
+    d2 = dot3(acx, acy, acz, apx, apy, apz)
+    if d1 <= 0.0 and d2 <= 0.0:
+        return 1.0, 0.0, 0.0
+    bpx = px - bx
+    bpy = py - by
+    bpz = pz - bz
+    d3 = dot3(abx, aby, abz, bpx, bpy, bpz)
+    d4 = dot3(acx, acy, acz, bpx, bpy, bpz)
+    if d3 >= 0.0 and d4 <= d3:
+        return 0.0, 1.0, 0.0
+    vc = d1 * d4 - d3 * d2
+    if vc <= 0.0 and d1 >= 0.0 and d3 <= 0.0 and d1 - d3 > 0.0:
+        v = d1 / (d1 - d3)
+        return 1.0 - v, v, 0.0
+    cpx = px - cx
+    cpy = py - cy
+    cpz = pz - cz
+    d5 = dot3(abx, aby, abz, cpx, cpy, cpz)
+    d6 = dot3(acx, acy, acz, cpx, cpy, cpz)
+    if d6 >= 0.0 and d5 <= d6:
+        return 0.0, 0.0, 1.0
+    vb = d5 * d2 - d1 * d6
+    if vb <= 0.0 and d2 >= 0.0 and d6 <= 0.0 and d2 - d6 > 0.0:
+        w = d2 / (d2 - d6)
+        return 1.0 - w, 0.0, w
+    va = d3 * d6 - d5 * d4
+    if va <= 0.0 and (d4 - d3) >= 0.0 and (d5 - d6) >= 0.0 and (d4 - d3) + (d5 - d6) > 0.0:
+        w = (d4 - d3) / ((d4 - d3) + (d5 - d6))
+        return 0.0, 1.0 - w, w
+    total = va + vb + vc
+    # Relative test: a sliver whose Gram determinant vanishes against its edge
+    # lengths has no usable interior parametrisation.
+    scale = dot3(abx, aby, abz, abx, aby, abz) * dot3(acx, acy, acz, acx, acy, acz)
+    if not (total > 1e-12 * scale) or scale <= 0.0:
+        return closest_point_on_degenerate_triangle(px, py, pz, ax, ay, az, bx, by, bz, cx, cy, cz)
+    v = vb / total
+    w = vc / total
+    return 1.0 - v - w, v, w
+
+
+def triangle_solid_angle(px, py, pz, ax, ay, az, bx, by, bz, cx, cy, cz):
+    """Signed solid angle of triangle abc seen from p (Van Oosterom and Strackee, 1983)."""
+    x0 = ax - px
+    y0 = ay - py
+    z0 = az - pz
+    x1 = bx - px
+    y1 = by - py
+    z1 = bz - pz
+    x2 = cx - px
+    y2 = cy - py
+    z2 = cz - pz
+    l0 = math.sqrt(x0 * x0 + y0 * y0 + z0 * z0)
+    l1 = math.sqrt(x1 * x1 + y1 * y1 + z1 * z1)
+    l2 = math.sqrt(x2 * x2 + y2 * y2 + z2 * z2)
+    det = x0 * (y1 * z2 - z1 * y2) - y0 * (x1 * z2 - z1 * x2) + z0 * (x1 * y2 - y1 * x2)
+    denominator = (
+        l0 * l1 * l2
+        + dot3(x0, y0, z0, x1, y1, z1) * l2
+        + dot3(x0, y0, z0, x2, y2, z2) * l1
+        + dot3(x1, y1, z1, x2, y2, z2) * l0
+    )
+    return 2.0 * math.atan2(det, denominator)
+
+
+def dipole_solid_angle(px, py, pz, qx, qy, qz, nx, ny, nz):
+    """Far-field solid angle of an area-weighted normal n placed at q, seen from p.
+
+    First-order term of the fast winding number (Barill et al. 2018):
+    ``n . (q - p) / |q - p|^3`` steradians.
+    """
+    rx = qx - px
+    ry = qy - py
+    rz = qz - pz
+    r2 = rx * rx + ry * ry + rz * rz
+    return dot3(nx, ny, nz, rx, ry, rz) / (r2 * math.sqrt(r2))
+
+
+def box_distance_squared(px, py, pz, lox, loy, loz, hix, hiy, hiz):
+    """Squared distance from p to the axis-aligned box [lo, hi] (0 inside)."""
+    dx = 0.0
+    if px < lox:
+        dx = lox - px
+    elif px > hix:
+        dx = px - hix
+    dy = 0.0
+    if py < loy:
+        dy = loy - py
+    elif py > hiy:
+        dy = py - hiy
+    dz = 0.0
+    if pz < loz:
+        dz = loz - pz
+    elif pz > hiz:
+        dz = pz - hiz
+    return dx * dx + dy * dy + dz * dz
+
+
+def expand_bits_10(v):
+    """Spread the low 10 bits of v so that two zero bits separate each bit."""
+    v = (v * 0x00010001) & 0xFF0000FF
+    v = (v * 0x00000101) & 0x0F00F00F
+    v = (v * 0x00000011) & 0xC30C30C3
+    v = (v * 0x00000005) & 0x49249249
+    return v
+
+
+def morton_code_30(x, y, z):
+    """30-bit Morton code of a point with coordinates normalised to [0, 1]."""
+    xi = int(min(max(x * 1024.0, 0.0), 1023.0))
+    yi = int(min(max(y * 1024.0, 0.0), 1023.0))
+    zi = int(min(max(z * 1024.0, 0.0), 1023.0))
+    return expand_bits_10(xi) * 4 + expand_bits_10(yi) * 2 + expand_bits_10(zi)
+
+
+def count_leading_zeros_64(x):
+    """Leading zero bits of a non-negative 64-bit integer (64 for 0).
+
+    Written with right shifts only, so that no intermediate overflows int64.
+    """
+    if x == 0:
+        return 64
+    n = 63
+    if x >= (1 << 32):
+        n -= 32
+        x = x >> 32
+    if x >= (1 << 16):
+        n -= 16
+        x = x >> 16
+    if x >= (1 << 8):
+        n -= 8
+        x = x >> 8
+    if x >= (1 << 4):
+        n -= 4
+        x = x >> 4
+    if x >= (1 << 2):
+        n -= 2
+        x = x >> 2
+    if x >= (1 << 1):
+        n -= 1
+    return n

@@ -1,0 +1,201 @@
+"""Differentiable signed distance from points to triangle meshes.
+
+``d(M, p) = sgn(0.5 - WN(M, p)) * min_f dist(f, p)``: the unsigned distance by
+BVH traversal, the sign by the fast winding number over the same BVH. The
+backward pass is analytic (no autograd through the traversal):
+``dd/dp = sgn(d) (p - p*) / |p - p*|`` and ``dd/dv_i = -w_i dd/dp`` for the
+vertices of the closest triangle, ``w_i`` the barycentrics of the closest
+point ``p*``.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+
+from diffsd.bvh import MeshBVH
+from diffsd.validation import check_faces, check_point_mesh, check_points
+
+DEFAULT_BETA = 2.0
+
+
+class SignedDistance(NamedTuple):
+    """Result of :func:`signed_distance` for P query points.
+
+    Attributes:
+        distance: (P,) signed distance, negative inside; differentiable with
+            respect to points and vertices.
+        closest_face: (P,) int64 index of the closest face in the packed faces.
+        barycentric: (P, 3) weights of the closest point on that face's
+            vertices, in the face's vertex order.
+        closest_point: (P, 3) the closest point on the mesh; differentiable
+            with respect to the vertices (barycentrics held fixed).
+    """
+
+    distance: torch.Tensor
+    closest_face: torch.Tensor
+    barycentric: torch.Tensor
+    closest_point: torch.Tensor
+
+
+class _DistanceFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, vertices, points, bvh, faces, point_mesh, beta, signed):
+        distance2, face, barycentric, winding = bvh.query(
+            points, point_mesh, closest=True, winding=signed, beta=beta)
+        triangles = vertices.detach()[faces[face]]  # (P, 3, 3)
+        closest_point = (barycentric[:, :, None] * triangles).sum(dim=1)
+        unsigned = distance2.clamp_min(0).sqrt()
+        if signed:
+            sign = torch.where(winding > 0.5, -1.0, 1.0).to(points.dtype)
+        else:
+            sign = torch.ones_like(unsigned)
+        ctx.save_for_backward(points, closest_point, triangles, barycentric, face, sign)
+        ctx.num_vertices = vertices.shape[0]
+        ctx.faces = faces
+        ctx.mark_non_differentiable(face, barycentric)
+        return sign * unsigned, face, barycentric
+
+    @staticmethod
+    def backward(ctx, grad_distance, _grad_face, _grad_barycentric):
+        points, closest_point, triangles, barycentric, face, sign = ctx.saved_tensors
+        offset = points.detach() - closest_point
+        length = offset.norm(dim=1, keepdim=True)
+        # On the surface the direction is undefined: use the face normal,
+        # the limit of the gradient from either side.
+        normal = torch.linalg.cross(triangles[:, 1] - triangles[:, 0],
+                                    triangles[:, 2] - triangles[:, 0], dim=1)
+        normal = normal / normal.norm(dim=1, keepdim=True).clamp_min(torch.finfo(normal.dtype).tiny)
+        scale = triangles.abs().amax(dim=(1, 2), keepdim=False)[:, None].clamp_min(1.0)
+        on_surface = length <= 1e3 * torch.finfo(points.dtype).eps * scale
+        direction = torch.where(on_surface, normal,
+                                sign[:, None] * offset / length.clamp_min(torch.finfo(points.dtype).tiny))
+        grad_point = grad_distance[:, None] * direction
+        grad_vertices = grad_points = None
+        if ctx.needs_input_grad[0]:
+            contributions = -barycentric[:, :, None] * grad_point[:, None, :]  # (P, 3, 3)
+            grad_vertices = torch.zeros((ctx.num_vertices, 3), dtype=points.dtype,
+                                        device=points.device)
+            grad_vertices.index_add_(0, ctx.faces[face].reshape(-1), contributions.reshape(-1, 3))
+        if ctx.needs_input_grad[1]:
+            grad_points = grad_point
+        return grad_vertices, grad_points, None, None, None, None, None
+
+
+def _prepare(vertices, faces, points, point_mesh, mesh_faces_first_idx, bvh, backend, refit):
+    vertices = check_points("vertices", vertices)
+    points = check_points("points", points, vertices.dtype)
+    if points.device != vertices.device:
+        raise ValueError(f"points are on {points.device} but vertices on {vertices.device}")
+    if bvh is None:
+        bvh = MeshBVH(vertices, faces, mesh_faces_first_idx, backend=backend)
+    else:
+        if not isinstance(bvh, MeshBVH):
+            raise TypeError(f"bvh must be a diffsd.MeshBVH, got {type(bvh).__name__}")
+        faces = check_faces(faces, vertices.shape[0]).to(vertices.device)
+        if faces.shape != bvh.faces.shape or not torch.equal(faces, bvh.faces):
+            raise ValueError("bvh was built for other faces: build a new MeshBVH for these faces")
+        if refit:
+            bvh.refit(vertices)
+    point_mesh = check_point_mesh(point_mesh, points.shape[0], bvh.num_meshes, vertices.device)
+    return vertices, points, point_mesh, bvh
+
+
+def signed_distance(
+    vertices: torch.Tensor,
+    faces: torch.Tensor,
+    points: torch.Tensor,
+    *,
+    point_mesh: torch.Tensor | None = None,
+    mesh_faces_first_idx: torch.Tensor | None = None,
+    bvh: MeshBVH | None = None,
+    refit: bool = True,
+    beta: float = DEFAULT_BETA,
+    exact_sign: bool = False,
+    backend: str = "auto",
+) -> SignedDistance:
+    """Signed distance from points to one or more triangle meshes.
+
+    Args:
+        vertices: (V, 3) float32 or float64 vertex positions (all meshes,
+            packed). Gradients flow to them.
+        faces: (F, 3) int32/int64 vertex indices, consistently oriented with
+            outward normals (right-hand rule) for the sign convention below.
+        points: (P, 3) query points, same dtype and device as ``vertices``.
+            Gradients flow to them.
+        point_mesh: (P,) mesh index of every point when several meshes are
+            packed; None for a single mesh.
+        mesh_faces_first_idx: (M,) first face of each mesh in ``faces``;
+            None for a single mesh. Ignored when ``bvh`` is given.
+        bvh: a :class:`MeshBVH` over these faces to reuse across calls.
+        refit: refit ``bvh`` to ``vertices`` first (O(F)); pass False only
+            when it already matches them.
+        beta: Barnes--Hut opening ratio of the winding number; larger is more
+            accurate and slower.
+        exact_sign: sum the exact solid angle of every triangle (O(F) per
+            point) instead of the Barnes--Hut approximation.
+        backend: ``"auto"`` (the tensors' device), ``"cpu"`` or ``"cuda"``.
+
+    Returns:
+        :class:`SignedDistance` (distance (P,), closest_face (P,),
+        barycentric (P, 3), closest_point (P, 3)) on the input device.
+        Distances are negative inside (winding number above 1/2).
+    """
+    vertices, points, point_mesh, bvh = _prepare(
+        vertices, faces, points, point_mesh, mesh_faces_first_idx, bvh, backend, refit)
+    return _run(vertices, points, bvh, point_mesh, 0.0 if exact_sign else beta, signed=True)
+
+
+def unsigned_distance(
+    vertices: torch.Tensor,
+    faces: torch.Tensor,
+    points: torch.Tensor,
+    *,
+    point_mesh: torch.Tensor | None = None,
+    mesh_faces_first_idx: torch.Tensor | None = None,
+    bvh: MeshBVH | None = None,
+    refit: bool = True,
+    backend: str = "auto",
+) -> SignedDistance:
+    """Unsigned distance (no winding number); arguments as :func:`signed_distance`.
+
+    Returns:
+        :class:`SignedDistance` whose ``distance`` is >= 0.
+    """
+    vertices, points, point_mesh, bvh = _prepare(
+        vertices, faces, points, point_mesh, mesh_faces_first_idx, bvh, backend, refit)
+    return _run(vertices, points, bvh, point_mesh, 0.0, signed=False)
+
+
+def winding_number(
+    vertices: torch.Tensor,
+    faces: torch.Tensor,
+    points: torch.Tensor,
+    *,
+    point_mesh: torch.Tensor | None = None,
+    mesh_faces_first_idx: torch.Tensor | None = None,
+    bvh: MeshBVH | None = None,
+    refit: bool = True,
+    beta: float = DEFAULT_BETA,
+    exact: bool = False,
+    backend: str = "auto",
+) -> torch.Tensor:
+    """Generalised winding number (1 inside a closed mesh, 0 outside).
+
+    Arguments as :func:`signed_distance`; ``exact`` sums every triangle.
+
+    Returns:
+        (P,) winding numbers (not differentiable).
+    """
+    vertices, points, point_mesh, bvh = _prepare(
+        vertices, faces, points, point_mesh, mesh_faces_first_idx, bvh, backend, refit)
+    return bvh.query(points, point_mesh, closest=False, winding=True,
+                     beta=0.0 if exact else beta)[3]
+
+
+def _run(vertices, points, bvh, point_mesh, beta, signed):
+    distance, face, barycentric = _DistanceFunction.apply(
+        vertices, points, bvh, bvh.faces, point_mesh, float(beta), signed)
+    closest_point = (barycentric[:, :, None] * vertices[bvh.faces[face]]).sum(dim=1)
+    return SignedDistance(distance, face, barycentric, closest_point)

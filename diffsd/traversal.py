@@ -1,0 +1,266 @@
+"""Per-point queries and per-node updates over a linear BVH, shared by all targets.
+
+Like :mod:`diffsd.geometry`, these are plain scalar Python functions compiled
+for the CPU and for CUDA by :mod:`diffsd._targets`. The kernels around them
+only loop over points or nodes.
+
+Tree layout (Karras 2012): for ``n`` leaves there are ``n - 1`` internal
+nodes, numbered ``0 .. n-2``; leaf ``k`` is node ``n - 1 + k``. So a node id
+``>= num_internal`` is a leaf. ``leaf_vertices[k]`` holds the nine
+coordinates of leaf ``k``'s triangle (stored in tree order for locality),
+``node_lo``/``node_hi`` the boxes of all ``2n - 1`` nodes, and
+``node_center``/``node_normal``/``node_area``/``node_radius`` the
+Barnes--Hut dipole of each node.
+"""
+
+import math
+
+from diffsd.geometry import (
+    box_distance_squared,
+    closest_point_on_triangle,
+    count_leading_zeros_64,
+    dipole_solid_angle,
+    triangle_solid_angle,
+)
+
+
+def closest_leaf_query(px, py, pz, root, num_internal, child_left, child_right, node_lo, node_hi,
+                       leaf_vertices, stack):
+    """Nearest triangle to p below ``root``: (squared distance, leaf, w0, w1, w2).
+
+    Depth-first, nearer child first, pruning every node whose box is no
+    nearer than the best triangle so far. ``stack`` is scratch space of
+    ``TRAVERSAL_STACK_SIZE`` node ids.
+    """
+    best = math.inf
+    best_leaf = -1
+    best_w0 = 1.0
+    best_w1 = 0.0
+    best_w2 = 0.0
+    node = root
+    top = 0
+    while True:
+        if node >= num_internal:
+            leaf = node - num_internal
+            ax = leaf_vertices[leaf, 0]
+            ay = leaf_vertices[leaf, 1]
+            az = leaf_vertices[leaf, 2]
+            bx = leaf_vertices[leaf, 3]
+            by = leaf_vertices[leaf, 4]
+            bz = leaf_vertices[leaf, 5]
+            cx = leaf_vertices[leaf, 6]
+            cy = leaf_vertices[leaf, 7]
+            cz = leaf_vertices[leaf, 8]
+            w0, w1, w2 = closest_point_on_triangle(px, py, pz, ax, ay, az, bx, by, bz, cx, cy, cz)
+            dx = w0 * ax + w1 * bx + w2 * cx - px
+            dy = w0 * ay + w1 * by + w2 * cy - py
+            dz = w0 * az + w1 * bz + w2 * cz - pz
+            d2 = dx * dx + dy * dy + dz * dz
+            if d2 < best or best_leaf < 0:
+                best = d2
+                best_leaf = leaf
+                best_w0 = w0
+                best_w1 = w1
+                best_w2 = w2
+        else:
+            near = child_left[node]
+            far = child_right[node]
+            d_near = box_distance_squared(
+                px, py, pz, node_lo[near, 0], node_lo[near, 1], node_lo[near, 2],
+                node_hi[near, 0], node_hi[near, 1], node_hi[near, 2])
+            d_far = box_distance_squared(
+                px, py, pz, node_lo[far, 0], node_lo[far, 1], node_lo[far, 2],
+                node_hi[far, 0], node_hi[far, 1], node_hi[far, 2])
+            if d_far < d_near:
+                swap = near
+                near = far
+                far = swap
+                d_swap = d_near
+                d_near = d_far
+                d_far = d_swap
+            if d_near < best or best_leaf < 0:
+                if d_far < best or best_leaf < 0:
+                    stack[top] = far
+                    top += 1
+                node = near
+                continue
+        # Pop the next node that can still hold a nearer triangle.
+        found = False
+        while top > 0:
+            top -= 1
+            node = stack[top]
+            d_node = box_distance_squared(
+                px, py, pz, node_lo[node, 0], node_lo[node, 1], node_lo[node, 2],
+                node_hi[node, 0], node_hi[node, 1], node_hi[node, 2])
+            if d_node < best:
+                found = True
+                break
+        if not found:
+            break
+    return best, best_leaf, best_w0, best_w1, best_w2
+
+
+def winding_number_query(px, py, pz, root, num_internal, child_left, child_right, leaf_vertices,
+                         node_center, node_normal, node_radius, beta, stack):
+    """Generalised winding number at p of the triangles below ``root``.
+
+    Barnes--Hut: a node whose dipole centre is farther than ``beta`` times
+    its radius contributes its first-order dipole term; nearer nodes are
+    opened and leaves contribute their exact solid angle. ``beta <= 0``
+    gives the exact sum over all triangles.
+    """
+    total = 0.0
+    node = root
+    top = 0
+    beta2 = beta * beta
+    while True:
+        if node >= num_internal:
+            leaf = node - num_internal
+            total += triangle_solid_angle(
+                px, py, pz,
+                leaf_vertices[leaf, 0], leaf_vertices[leaf, 1], leaf_vertices[leaf, 2],
+                leaf_vertices[leaf, 3], leaf_vertices[leaf, 4], leaf_vertices[leaf, 5],
+                leaf_vertices[leaf, 6], leaf_vertices[leaf, 7], leaf_vertices[leaf, 8])
+        else:
+            cx = node_center[node, 0]
+            cy = node_center[node, 1]
+            cz = node_center[node, 2]
+            dx = cx - px
+            dy = cy - py
+            dz = cz - pz
+            r = node_radius[node]
+            if beta > 0.0 and dx * dx + dy * dy + dz * dz > beta2 * r * r:
+                total += dipole_solid_angle(
+                    px, py, pz, cx, cy, cz,
+                    node_normal[node, 0], node_normal[node, 1], node_normal[node, 2])
+            else:
+                stack[top] = child_right[node]
+                top += 1
+                node = child_left[node]
+                continue
+        if top == 0:
+            break
+        top -= 1
+        node = stack[top]
+    return total / (4.0 * math.pi)
+
+
+def key_prefix_length(keys, i, j, n):
+    """Karras's delta: common leading bits of keys i and j, -1 outside [0, n).
+
+    Equal keys are told apart by their indices, so every key is distinct.
+    """
+    if j < 0 or j >= n:
+        return -1
+    a = keys[i]
+    b = keys[j]
+    if a == b:
+        return 64 + count_leading_zeros_64(i ^ j)
+    return count_leading_zeros_64(a ^ b)
+
+
+def build_internal_node(i, keys, n, child_left, child_right, parent, range_first, range_last):
+    """Children, parent links and leaf range of internal node i (Karras 2012, Fig. 4)."""
+    d = 1
+    if key_prefix_length(keys, i, i + 1, n) < key_prefix_length(keys, i, i - 1, n):
+        d = -1
+    delta_min = key_prefix_length(keys, i, i - d, n)
+    length_max = 2
+    while key_prefix_length(keys, i, i + length_max * d, n) > delta_min:
+        length_max *= 2
+    length = 0
+    step = length_max // 2
+    while step >= 1:
+        if key_prefix_length(keys, i, i + (length + step) * d, n) > delta_min:
+            length += step
+        step = step // 2
+    j = i + length * d
+    delta_node = key_prefix_length(keys, i, j, n)
+    split = 0
+    divisor = 2
+    step = (length + divisor - 1) // divisor
+    while True:
+        if key_prefix_length(keys, i, i + (split + step) * d, n) > delta_node:
+            split += step
+        if step <= 1:
+            break
+        divisor *= 2
+        step = (length + divisor - 1) // divisor
+    gamma = i + split * d + min(d, 0)
+    first = min(i, j)
+    last = max(i, j)
+    num_internal = n - 1
+    left = gamma
+    if first == gamma:
+        left = num_internal + gamma
+    right = gamma + 1
+    if last == gamma + 1:
+        right = num_internal + gamma + 1
+    child_left[i] = left
+    child_right[i] = right
+    parent[left] = i
+    parent[right] = i
+    range_first[i] = first
+    range_last[i] = last
+
+
+def refit_leaf(leaf, num_internal, vertices, faces, leaf_face, leaf_vertices, node_lo, node_hi,
+               node_center, node_normal, node_area, node_radius):
+    """Copy leaf's triangle into tree order; set its box and its dipole."""
+    face = leaf_face[leaf]
+    node = num_internal + leaf
+    ia = faces[face, 0]
+    ib = faces[face, 1]
+    ic = faces[face, 2]
+    for axis in range(3):
+        a = vertices[ia, axis]
+        b = vertices[ib, axis]
+        c = vertices[ic, axis]
+        leaf_vertices[leaf, axis] = a
+        leaf_vertices[leaf, 3 + axis] = b
+        leaf_vertices[leaf, 6 + axis] = c
+        node_lo[node, axis] = min(a, min(b, c))
+        node_hi[node, axis] = max(a, max(b, c))
+        node_center[node, axis] = (a + b + c) / 3.0
+    e1x = vertices[ib, 0] - vertices[ia, 0]
+    e1y = vertices[ib, 1] - vertices[ia, 1]
+    e1z = vertices[ib, 2] - vertices[ia, 2]
+    e2x = vertices[ic, 0] - vertices[ia, 0]
+    e2y = vertices[ic, 1] - vertices[ia, 1]
+    e2z = vertices[ic, 2] - vertices[ia, 2]
+    nx = 0.5 * (e1y * e2z - e1z * e2y)
+    ny = 0.5 * (e1z * e2x - e1x * e2z)
+    nz = 0.5 * (e1x * e2y - e1y * e2x)
+    node_normal[node, 0] = nx
+    node_normal[node, 1] = ny
+    node_normal[node, 2] = nz
+    node_area[node] = math.sqrt(nx * nx + ny * ny + nz * nz)
+    node_radius[node] = 0.0
+
+
+def refit_internal_node(node, child_left, child_right, node_lo, node_hi, node_center, node_normal,
+                        node_area, node_radius):
+    """Box and dipole of an internal node from its two children's."""
+    left = child_left[node]
+    right = child_right[node]
+    area_left = node_area[left]
+    area_right = node_area[right]
+    area = area_left + area_right
+    weight_left = 0.5
+    if area > 0.0:
+        weight_left = area_left / area
+    radius2 = 0.0
+    for axis in range(3):
+        lo = min(node_lo[left, axis], node_lo[right, axis])
+        hi = max(node_hi[left, axis], node_hi[right, axis])
+        node_lo[node, axis] = lo
+        node_hi[node, axis] = hi
+        node_normal[node, axis] = node_normal[left, axis] + node_normal[right, axis]
+        center = weight_left * node_center[left, axis] + (1.0 - weight_left) * node_center[right, axis]
+        node_center[node, axis] = center
+        # Farthest box corner bounds the distance from the centre to any
+        # point of the node's triangles.
+        extent = max(hi - center, center - lo)
+        radius2 += extent * extent
+    node_area[node] = area
+    node_radius[node] = math.sqrt(radius2)

@@ -1,0 +1,23 @@
+"""Shared fixtures: the real data beside the checkout, and CUDA simulator checks."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+SHARED_DATA = Path(
+    os.environ.get("DIFFAM_SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data")
+)
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """Path to ``../shared/data``; skips the test with a reason when it is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(
+            f"real data not found at {SHARED_DATA}: place the project's shared/ folder beside "
+            "the checkout or set DIFFAM_SHARED_DATA"
+        )
+    return SHARED_DATA
