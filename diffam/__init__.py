@@ -1,0 +1,17 @@
+"""diffam: training-free vertebra segmentation of CT with a deformable spine template.
+
+DiffAM (Kim and Park, SPIE Medical Imaging 2024) aligns one triangle mesh per
+vertebra to a CT scan by gradient descent: the scan is predicted from the
+signed distance of sample points to the meshes through a small learned
+appearance function, and shape and appearance are fitted together.
+
+Conventions used throughout the package:
+    * World coordinates are LPS millimetres (the ITK/DICOM convention);
+      RAS inputs (NIfTI through nibabel) are converted at the edges.
+    * Voxel arrays are indexed ``array[k, j, i]`` for ITK index (i, j, k),
+      i.e. (Z, Y, X) as SimpleITK returns them.
+    * The package never imports Hydra: scripts turn configs into the
+      dataclasses of :mod:`diffam.config` and call plain functions.
+"""
+
+__version__ = "0.1.0"
