@@ -7,6 +7,18 @@ from pathlib import Path
 
 import pytest
 
+# The CUDA kernels are tested under Numba's simulator on machines without a
+# GPU; it must be enabled before numba.cuda is first imported.
+if "NUMBA_ENABLE_CUDASIM" not in os.environ:
+    try:
+        import torch
+
+        _has_gpu = torch.cuda.is_available()
+    except ImportError:  # pragma: no cover
+        _has_gpu = False
+    if not _has_gpu:
+        os.environ["NUMBA_ENABLE_CUDASIM"] = "1"
+
 SHARED_DATA = Path(
     os.environ.get("DIFFAM_SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data")
 )

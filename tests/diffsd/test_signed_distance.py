@@ -1,0 +1,180 @@
+"""Signed distance against brute force and analytic references, on every backend."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from diffsd import MeshBVH, pack_meshes, signed_distance, unsigned_distance, winding_number
+from diffsd.naive import naive_unsigned_distance, naive_winding_number
+from diffsd.primitives import box, box_signed_distance, icosphere
+from tests.diffsd.meshes import MESHES, WATERTIGHT, query_points
+
+# The CUDA kernels run under Numba's simulator (set in tests/conftest.py) on
+# small inputs; the CPU kernels on the full ones.
+BACKENDS = [("cpu", 1500), ("cuda", 60)]
+
+
+def _diagonal(vertices):
+    return float((vertices.max(0).values - vertices.min(0).values).norm())
+
+
+@pytest.mark.parametrize("backend,count", BACKENDS)
+@pytest.mark.parametrize("name", sorted(MESHES))
+def test_unsigned_distance_matches_brute_force_float64(name, backend, count):
+    vertices, faces = MESHES[name]()
+    points = query_points(vertices, count, seed=1)
+    result = signed_distance(vertices, faces, points, backend=backend)
+    reference, _ = naive_unsigned_distance(vertices, faces, points)
+    torch.testing.assert_close(result.distance.abs(), reference, rtol=1e-6, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", sorted(MESHES))
+def test_unsigned_distance_float32_within_diagonal_tolerance(name):
+    vertices, faces = MESHES[name]()
+    points = query_points(vertices, 1500, seed=2)
+    result = signed_distance(vertices.float(), faces, points.float())
+    reference, _ = naive_unsigned_distance(vertices, faces, points)
+    error = (result.distance.abs().double() - reference).abs().max()
+    assert error <= 1e-5 * _diagonal(vertices)
+
+
+@pytest.mark.parametrize("backend,count", BACKENDS)
+@pytest.mark.parametrize("name", sorted(MESHES))
+def test_sign_matches_exact_winding_number_away_from_surface(name, backend, count):
+    vertices, faces = MESHES[name]()
+    points = query_points(vertices, count, seed=3)
+    result = signed_distance(vertices, faces, points, backend=backend)
+    exact = naive_winding_number(vertices, faces, points)
+    far = result.distance.abs() > 1e-3 * _diagonal(vertices)
+    if name not in WATERTIGHT:
+        # Through a hole the exact winding number itself is near 1/2.
+        far &= (exact - 0.5).abs() > 0.05
+    assert far.sum() > count // 3
+    inside = exact > 0.5
+    assert torch.equal((result.distance[far] < 0), inside[far])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_closest_face_and_barycentrics_are_consistent(dtype):
+    vertices, faces = MESHES["bumpy"]()
+    vertices = vertices.to(dtype)
+    points = query_points(vertices, 1000, seed=4)
+    result = signed_distance(vertices, faces, points)
+    w = result.barycentric
+    assert bool((w >= -1e-6).all()) and torch.allclose(w.sum(1), torch.ones_like(w[:, 0]))
+    rebuilt = (w[:, :, None] * vertices[faces[result.closest_face]]).sum(1)
+    torch.testing.assert_close(rebuilt, result.closest_point)
+    tolerance = 1e-9 if dtype == torch.float64 else 1e-5
+    gap = ((points - result.closest_point).norm(dim=1) - result.distance.abs()).abs()
+    assert gap.max() <= tolerance * _diagonal(vertices)
+    # The named face is at the brute-force distance (ties between faces that
+    # share the closest vertex or edge make the index itself ambiguous).
+    reference, _ = naive_unsigned_distance(vertices.double(), faces, points.double())
+    named = vertices.double()[faces[result.closest_face]]
+    to_named = torch.stack([
+        naive_unsigned_distance(named[i], torch.tensor([[0, 1, 2]]), points.double()[i:i + 1])[0]
+        for i in range(0, points.shape[0], 37)
+    ]).flatten()
+    torch.testing.assert_close(to_named, reference[::37], rtol=tolerance, atol=tolerance)
+
+
+def test_analytic_box_signed_distance():
+    size = (1.5, 1.0, 0.5)
+    vertices, faces = box(size)
+    points = query_points(vertices, 2000, seed=5)
+    result = signed_distance(vertices, faces, points, exact_sign=True)
+    torch.testing.assert_close(result.distance, box_signed_distance(points, size), rtol=0,
+                               atol=1e-12)
+
+
+def test_sphere_distance_approaches_analytic():
+    vertices, faces = icosphere(5)
+    points = torch.randn(500, 3, dtype=torch.float64) * 1.5
+    result = signed_distance(vertices, faces, points)
+    analytic = points.norm(dim=1) - 1.0
+    # The polyhedron lies inside the unit sphere within its sagitta.
+    assert (result.distance - analytic).abs().max() < 2e-3
+
+
+@pytest.mark.parametrize("backend", ["cpu", "cuda"])
+def test_winding_number_modes(backend):
+    vertices, faces = MESHES["torus"]()
+    points = query_points(vertices, 80, seed=6)
+    exact = naive_winding_number(vertices, faces, points)
+    ours_exact = winding_number(vertices, faces, points, exact=True, backend=backend)
+    torch.testing.assert_close(ours_exact, exact, rtol=0, atol=1e-10)
+    approximate = winding_number(vertices, faces, points, beta=2.0, backend=backend)
+    assert (approximate - exact).abs().max() < 0.05
+    finer = winding_number(vertices, faces, points, beta=4.0, backend=backend)
+    assert (finer - exact).abs().max() <= (approximate - exact).abs().max() + 1e-12
+
+
+def test_unsigned_distance_is_nonnegative_and_matches_signed():
+    vertices, faces = MESHES["sphere"]()
+    points = query_points(vertices, 500, seed=7)
+    unsigned = unsigned_distance(vertices, faces, points)
+    signed = signed_distance(vertices, faces, points)
+    assert bool((unsigned.distance >= 0).all())
+    torch.testing.assert_close(unsigned.distance, signed.distance.abs())
+
+
+@pytest.mark.parametrize("backend,count", BACKENDS)
+def test_packed_meshes_match_separate_calls(backend, count):
+    meshes = [MESHES["sphere"](), MESHES["torus"](), box((0.3, 0.3, 0.3))]
+    shifted = [(v + 0.5 * i, f) for i, (v, f) in enumerate(meshes)]
+    packed = pack_meshes([v for v, _ in shifted], [f for _, f in shifted])
+    generator = torch.Generator().manual_seed(8)
+    points = torch.randn(count, 3, generator=generator, dtype=torch.float64)
+    point_mesh = torch.randint(0, 3, (count,), generator=generator)
+    result = signed_distance(packed.vertices, packed.faces, points, point_mesh=point_mesh,
+                             mesh_faces_first_idx=packed.mesh_faces_first_idx, backend=backend)
+    for m, (v, f) in enumerate(shifted):
+        chosen = point_mesh == m
+        alone = signed_distance(v, f, points[chosen], backend=backend)
+        torch.testing.assert_close(result.distance[chosen], alone.distance)
+        assert torch.equal(result.closest_face[chosen] - packed.mesh_faces_first_idx[m],
+                           alone.closest_face)
+
+
+def test_single_triangle_meshes_in_a_pack():
+    triangle = torch.tensor([[0.0, 0, 0], [1, 0, 0], [0, 1, 0]], dtype=torch.float64)
+    faces = torch.tensor([[0, 1, 2]])
+    packed = pack_meshes([triangle, triangle + 5], [faces, faces])
+    points = torch.tensor([[0.2, 0.2, 1.0], [5.2, 5.2, 4.0]], dtype=torch.float64)
+    result = unsigned_distance(packed.vertices, packed.faces, points,
+                               point_mesh=torch.tensor([0, 1]),
+                               mesh_faces_first_idx=packed.mesh_faces_first_idx)
+    torch.testing.assert_close(result.distance, torch.tensor([1.0, 1.0], dtype=torch.float64))
+
+
+def test_refit_matches_rebuild_after_deformation():
+    vertices, faces = MESHES["bumpy"]()
+    bvh = MeshBVH(vertices, faces)
+    moved = vertices * torch.tensor([1.3, 0.8, 1.0], dtype=torch.float64) + 0.1 * torch.sin(
+        5 * vertices)
+    points = query_points(moved, 1000, seed=9)
+    refitted = signed_distance(moved, faces, points, bvh=bvh)
+    rebuilt = signed_distance(moved, faces, points)
+    torch.testing.assert_close(refitted.distance, rebuilt.distance)
+
+
+@pytest.mark.parametrize("backend", ["cpu", "cuda"])
+def test_empty_point_set(backend):
+    vertices, faces = MESHES["sphere"]()
+    result = signed_distance(vertices, faces, torch.zeros(0, 3, dtype=torch.float64),
+                             backend=backend)
+    assert result.distance.shape == (0,) and result.closest_face.shape == (0,)
+    assert result.barycentric.shape == (0, 3) and result.closest_point.shape == (0, 3)
+
+
+def test_cuda_backend_bvh_matches_cpu_bvh():
+    vertices, faces = MESHES["bumpy"]()
+    cpu = MeshBVH(vertices, faces, backend="cpu")
+    cuda = MeshBVH(vertices, faces, backend="cuda")
+    for name in ("leaf_face", "child_left", "child_right", "mesh_root"):
+        assert torch.equal(getattr(cpu, name), getattr(cuda, name)), name
+    for name in ("node_lo", "node_hi", "node_center", "node_normal", "node_radius"):
+        a, b = getattr(cpu, name), getattr(cuda, name)
+        used = torch.cat([cpu.bottom_up, torch.arange(cpu.num_faces - 1, 2 * cpu.num_faces - 1)])
+        torch.testing.assert_close(a[used], b[used], msg=name)
