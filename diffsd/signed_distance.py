@@ -31,12 +31,16 @@ class SignedDistance(NamedTuple):
             vertices, in the face's vertex order.
         closest_point: (P, 3) the closest point on the mesh; differentiable
             with respect to the vertices (barycentrics held fixed).
+        winding_number: (P,) generalised winding number that gave the sign
+            (about 1 inside one closed mesh, 2 where two overlap); empty for
+            :func:`unsigned_distance`. Not differentiable.
     """
 
     distance: torch.Tensor
     closest_face: torch.Tensor
     barycentric: torch.Tensor
     closest_point: torch.Tensor
+    winding_number: torch.Tensor
 
 
 class _DistanceFunction(torch.autograd.Function):
@@ -54,11 +58,11 @@ class _DistanceFunction(torch.autograd.Function):
         ctx.save_for_backward(points, closest_point, triangles, barycentric, face, sign)
         ctx.num_vertices = vertices.shape[0]
         ctx.faces = faces
-        ctx.mark_non_differentiable(face, barycentric)
-        return sign * unsigned, face, barycentric
+        ctx.mark_non_differentiable(face, barycentric, winding)
+        return sign * unsigned, face, barycentric, winding
 
     @staticmethod
-    def backward(ctx, grad_distance, _grad_face, _grad_barycentric):
+    def backward(ctx, grad_distance, _grad_face, _grad_barycentric, _grad_winding):
         points, closest_point, triangles, barycentric, face, sign = ctx.saved_tensors
         offset = points.detach() - closest_point
         length = offset.norm(dim=1, keepdim=True)
@@ -195,7 +199,7 @@ def winding_number(
 
 
 def _run(vertices, points, bvh, point_mesh, beta, signed):
-    distance, face, barycentric = _DistanceFunction.apply(
+    distance, face, barycentric, winding = _DistanceFunction.apply(
         vertices, points, bvh, bvh.faces, point_mesh, float(beta), signed)
     closest_point = (barycentric[:, :, None] * vertices[bvh.faces[face]]).sum(dim=1)
-    return SignedDistance(distance, face, barycentric, closest_point)
+    return SignedDistance(distance, face, barycentric, closest_point, winding)
