@@ -9,6 +9,7 @@ and spectral parameters (VectorAdam with the per-frequency step).
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -129,6 +130,9 @@ class SpineFit:
         self.template = template
         self.iteration = 0
         self.history: list[dict[str, float]] = []
+        #: Set to True to accumulate per-stage seconds in ``stage_seconds``.
+        self.time_stages = False
+        self.stage_seconds: dict[str, float] = {}
         optim = config.optim
         self.unit = optim.unit_mm
         self.dtype = torch.float32
@@ -234,50 +238,57 @@ class SpineFit:
         alpha = linear_schedule(
             config.shape.alpha_start, config.shape.alpha_end, self.iteration, total_iterations
         )
-        target_sampler = self.sampler.blurred(sigma)
-
-        vertices = self.shape()  # (M, V, 3) mm
-        packed = self.shape.packed(vertices)
         values: dict[str, torch.Tensor] = {}
 
-        points = self._image_points(packed)
-        if weights.image > 0 or weights.overlap > 0:
-            union = diffsd.signed_distance(
-                packed, self.packed_faces, points, bvh=self.union_bvh, beta=optim.winding_beta
-            )
-        if weights.image > 0:
-            predicted = self.appearance(union.distance / self.unit)
-            with torch.no_grad():
-                observed = self.appearance.normalize(target_sampler.sample(points))
-            values["image"] = L.image_loss(predicted, observed)
-        if weights.edge > 0:
-            values["edge"] = L.edge_length_loss(vertices / self.unit, self.edges)
-        if weights.normal > 0:
-            surface, face, _ = sample_surface(
-                packed, self.packed_faces, optim.num_surface_points, generator=self.generator
-            )
-            normals = face_normals(packed, self.packed_faces)[face]
-            _, gradient = target_sampler.sample_with_gradient(surface)
-            # HU per mm -> normalised intensity per model unit.
-            gradient = gradient * (self.unit / self.appearance.intensity_scale)
-            values["normal"] = L.normal_loss(normals, gradient)
-        if weights.overlap > 0:
-            values["overlap"] = self._overlap(packed, points, union.winding_number)
-        if weights.variance > 0 and config.shape.spectral:
-            values["variance"] = L.variance_loss(self.shape.coefficients, self.shape.eigenvalues)
-
-        total = sum(getattr(weights, name) * value for name, value in values.items())
-        self.appearance_optimizer.zero_grad(set_to_none=True)
-        if self.shape_optimizer is not None:
-            self.shape_optimizer.zero_grad(set_to_none=True)
-            if config.shape.spectral:
-                self.shape_optimizer.set_frequency_scale(
-                    frequency_step_scale(self.shape.eigenvalues, alpha), "spectral"
+        with self.stage_timer("sampling"):
+            target_sampler = self.sampler.blurred(sigma)
+            vertices = self.shape()  # (M, V, 3) mm
+            packed = self.shape.packed(vertices)
+            points = self._image_points(packed)
+            if weights.normal > 0:
+                surface, face, _ = sample_surface(
+                    packed, self.packed_faces, optim.num_surface_points, generator=self.generator
                 )
-        total.backward()
-        self.appearance_optimizer.step()
-        if self.shape_optimizer is not None:
-            self.shape_optimizer.step()
+        with self.stage_timer("signed_distance"):
+            if weights.image > 0 or weights.overlap > 0:
+                union = diffsd.signed_distance(
+                    packed, self.packed_faces, points, bvh=self.union_bvh,
+                    beta=optim.winding_beta,
+                )
+            if weights.overlap > 0:
+                values["overlap"] = self._overlap(packed, points, union.winding_number)
+        with self.stage_timer("losses"):
+            if weights.image > 0:
+                predicted = self.appearance(union.distance / self.unit)
+                with torch.no_grad():
+                    observed = self.appearance.normalize(target_sampler.sample(points))
+                values["image"] = L.image_loss(predicted, observed)
+            if weights.edge > 0:
+                values["edge"] = L.edge_length_loss(vertices / self.unit, self.edges)
+            if weights.normal > 0:
+                normals = face_normals(packed, self.packed_faces)[face]
+                _, gradient = target_sampler.sample_with_gradient(surface)
+                # HU per mm -> normalised intensity per model unit.
+                gradient = gradient * (self.unit / self.appearance.intensity_scale)
+                values["normal"] = L.normal_loss(normals, gradient)
+            if weights.variance > 0 and config.shape.spectral:
+                values["variance"] = L.variance_loss(
+                    self.shape.coefficients, self.shape.eigenvalues)
+            total = sum(getattr(weights, name) * value for name, value in values.items())
+
+        with self.stage_timer("backward"):
+            self.appearance_optimizer.zero_grad(set_to_none=True)
+            if self.shape_optimizer is not None:
+                self.shape_optimizer.zero_grad(set_to_none=True)
+                if config.shape.spectral:
+                    self.shape_optimizer.set_frequency_scale(
+                        frequency_step_scale(self.shape.eigenvalues, alpha), "spectral"
+                    )
+            total.backward()
+        with self.stage_timer("update"):
+            self.appearance_optimizer.step()
+            if self.shape_optimizer is not None:
+                self.shape_optimizer.step()
         self.iteration += 1
         record = {
             "iteration": self.iteration,
@@ -288,6 +299,20 @@ class SpineFit:
         record.update({name: float(value.detach()) for name, value in values.items()})
         self.history.append(record)
         return record
+
+    @contextlib.contextmanager
+    def stage_timer(self, name: str):
+        """Accumulate wall time per stage in :attr:`stage_seconds` (synchronising CUDA)."""
+        if not self.time_stages:
+            yield
+            return
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        tick = time.perf_counter()
+        yield
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        self.stage_seconds[name] = self.stage_seconds.get(name, 0.0) + time.perf_counter() - tick
 
     def run(
         self,
