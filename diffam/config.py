@@ -66,7 +66,7 @@ class OptimConfig:
     blur_start_mm: float = 2.56
     blur_end_fraction: float = 0.8
     #: Opening ratio of the Barnes--Hut winding number during fitting.
-    winding_beta: float = 2.0
+    winding_beta: float = 1.5
     #: Scans are cropped around the spine and resampled to this spacing for
     #: fitting (the paper used 1 mm isotropic data); 0 keeps the scan's grid.
     processing_spacing_mm: float = 1.0
@@ -76,12 +76,26 @@ class OptimConfig:
 
 @dataclass
 class ExportConfig:
-    """What the label map holds."""
+    """What the output folder holds (see :mod:`diffam.outputs`)."""
 
     labels: str = "verse"  # or "totalsegmentator"
     per_vertebra_masks: bool = False
     meshes: bool = True
     mesh_format: str = "ply"
+    #: File format of the label map (and masks): nii.gz, nii, mha, nrrd, or
+    #: auto for the input's own format (NIfTI for DICOM input and the phantom).
+    format: str = "nii.gz"
+    #: Colour/name tables beside the label map (3D Slicer .ctbl, ITK-SNAP .txt).
+    color_tables: bool = True
+    #: DICOM SEG for DICOM input: auto (when highdicom is installed), true
+    #: (required: fail without highdicom), false.
+    dicom_seg: Any = "auto"
+    #: Quality-control pictures (qc/sagittal.png, qc/coronal.png, qc/losses.png).
+    qc_images: bool = True
+    #: Per-vertebra fit score (image residual near the surface) in the reports.
+    fit_score: bool = True
+    #: Relative residual above which a vertebra is flagged as doubtful.
+    fit_score_threshold: float = 0.25
 
 
 @dataclass

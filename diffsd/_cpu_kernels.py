@@ -75,19 +75,19 @@ def bottom_up_order(child_left, child_right, roots, num_nodes):
 
 @numba.njit(parallel=True, cache=True, nogil=True)
 def refit(vertices, faces, leaf_face, bottom_up, child_left, child_right, leaf_vertices, node_lo,
-          node_hi, node_center, node_normal, node_area, node_radius):
+          node_hi, node_center, node_normal, node_moment, node_area, node_radius):
     num_internal = child_left.shape[0]
     for leaf in numba.prange(leaf_face.shape[0]):
         _refit_leaf(leaf, num_internal, vertices, faces, leaf_face, leaf_vertices, node_lo, node_hi,
-                    node_center, node_normal, node_area, node_radius)
+                    node_center, node_normal, node_moment, node_area, node_radius)
     for k in range(bottom_up.shape[0]):
         _refit_internal_node(bottom_up[k], child_left, child_right, node_lo, node_hi, node_center,
-                             node_normal, node_area, node_radius)
+                             node_normal, node_moment, node_area, node_radius)
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
 def query(points, point_mesh, mesh_root, child_left, child_right, node_lo, node_hi, leaf_vertices,
-          leaf_face, node_center, node_normal, node_radius, beta, want_closest, want_winding,
+          leaf_face, node_center, node_normal, node_moment, node_radius, beta, want_closest, want_winding,
           out_distance2, out_face, out_barycentric, out_winding):
     """Closest triangle and/or winding number of every point against its mesh."""
     num_points = points.shape[0]
@@ -116,4 +116,4 @@ def query(points, point_mesh, mesh_root, child_left, child_right, node_lo, node_
             if want_winding:
                 out_winding[i] = _winding_number_query(
                     px, py, pz, root, num_internal, child_left, child_right, leaf_vertices,
-                    node_center, node_normal, node_radius, beta, stack)
+                    node_center, node_normal, node_moment, node_radius, beta, stack)

@@ -117,6 +117,7 @@ class MeshBVH:
         self.node_hi = torch.empty((num_nodes, 3), dtype=dtype, device=device)
         self.node_center = torch.empty((num_nodes, 3), dtype=dtype, device=device)
         self.node_normal = torch.empty((num_nodes, 3), dtype=dtype, device=device)
+        self.node_moment = torch.empty((num_nodes, 9), dtype=dtype, device=device)
         self.node_area = torch.empty(num_nodes, dtype=dtype, device=device)
         self.node_radius = torch.empty(num_nodes, dtype=dtype, device=device)
         self._refit(vertices)
@@ -148,8 +149,8 @@ class MeshBVH:
         arr = _backend.as_kernel_array
         n = self.faces.shape[0]
         nodes = (arr(self.leaf_vertices), arr(self.node_lo), arr(self.node_hi),
-                 arr(self.node_center), arr(self.node_normal), arr(self.node_area),
-                 arr(self.node_radius))
+                 arr(self.node_center), arr(self.node_normal), arr(self.node_moment),
+                 arr(self.node_area), arr(self.node_radius))
         if self.backend == "cpu":
             from diffsd import _cpu_kernels
 
@@ -187,7 +188,8 @@ class MeshBVH:
         args = (arr(points.detach().contiguous()), arr(point_mesh), arr(self.mesh_root),
                 arr(self.child_left), arr(self.child_right), arr(self.node_lo), arr(self.node_hi),
                 arr(self.leaf_vertices), arr(self.leaf_face), arr(self.node_center),
-                arr(self.node_normal), arr(self.node_radius), float(beta), bool(closest),
+                arr(self.node_normal), arr(self.node_moment), arr(self.node_radius), float(beta),
+                bool(closest),
                 bool(winding), arr(distance2), arr(face), arr(barycentric), arr(winding_number))
         kernels = _backend.kernels(self.backend)
         if self.backend == "cpu":

@@ -172,6 +172,24 @@ def dipole_solid_angle(px, py, pz, qx, qy, qz, nx, ny, nz):
     return dot3(nx, ny, nz, rx, ry, rz) / (r2 * math.sqrt(r2))
 
 
+def quadrupole_solid_angle(px, py, pz, qx, qy, qz, m00, m01, m02, m10, m11, m12, m20, m21, m22):
+    """Second-order far-field term of the solid angle of a cluster centred at q.
+
+    ``M = sum_t (x_t - q) (x) n_t`` over the cluster's triangles (centroid
+    x_t, area-weighted normal n_t); with ``r = q - p`` the term is
+    ``tr(M) / |r|^3 - 3 r^T M r / |r|^5``, the next term of the Taylor
+    expansion of ``n . (x - p) / |x - p|^3`` about q (Barill et al. 2018).
+    """
+    rx = qx - px
+    ry = qy - py
+    rz = qz - pz
+    r2 = rx * rx + ry * ry + rz * rz
+    r3 = r2 * math.sqrt(r2)
+    quadratic = (rx * (m00 * rx + m01 * ry + m02 * rz) + ry * (m10 * rx + m11 * ry + m12 * rz)
+                 + rz * (m20 * rx + m21 * ry + m22 * rz))
+    return (m00 + m11 + m22) / r3 - 3.0 * quadratic / (r3 * r2)
+
+
 def box_distance_squared(px, py, pz, lox, loy, loz, hix, hiy, hiz):
     """Squared distance from p to the axis-aligned box [lo, hi] (0 inside)."""
     dx = 0.0

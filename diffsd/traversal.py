@@ -20,6 +20,7 @@ from diffsd.geometry import (
     closest_point_on_triangle,
     count_leading_zeros_64,
     dipole_solid_angle,
+    quadrupole_solid_angle,
     triangle_solid_angle,
 )
 
@@ -101,11 +102,12 @@ def closest_leaf_query(px, py, pz, root, num_internal, child_left, child_right, 
 
 
 def winding_number_query(px, py, pz, root, num_internal, child_left, child_right, leaf_vertices,
-                         node_center, node_normal, node_radius, beta, stack):
+                         node_center, node_normal, node_moment, node_radius, beta, stack):
     """Generalised winding number at p of the triangles below ``root``.
 
     Barnes--Hut: a node whose dipole centre is farther than ``beta`` times
-    its radius contributes its first-order dipole term; nearer nodes are
+    its radius contributes its far-field expansion to second order (dipole
+    plus the first-moment term of Barill et al. 2018); nearer nodes are
     opened and leaves contribute their exact solid angle. ``beta <= 0``
     gives the exact sum over all triangles.
     """
@@ -133,6 +135,11 @@ def winding_number_query(px, py, pz, root, num_internal, child_left, child_right
                 total += dipole_solid_angle(
                     px, py, pz, cx, cy, cz,
                     node_normal[node, 0], node_normal[node, 1], node_normal[node, 2])
+                total += quadrupole_solid_angle(
+                    px, py, pz, cx, cy, cz,
+                    node_moment[node, 0], node_moment[node, 1], node_moment[node, 2],
+                    node_moment[node, 3], node_moment[node, 4], node_moment[node, 5],
+                    node_moment[node, 6], node_moment[node, 7], node_moment[node, 8])
             else:
                 stack[top] = child_right[node]
                 top += 1
@@ -205,7 +212,7 @@ def build_internal_node(i, keys, n, child_left, child_right, parent, range_first
 
 
 def refit_leaf(leaf, num_internal, vertices, faces, leaf_face, leaf_vertices, node_lo, node_hi,
-               node_center, node_normal, node_area, node_radius):
+               node_center, node_normal, node_moment, node_area, node_radius):
     """Copy leaf's triangle into tree order; set its box and its dipole."""
     face = leaf_face[leaf]
     node = num_internal + leaf
@@ -236,11 +243,17 @@ def refit_leaf(leaf, num_internal, vertices, faces, leaf_face, leaf_vertices, no
     node_normal[node, 2] = nz
     node_area[node] = math.sqrt(nx * nx + ny * ny + nz * nz)
     node_radius[node] = 0.0
+    for k in range(9):
+        node_moment[node, k] = 0.0
 
 
 def refit_internal_node(node, child_left, child_right, node_lo, node_hi, node_center, node_normal,
-                        node_area, node_radius):
-    """Box and dipole of an internal node from its two children's."""
+                        node_moment, node_area, node_radius):
+    """Box, dipole and first moment of an internal node from its two children's.
+
+    The moment about the new centre c shifts each child's:
+    ``M = M_l + (c_l - c) (x) N_l + M_r + (c_r - c) (x) N_r``.
+    """
     left = child_left[node]
     right = child_right[node]
     area_left = node_area[left]
@@ -264,3 +277,10 @@ def refit_internal_node(node, child_left, child_right, node_lo, node_hi, node_ce
         radius2 += extent * extent
     node_area[node] = area
     node_radius[node] = math.sqrt(radius2)
+    for i in range(3):
+        shift_left = node_center[left, i] - node_center[node, i]
+        shift_right = node_center[right, i] - node_center[node, i]
+        for j in range(3):
+            node_moment[node, 3 * i + j] = (
+                node_moment[left, 3 * i + j] + shift_left * node_normal[left, j]
+                + node_moment[right, 3 * i + j] + shift_right * node_normal[right, j])
