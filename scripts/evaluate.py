@@ -2,9 +2,14 @@
 
 Usage:
     python scripts/evaluate.py pred=PRED gt=GT output_dir=OUT \
-        gt_labels=verse|totalsegmentator|mapping.csv pred_labels=verse
+        gt_labels=verse|totalsegmentator|mapping.csv pred_labels=verse \
+        levels=all|predicted
 
-PRED and GT are two label files or two folders paired by file-name stem.
+PRED and GT are two label files or two folders paired by file-name stem
+(a folder of segment.py run folders, <case>/labels.nii.gz, pairs by <case>).
+levels=predicted restricts the summary to the levels the prediction tried
+(from the run's report.json, else the labels present) and lists the other
+ground-truth vertebrae separately as not attempted.
 Writes per_vertebra.csv, summary.csv, evaluation.json and report.md into
 OUT and prints the summary table (Table 1 layout). Exit status 1 when no
 pair could be evaluated or a pair failed; 2 on a configuration error.
@@ -39,6 +44,7 @@ def run(cfg: DictConfig) -> int:
             pred_strip=list(cfg.pred_strip),
             gt_strip=list(cfg.gt_strip),
             max_distance_mm=float(cfg.id_max_distance_mm),
+            levels=str(cfg.get("levels", "all")),
         )
     except (ValueError, FileNotFoundError) as e:
         log.error("%s", e)
@@ -59,6 +65,12 @@ def run(cfg: DictConfig) -> int:
         print(markdown_per_vertebra(rows), end="\n\n")
     print(markdown_summary(summarize(rows)))
     print(res.pairing.report())
+    for c in res.cases:
+        if c.not_attempted:
+            print(
+                f"not attempted by the prediction, left out of the summary (levels=predicted): "
+                f"{c.case}: {', '.join(c.not_attempted)}"
+            )
     for c in res.failed:
         print(f"FAILED {c.case}: {c.error}")
     print(f"results in {Path(paths['json']).parent.resolve()}")

@@ -17,10 +17,13 @@ import sys
 from pathlib import Path
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from diffam.hydra_batch import job_record  # noqa: E402  (registers ${scan_stem:...})
 from diffam.runner import run_from_settings  # noqa: E402
 
 log = logging.getLogger("segment")
@@ -29,14 +32,24 @@ log = logging.getLogger("segment")
 @hydra.main(config_path="../configs", config_name="segment", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     settings = OmegaConf.to_container(cfg, resolve=True)
+    hydra_cfg = HydraConfig.get()
+    if hydra_cfg.mode == RunMode.MULTIRUN:
+        # One job of a sweep: results go to a record that BatchSummaryCallback gathers into
+        # batch_summary.json; no sys.exit, so a failed scan does not stop the other jobs.
+        record = job_record(hydra_cfg.sweep.dir, hydra_cfg.job.num)
+        run_from_settings(settings, should_stop=_install_interrupt_handler(), batch_record=record)
+        return
     code = run_from_settings(settings, should_stop=_install_interrupt_handler())
     if code:
         sys.exit(code)
 
 
+_INTERRUPT = {"stop": False}
+
+
 def _install_interrupt_handler():
     """First Ctrl-C: finish the iteration, save a checkpoint, stop. Second: abort."""
-    state = {"stop": False}
+    state = _INTERRUPT  # shared by the jobs of a multirun in one process: Ctrl-C stops them all
 
     def handler(signum, frame):
         if state["stop"]:

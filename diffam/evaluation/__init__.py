@@ -16,7 +16,15 @@ Example:
 """
 
 from .batch import BatchResult, evaluate_paths
-from .case import CaseResult, VertebraResult, evaluate_arrays, evaluate_files, evaluate_images
+from .case import (
+    CaseResult,
+    VertebraResult,
+    attempted_levels,
+    evaluate_arrays,
+    evaluate_files,
+    evaluate_images,
+    restrict_to_attempted,
+)
 from .identification import Identification, identification_rate, identify
 from .metrics import MaskMetrics, mask_metrics, surface_distances
 from .pairing import Pairing, pair_paths, stem
@@ -31,6 +39,7 @@ __all__ = [
     "MaskMetrics",
     "Pairing",
     "VertebraResult",
+    "attempted_levels",
     "evaluate_arrays",
     "evaluate_files",
     "evaluate_images",
@@ -42,6 +51,7 @@ __all__ = [
     "markdown_per_vertebra",
     "markdown_summary",
     "pair_paths",
+    "restrict_to_attempted",
     "stem",
     "summarize",
     "surface_distances",

@@ -7,9 +7,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .case import CaseResult, evaluate_files
+from .case import CaseResult, attempted_levels, evaluate_files, restrict_to_attempted
 from .identification import DEFAULT_MAX_DISTANCE_MM
-from .pairing import Pairing, pair_paths
+from .pairing import Pairing, display_name, pair_paths
 from .vertebrae import get_mapping
 
 log = logging.getLogger(__name__)
@@ -42,6 +42,7 @@ def evaluate_paths(
     pred_strip: Sequence[str] = (),
     gt_strip: Sequence[str] = (),
     max_distance_mm: float = DEFAULT_MAX_DISTANCE_MM,
+    levels: str = "all",
 ) -> BatchResult:
     """Pair files by stem and evaluate every pair.
 
@@ -58,19 +59,31 @@ def evaluate_paths(
         pred_strip: Suffixes stripped from prediction stems before pairing.
         gt_strip: Suffixes stripped from ground-truth stems before pairing.
         max_distance_mm: Identification distance threshold, mm.
+        levels: ``all`` (every ground-truth vertebra counts) or ``predicted``
+            (only the levels the prediction tried, from the run's
+            ``report.json`` or else the labels present; the other
+            ground-truth vertebrae are marked ``not_attempted`` and left out
+            of the summary, see :func:`.case.restrict_to_attempted`).
 
     Returns:
         A :class:`BatchResult`.
     """
     get_mapping(pred_labels), get_mapping(gt_labels)  # fail early on a bad mapping
+    if levels not in ("all", "predicted"):
+        raise ValueError(f"levels={levels!r}: choose all or predicted")
     pairing = pair_paths(pred, gt, pattern, pred_strip, gt_strip)
     for line in pairing.report().splitlines():
         (log.warning if "without" in line else log.info)(line)
     cases = []
     for n, (case, p, g) in enumerate(pairing.pairs, start=1):
-        log.info("[%d/%d] %s: %s vs %s", n, len(pairing.pairs), case, p.name, g.name)
+        log.info(
+            "[%d/%d] %s: %s vs %s", n, len(pairing.pairs), case, display_name(p), display_name(g)
+        )
         try:
-            cases.append(evaluate_files(p, g, pred_labels, gt_labels, case, max_distance_mm))
+            result = evaluate_files(p, g, pred_labels, gt_labels, case, max_distance_mm)
+            if levels == "predicted":
+                restrict_to_attempted(result, attempted_levels(p))
+            cases.append(result)
         except (ValueError, OSError) as e:
             log.error("%s: not evaluated: %s", case, e)
             cases.append(CaseResult(case=case, error=str(e)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +30,11 @@ class VertebraResult:
         name: Level name (``"L1"``, ``"T13"``, ``"sacrum"``).
         segment: ``cervical``, ``thoracic``, ``lumbar`` or ``sacrum``.
         status: ``"matched"`` (in both), ``"missing"`` (in ground truth
-            only: Dice 0, not identified) or ``"extra"`` (predicted only).
+            only: Dice 0, not identified), ``"extra"`` (predicted only) or
+            ``"not_attempted"`` (in ground truth only, at a level the
+            prediction did not try; only with ``levels="predicted"``, see
+            :func:`restrict_to_attempted`; left out of the summary, Dice NaN,
+            identified None).
         dice: Dice in [0, 1] (0 for missing and extra vertebrae).
         hd95_mm: 95th-percentile Hausdorff distance, mm (NaN unless matched).
         hd_mm: Maximum Hausdorff distance, mm (NaN unless matched).
@@ -88,6 +93,11 @@ class CaseResult:
     def extra(self) -> list[str]:
         """Names of predicted vertebrae absent from the ground truth."""
         return [v.name for v in self.vertebrae if v.status == "extra"]
+
+    @property
+    def not_attempted(self) -> list[str]:
+        """Names of ground-truth vertebrae at levels the prediction did not try."""
+        return [v.name for v in self.vertebrae if v.status == "not_attempted"]
 
 
 def _tuple(c: np.ndarray | None) -> tuple[float, float, float] | None:
@@ -286,3 +296,55 @@ def evaluate_files(
         case,
         max_distance_mm,
     )
+
+
+#: Run report written beside ``labels.nii.gz`` by ``scripts/segment.py``.
+RUN_REPORT_FILE = "report.json"
+
+
+def attempted_levels(pred_path: str | Path) -> set[int] | None:
+    """VerSe ids of the levels a ``scripts/segment.py`` run fitted.
+
+    Args:
+        pred_path: A predicted label file.
+
+    Returns:
+        The ``verse_id`` of every fitted vertebra listed in the
+        ``report.json`` beside ``pred_path``, or None when there is no such
+        report (or it lists none).
+    """
+    report = Path(pred_path).parent / RUN_REPORT_FILE
+    if not report.is_file():
+        return None
+    try:
+        data = json.loads(report.read_text())
+        ids = {int(v["verse_id"]) for v in data.get("vertebrae") or []}
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        log.warning("%s: unreadable run report (%s); using the labels present instead", report, e)
+        return None
+    return ids or None
+
+
+def restrict_to_attempted(result: CaseResult, attempted: set[int] | None = None) -> CaseResult:
+    """Mark missing vertebrae at levels the prediction did not try as ``not_attempted``.
+
+    For predictions that cover only part of the spine by design (a template of
+    L1-L5 fitted to a chest CT labelled T1-L3): the summary is then about the
+    levels tried, and the others are reported separately instead of counting
+    as missing. A level that was tried but left no voxel stays ``missing``.
+
+    Args:
+        result: An evaluated case (changed in place).
+        attempted: VerSe ids the prediction tried (see
+            :func:`attempted_levels`); None: the labels present in the
+            prediction.
+
+    Returns:
+        ``result``.
+    """
+    if attempted is None:
+        attempted = {r.label for r in result.vertebrae if r.status in ("matched", "extra")}
+    for r in result.vertebrae:
+        if r.status == "missing" and r.label not in attempted:
+            r.status, r.dice, r.identified = "not_attempted", float("nan"), None
+    return result

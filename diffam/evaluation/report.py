@@ -6,6 +6,9 @@ was evaluated (the sacrum is not counted in ``total``). Per segment:
 
 * ``n_gt``: ground-truth vertebrae over all cases; ``n_missing``: those not
   predicted; ``n_extra``: predicted vertebrae absent from the ground truth;
+* ``n_not_attempted``: ground-truth vertebrae at levels the prediction did
+  not try (evaluation with ``levels=predicted``); they are left out of every
+  other column;
 * ``dice_mean``/``dice_std`` (%): over ground-truth vertebrae, a missing
   vertebra counting as 0 (extra vertebrae are counted, not averaged in);
 * ``hd95_mm``, ``hd_mm``, ``assd_mm``: means over vertebrae present in both
@@ -40,6 +43,7 @@ SUMMARY_COLUMNS: tuple[str, ...] = (
     "n_gt",
     "n_missing",
     "n_extra",
+    "n_not_attempted",
     "dice_mean",
     "dice_std",
     "hd95_mm",
@@ -71,16 +75,17 @@ def summarize(rows: Iterable[VertebraResult]) -> list[dict[str, Any]]:
         groups["sacrum"] = [r for r in rows if r.segment == "sacrum"]
     out = []
     for seg, rs in groups.items():
-        gt = [r for r in rs if r.status != "extra"]
+        gt = [r for r in rs if r.status in ("matched", "missing")]
         matched = [r for r in rs if r.status == "matched"]
         dices = np.asarray([r.dice for r in gt], dtype=np.float64) * 100.0
         out.append(
             {
                 "segment": seg,
-                "n_cases": len({r.case for r in rs}),
+                "n_cases": len({r.case for r in rs if r.status != "not_attempted"}),
                 "n_gt": len(gt),
                 "n_missing": sum(r.status == "missing" for r in rs),
                 "n_extra": sum(r.status == "extra" for r in rs),
+                "n_not_attempted": sum(r.status == "not_attempted" for r in rs),
                 "dice_mean": float(dices.mean()) if dices.size else float("nan"),
                 "dice_std": float(dices.std()) if dices.size else float("nan"),
                 "hd95_mm": _mean([r.hd95_mm for r in matched]),
@@ -109,11 +114,17 @@ def markdown_summary(summary: Sequence[dict[str, Any]]) -> str:
         summary: Rows from :func:`summarize`.
 
     Returns:
-        The table as text ("-" marks undefined values).
+        The table as text ("-" marks undefined values); a column "not
+        attempted" is added when some ground-truth vertebrae were left out
+        (``levels=predicted``).
     """
+    extra_col = any(s.get("n_not_attempted") for s in summary)
     head = (
         "| segment | vertebrae | Dice (%) | HD95 (mm) | ASSD (mm) | ID rate (%) "
-        "| missing | extra |\n|---|---:|---:|---:|---:|---:|---:|---:|"
+        "| missing | extra |"
+        + (" not attempted |" if extra_col else "")
+        + "\n|---|---:|---:|---:|---:|---:|---:|---:|"
+        + ("---:|" if extra_col else "")
     )
     lines = [head]
     for s in summary:
@@ -121,7 +132,7 @@ def markdown_summary(summary: Sequence[dict[str, Any]]) -> str:
         lines.append(
             f"| {s['segment']} | {s['n_gt']} | {dice} | {_fmt(s['hd95_mm'], 2)} "
             f"| {_fmt(s['assd_mm'], 2)} | {_fmt(s['id_rate'])} | {s['n_missing']} "
-            f"| {s['n_extra']} |"
+            f"| {s['n_extra']} |" + (f" {s.get('n_not_attempted', 0)} |" if extra_col else "")
         )
     return "\n".join(lines)
 
@@ -270,6 +281,7 @@ def write_report(
                     "resampled": c.resampled,
                     "missing": c.missing,
                     "extra": c.extra,
+                    "not_attempted": c.not_attempted,
                     "ignored_gt_labels": c.ignored_gt_labels,
                     "ignored_pred_labels": c.ignored_pred_labels,
                 }
@@ -291,6 +303,11 @@ def write_report(
         markdown_per_vertebra(rows),
         "",
     ]
+    skipped = {c.case: c.not_attempted for c in cases if c.not_attempted}
+    if skipped:
+        md += ["## Not attempted by the prediction (left out of the summary)", ""]
+        md += [f"- {case}: {', '.join(names)}" for case, names in skipped.items()]
+        md.append("")
     if unpaired_pred or unpaired_gt or failed:
         md += ["## Not evaluated", ""]
         md += [f"- prediction without ground truth: {p}" for p in unpaired_pred]
