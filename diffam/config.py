@@ -94,8 +94,9 @@ class ExportConfig:
     qc_images: bool = True
     #: Per-vertebra fit score (image residual near the surface) in the reports.
     fit_score: bool = True
-    #: Relative residual above which a vertebra is flagged as doubtful.
-    fit_score_threshold: float = 0.25
+    #: A vertebra whose predicted and observed intensities near its surface
+    #: correlate less than this is flagged as doubtful (diffam.fit_score).
+    fit_score_min_correlation: float = 0.4
 
 
 @dataclass
