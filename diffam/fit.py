@@ -137,7 +137,12 @@ class SpineFit:
         self.unit = optim.unit_mm
         self.dtype = torch.float32
         faces = torch.as_tensor(template.faces)
-        mean_shape = np.mean([v.vertices - v.vertices.mean(0) for v in template.vertebrae], 0)
+        # The shared basis lives on the average vertebra, taken in each level's
+        # own frame when the template has frames (levels are tilted along the spine).
+        if all(getattr(v, "frame", None) is not None for v in template.vertebrae):
+            mean_shape = template.mean_local_shape()
+        else:
+            mean_shape = np.mean([v.vertices - v.vertices.mean(0) for v in template.vertebrae], 0)
         basis = _basis_for(template, mean_shape, faces.numpy(), config.shape.num_eigenvectors)
         placement = initial_placement(template, np.asarray(target_centroids, float), config)
         self.shape = SpineShapeModel(

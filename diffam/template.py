@@ -20,6 +20,8 @@ File format (``.npz``, one file per template set, written by :meth:`TemplateSet.
 * ``vertices_<level>``: (V, 3) float64, millimetres, for every level.
 * ``faces``: (F, 3) int64 when every level has the same faces (``shared_connectivity``),
   otherwise ``faces_<level>`` for every level.
+* optional ``frame_<level>``: (4, 4) float64 rigid transform from the vertebra's
+  local frame (origin at the body centre, axes along the body) to world.
 * optional ``eigenvalues`` (K,) float64 and ``eigenvectors`` (V, K) float64 (a
   Laplace-Beltrami basis shared by all levels; requires shared connectivity).
 
@@ -78,16 +80,28 @@ class Vertebra:
         vertices: (V, 3) float64 vertex positions, world LPS millimetres.
         faces: (F, 3) int64 vertex indices, counter-clockwise seen from outside
             (outward normals).
+        frame: Optional (4, 4) rigid transform from the vertebra's local frame (origin
+            at the centre of the vertebral body, x Left, y Posterior, z Superior along
+            the body's axis) to world LPS mm: ``world = frame[:3, :3] @ local + frame[:3, 3]``.
     """
 
     level: str
     verse_id: int
     vertices: np.ndarray
     faces: np.ndarray
+    frame: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.vertices = np.asarray(self.vertices, dtype=np.float64)
         self.faces = np.asarray(self.faces, dtype=np.int64)
+        if self.frame is not None:
+            self.frame = np.asarray(self.frame, dtype=np.float64)
+
+    def local_vertices(self) -> np.ndarray:
+        """(V, 3) vertices in the vertebra's local frame (requires :attr:`frame`)."""
+        if self.frame is None:
+            raise TemplateError(f"level {self.level} has no local frame")
+        return (self.vertices - self.frame[:3, 3]) @ self.frame[:3, :3]
 
     def volume(self) -> float:
         """Signed enclosed volume in mm^3 (positive for an outward-oriented closed mesh)."""
@@ -186,6 +200,13 @@ class TemplateSet:
         """Solid centroid of every vertebra, VerSe id -> (3,) float64 mm (LPS)."""
         return {v.verse_id: v.centroid() for v in self.vertebrae}
 
+    def mean_local_shape(self) -> np.ndarray:
+        """(V, 3) mean of the vertebrae in their local frames (shared connectivity and
+        frames required): the "average vertebra" on which one Laplace-Beltrami basis
+        for all levels can be computed."""
+        _ = self.faces
+        return np.mean([v.local_vertices() for v in self.vertebrae], axis=0)
+
     def subset(self, levels: Iterable[str | int]) -> TemplateSet:
         """A new set holding only some levels (in this set's order; arrays are copied).
 
@@ -197,7 +218,13 @@ class TemplateSet:
         """
         wanted = [self.by_level(lv).level for lv in levels]
         verts = [
-            Vertebra(v.level, v.verse_id, v.vertices.copy(), v.faces.copy())
+            Vertebra(
+                v.level,
+                v.verse_id,
+                v.vertices.copy(),
+                v.faces.copy(),
+                None if v.frame is None else v.frame.copy(),
+            )
             for v in self.vertebrae
             if v.level in wanted
         ]
@@ -251,6 +278,15 @@ class TemplateSet:
                     f"level {v.level!r} has VerSe id {v.verse_id}, expected {VERSE_IDS[v.level]}"
                 )
             check_mesh(v.vertices, v.faces, genus=genus, what=f"level {v.level}")
+            if v.frame is not None:
+                fr = np.asarray(v.frame)
+                if fr.shape != (4, 4) or not np.all(np.isfinite(fr)):
+                    raise TemplateError(f"level {v.level}: frame must be a finite (4, 4) matrix")
+                rot = fr[:3, :3]
+                if not np.allclose(rot.T @ rot, np.eye(3), atol=1e-6) or np.linalg.det(rot) < 0:
+                    raise TemplateError(f"level {v.level}: frame rotation is not a proper rotation")
+                if not np.allclose(fr[3], [0, 0, 0, 1]):
+                    raise TemplateError(f"level {v.level}: frame's last row must be (0, 0, 0, 1)")
         if require_shared_connectivity and not self.shared_connectivity:
             n = {v.level: len(v.vertices) for v in self.vertebrae}
             raise TemplateError(
@@ -289,6 +325,8 @@ class TemplateSet:
             arrays[f"vertices_{v.level}"] = np.asarray(v.vertices, dtype=np.float64)
             if not shared:
                 arrays[f"faces_{v.level}"] = np.asarray(v.faces, dtype=np.int64)
+            if v.frame is not None:
+                arrays[f"frame_{v.level}"] = np.asarray(v.frame, dtype=np.float64)
         if shared and self.vertebrae:
             arrays["faces"] = np.asarray(self.vertebrae[0].faces, dtype=np.int64)
         eig = None
@@ -387,7 +425,10 @@ def _from_arrays(arrays: dict[str, np.ndarray], where: str) -> TemplateSet:
             )
         if not isinstance(vid, int):
             raise TemplateError(f"{where}: VerSe id of {level} must be an int, got {vid!r}")
-        vertebrae.append(Vertebra(str(level), int(vid), verts, faces))
+        frame = arrays.get(f"frame_{level}")
+        if frame is not None and frame.shape != (4, 4):
+            raise TemplateError(f"{where}: frame_{level} must be (4, 4), got {frame.shape}")
+        vertebrae.append(Vertebra(str(level), int(vid), verts, faces, frame))
     eigval, eigvec = arrays.get("eigenvalues"), arrays.get("eigenvectors")
     info = meta.get("eigenbasis") or {}
     return TemplateSet(
