@@ -127,7 +127,7 @@ def read_verse_json(
     """
     path = Path(path)
     try:
-        entries = json.loads(path.read_text())
+        entries = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as err:
         raise CentroidError(f"centroid file {path} does not exist") from err
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
@@ -228,7 +228,7 @@ def write_centroids_csv(
     centroids: Mapping[int, np.ndarray], path: str | os.PathLike, *, overwrite: bool = False
 ) -> Path:
     """Write ``label,x,y,z`` (VerSe id, LPS mm) atomically; rows sorted by label."""
-    with atomic_path(path, overwrite=overwrite) as tmp, tmp.open("w", newline="") as f:
+    with atomic_path(path, overwrite=overwrite) as tmp, tmp.open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(["label", "x", "y", "z"])
         for label in sorted(centroids):
@@ -262,7 +262,7 @@ def write_verse_json(
                 }
             )
     with atomic_path(path, overwrite=overwrite) as tmp:
-        tmp.write_text(json.dumps(entries, indent=1))
+        tmp.write_text(json.dumps(entries, indent=1), encoding="utf-8")
     return Path(path)
 
 

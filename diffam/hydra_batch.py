@@ -78,7 +78,7 @@ class BatchSummaryCallback(Callback):
         entries: list[dict] = []
         for path in sorted(records.glob("*.json"), key=lambda p: int(p.stem)):
             try:
-                entries += json.loads(path.read_text())
+                entries += json.loads(path.read_text(encoding="utf-8"))
             except (OSError, ValueError) as error:
                 entries.append(
                     {
@@ -115,7 +115,8 @@ class BatchSummaryCallback(Callback):
                         "seconds": None,
                     }
                 ]
-            )
+            ),
+            encoding="utf-8",
         )
 
 

@@ -320,7 +320,7 @@ def _write_json(path: Path, data) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path, overwrite=True) as temporary:
-        temporary.write_text(json.dumps(data, indent=2) + "\n")
+        temporary.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     return path
 
 
@@ -336,7 +336,7 @@ def _done_state(job: Job) -> str | None:
     if not any(p.exists() for p in files):
         return None
     try:
-        report = json.loads((job.output_dir / REPORT_FILE).read_text())
+        report = json.loads((job.output_dir / REPORT_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return (f"{job.output_dir} holds an incomplete result (no readable {REPORT_FILE}); "
                 "overwrite=true to redo it")

@@ -108,4 +108,8 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    # Tables use non-ASCII signs (e.g. +-); never crash on a terminal in the C locale.
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="replace")
     sys.exit(main())

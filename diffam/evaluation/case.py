@@ -317,7 +317,7 @@ def attempted_levels(pred_path: str | Path) -> set[int] | None:
     if not report.is_file():
         return None
     try:
-        data = json.loads(report.read_text())
+        data = json.loads(report.read_text(encoding="utf-8"))
         ids = {int(v["verse_id"]) for v in data.get("vertebrae") or []}
     except (OSError, ValueError, KeyError, TypeError) as e:
         log.warning("%s: unreadable run report (%s); using the labels present instead", report, e)

@@ -27,7 +27,7 @@ SCRIPT = textwrap.dedent(
 
 @pytest.mark.slow
 def test_ten_million_points_against_300k_faces_in_bounded_memory():
-    completed = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True,
+    completed = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, encoding="utf-8",
                                timeout=1800)
     assert completed.returncode == 0, completed.stderr[-2000:]
     fields = dict(item.split("=") for item in completed.stdout.split())

@@ -37,7 +37,7 @@ def run_script(script: Path, *args: str, timeout: float = 600) -> subprocess.Com
     return subprocess.run(
         [sys.executable, str(script), *args],
         capture_output=True,
-        text=True,
+        text=True, encoding="utf-8",
         env=env,
         cwd=ROOT,
         timeout=timeout,

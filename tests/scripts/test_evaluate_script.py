@@ -60,7 +60,7 @@ def test_evaluate_script_folders(tmp_path):
             "pred_strip=[_seg]",
         ],
         capture_output=True,
-        text=True,
+        text=True, encoding="utf-8",
         env=env,
         cwd=tmp_path,
         timeout=120,
