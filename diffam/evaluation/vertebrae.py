@@ -69,11 +69,9 @@ def _verse_identity() -> dict[int, int]:
 
 
 def _totalsegmentator_v2() -> dict[int, int]:
-    # 25 sacrum and 26 S1 both belong to the VerSe sacrum (26);
-    # 27 L5 ... 31 L1, 32 T12 ... 43 T1, 44 C7 ... 50 C1 map to 51 - id.
-    table = {25: 26, 26: 26}
-    table.update({ts: 51 - ts for ts in range(27, 51)})
-    return table
+    from diffam.labels import TOTALSEGMENTATOR_TO_VERSE
+
+    return dict(TOTALSEGMENTATOR_TO_VERSE)
 
 
 BUILTIN_MAPPINGS = {"verse": _verse_identity, "totalsegmentator": _totalsegmentator_v2}
