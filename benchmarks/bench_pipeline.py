@@ -36,6 +36,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--points", type=int, default=10000, help="N = M sample points")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    parser.add_argument("--hidden", type=int, default=0, help="appearance MLP width (0: config)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -49,6 +50,8 @@ def main() -> None:
 
     config = SegmentationConfig(device=args.device)
     config.optim.num_image_points = config.optim.num_surface_points = args.points
+    if args.hidden:
+        config.appearance.hidden = args.hidden
     chosen = template.subset(list(levels))
     target = np.stack([phantom.centroids[v.verse_id] for v in chosen.vertebrae])
     lo = np.concatenate([m[0] for m in phantom.meshes]).min(0) - 40

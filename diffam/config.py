@@ -66,7 +66,7 @@ class OptimConfig:
     blur_start_mm: float = 2.56
     blur_end_fraction: float = 0.8
     #: Opening ratio of the Barnes--Hut winding number during fitting.
-    winding_beta: float = 1.5
+    winding_beta: float = 1.25
     #: Scans are cropped around the spine and resampled to this spacing for
     #: fitting (the paper used 1 mm isotropic data); 0 keeps the scan's grid.
     processing_spacing_mm: float = 1.0

@@ -45,10 +45,12 @@ def build_internal_nodes(keys, child_left, child_right, parent, range_first, ran
 
 @numba.njit(cache=True, nogil=True)
 def bottom_up_order(child_left, child_right, roots, num_nodes):
-    """Internal nodes ordered children-first, and the tree's greatest depth.
+    """Internal nodes ordered children-first, the start of each depth level in
+    that order, and the tree's greatest depth.
 
-    Breadth-first from the roots, then reversed. Serial: it runs once per
-    build, and the refit sweep over it is cheaper than a parallel level loop.
+    Breadth-first from the roots, then reversed: the order is by decreasing
+    depth, so the nodes of one level can be refitted in parallel once the
+    deeper levels are done. Serial: it runs once per build.
     """
     num_internal = child_left.shape[0]
     order = np.empty(num_internal, np.int64)
@@ -70,19 +72,30 @@ def bottom_up_order(child_left, child_right, roots, num_nodes):
             if child < num_internal:
                 order[count] = child
                 count += 1
-    return order[:count][::-1].copy(), max_depth
+    order = order[:count][::-1].copy()
+    level_starts = np.empty(max_depth + 2, np.int64)
+    levels = 0
+    for k in range(count):
+        if k == 0 or depth[order[k]] != depth[order[k - 1]]:
+            level_starts[levels] = k
+            levels += 1
+    level_starts[levels] = count
+    return order, level_starts[:levels + 1].copy(), max_depth
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
-def refit(vertices, faces, leaf_face, bottom_up, child_left, child_right, leaf_vertices, node_lo,
+def refit(vertices, faces, leaf_face, bottom_up, level_starts, child_left, child_right,
+          leaf_vertices, node_lo,
           node_hi, node_center, node_normal, node_moment, node_area, node_radius):
     num_internal = child_left.shape[0]
     for leaf in numba.prange(leaf_face.shape[0]):
         _refit_leaf(leaf, num_internal, vertices, faces, leaf_face, leaf_vertices, node_lo, node_hi,
                     node_center, node_normal, node_moment, node_area, node_radius)
-    for k in range(bottom_up.shape[0]):
-        _refit_internal_node(bottom_up[k], child_left, child_right, node_lo, node_hi, node_center,
-                             node_normal, node_moment, node_area, node_radius)
+    # Level by level, deepest first; the nodes of a level are independent.
+    for level in range(level_starts.shape[0] - 1):
+        for k in numba.prange(level_starts[level], level_starts[level + 1]):
+            _refit_internal_node(bottom_up[k], child_left, child_right, node_lo, node_hi, node_center,
+                                 node_normal, node_moment, node_area, node_radius)
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)

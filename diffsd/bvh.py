@@ -100,7 +100,7 @@ class MeshBVH:
         # bounds the depth that traversal stacks must hold.
         from diffsd import _cpu_kernels
 
-        bottom_up, max_depth = _cpu_kernels.bottom_up_order(
+        bottom_up, level_starts, max_depth = _cpu_kernels.bottom_up_order(
             self.child_left.cpu().numpy(), self.child_right.cpu().numpy(),
             self.mesh_root.cpu().numpy(), 2 * n - 1)
         if max_depth >= TRAVERSAL_STACK_SIZE:
@@ -110,6 +110,7 @@ class MeshBVH:
             )
         self.max_depth = int(max_depth)
         self.bottom_up = torch.from_numpy(bottom_up).to(device)
+        self.level_starts = torch.from_numpy(level_starts)
 
         num_nodes = 2 * n - 1
         self.leaf_vertices = torch.empty((n, 9), dtype=dtype, device=device)
@@ -155,7 +156,8 @@ class MeshBVH:
             from diffsd import _cpu_kernels
 
             _cpu_kernels.refit(arr(vertices), arr(self.faces), arr(self.leaf_face),
-                               arr(self.bottom_up), arr(self.child_left), arr(self.child_right),
+                               arr(self.bottom_up), arr(self.level_starts),
+                               arr(self.child_left), arr(self.child_right),
                                *nodes)
             return
         kernels = _backend.kernels("cuda")
