@@ -53,3 +53,19 @@ def test_phantom_recovered_from_centroids_off_by_5mm_and_5_degrees():
     assert np.mean(dice) >= 0.90
     assert np.mean(dice) > np.mean(initial_dice) + 0.05
     assert result.labels.same_grid(phantom.labels)
+
+
+def test_seed_makes_a_cpu_run_repeat_exactly():
+    template = load_template("lumbar")
+    phantom = make_phantom(template, PhantomConfig(levels=("L2", "L3"), spacing_mm=(2.0, 2.0, 2.0),
+                                                   seed=1))
+    config = SegmentationConfig(template="lumbar", device="cpu", seed=7)
+    config.optim.iterations = 4
+    config.optim.num_image_points = config.optim.num_surface_points = 1500
+    first = segment(phantom.image, config, centroids=phantom.centroids, template=template)
+    second = segment(phantom.image, config, centroids=phantom.centroids, template=template)
+    assert np.array_equal(first.fit.vertices, second.fit.vertices)
+    assert np.array_equal(first.labels.array, second.labels.array)
+    config.seed = 8
+    third = segment(phantom.image, config, centroids=phantom.centroids, template=template)
+    assert not np.array_equal(first.fit.vertices, third.fit.vertices)
