@@ -1,0 +1,1157 @@
+"""Benchmark of diffsd against the naive O(P F) method and peer libraries.
+
+One process measures, on three meshes (an icosphere of 20,480 faces, a torus
+and a ~330k-face non-convex "bumpy" shape) and three point counts (10k, 100k,
+1M points: half uniform in the mesh's bounding box enlarged by 10 %, half
+near the surface):
+
+- diffsd: BVH build, BVH refit, forward signed distance, forward unsigned
+  distance, the ``.backward()`` of ``distance.sum()`` for points and vertices,
+  and one optimisation step (refit + forward + backward);
+- the naive O(P F) torch implementation of :mod:`diffsd.naive` (where its
+  estimated time fits under ``--max-seconds``);
+- peers, each only when installed: libigl (exact and fast winding number),
+  Open3D, pysdf, fcpw and NVIDIA Warp (CPU device), build and query timed
+  separately.
+
+Every timing is the median of repeated calls after a warm-up. The sign of
+every method is checked against the exact winding number on a fixed subset
+of the points, and its distance against diffsd's exact float64 distance. The
+Numba compile time (first calls) is reported apart. The output is a markdown
+table, the issue's three target checks as PASS/FAIL lines, and optionally a
+PNG plot of the peak memory of naive versus BVH across sizes (``--plot``).
+
+Usage (from the repository root)::
+
+    python benchmarks/bench_sdf.py                        # full run (minutes)
+    python benchmarks/bench_sdf.py --quick                # small smoke run
+    python benchmarks/bench_sdf.py --sizes 10000 --meshes sphere --peers igl,fcpw
+    python benchmarks/bench_sdf.py --output results.md --plot memory.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# Torch and Numba's OpenMP threading layer each load their own libgomp. With
+# the default (active) wait policy, the threads of one runtime spin while the
+# other's need the cores: on 2 cores that multiplies the time of short calls
+# several fold. Passive waiting must be chosen before torch is imported; set
+# OMP_WAIT_POLICY=ACTIVE in the environment to measure the default behaviour.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+try:
+    import diffsd
+except ImportError:  # running from a checkout without `pip install -e .`
+    sys.path.insert(0, str(REPO_ROOT))
+    import diffsd
+from diffsd import naive, primitives  # noqa: E402
+
+PEER_NAMES = ("igl", "open3d", "pysdf", "fcpw", "warp")
+MESH_NAMES = ("sphere", "torus", "bumpy")
+FULL_SIZES = (10_000, 100_000, 1_000_000)
+QUICK_SIZES = (1_000, 5_000)
+PIPELINE_POINTS = 10_000  # the pipeline's size for the step target
+PIPELINE_FACES = 20_480
+MEMORY_BUDGET_BYTES = 24 * 1024**3  # the report's GPU memory (Figure 3)
+SIGN_TOLERANCE = 1e-3  # signs are checked farther than this times the diagonal
+
+
+# ---------------------------------------------------------------------------
+# Meshes and points
+
+
+@dataclass
+class Mesh:
+    """A closed, outward-oriented test mesh (float64 vertices)."""
+
+    name: str
+    description: str
+    vertices: torch.Tensor
+    faces: torch.Tensor
+
+    @property
+    def num_faces(self) -> int:
+        return self.faces.shape[0]
+
+    @property
+    def diagonal(self) -> float:
+        return float((self.vertices.amax(0) - self.vertices.amin(0)).norm())
+
+
+def bumpy_shape(subdivisions: int = 7) -> tuple[torch.Tensor, torch.Tensor]:
+    """Non-convex, watertight "bunny-like" blob: a radially displaced icosphere.
+
+    Every direction u of the unit sphere is moved to ``r(u) u`` with
+    ``r > 0`` (ripples, two long "ears" and a dent), then the shape is
+    stretched anisotropically. A positive radial function keeps the surface
+    embedded (no self-intersections), so the mesh stays closed and
+    consistently oriented; at 7 subdivisions it has 327,680 faces.
+    """
+    unit, faces = primitives.icosphere(subdivisions)
+    x, y, z = unit.unbind(1)
+
+    def bump(direction, width, height):
+        d = torch.tensor(direction, dtype=unit.dtype)
+        d = d / d.norm()
+        return height * torch.exp(-((unit - d) ** 2).sum(1) / width)
+
+    radius = (1.0
+              + 0.18 * torch.sin(4 * x + 0.5) * torch.sin(3 * y + 1.0) * torch.sin(5 * z + 1.5)
+              + 0.05 * torch.sin(11 * x) * torch.sin(13 * y)
+              + bump((0.3, 0.35, 1.0), 0.02, 0.9)  # ears
+              + bump((-0.3, 0.35, 1.0), 0.02, 0.9)
+              - bump((0.0, -1.0, 0.2), 0.1, 0.35))  # dent
+    assert float(radius.min()) > 0.1
+    vertices = unit * radius[:, None] * torch.tensor([1.0, 0.8, 0.9], dtype=unit.dtype)
+    return vertices, faces
+
+
+def make_meshes(names, quick: bool) -> list[Mesh]:
+    """The benchmark's meshes (smaller ones with ``quick``)."""
+    meshes = []
+    for name in names:
+        if name == "sphere":
+            level = 3 if quick else 5
+            v, f = primitives.icosphere(level)
+            meshes.append(Mesh(name, f"icosphere({level})", v, f))
+        elif name == "torus":
+            major, minor = (32, 16) if quick else (256, 64)
+            v, f = primitives.torus(1.0, 0.35, major, minor)
+            meshes.append(Mesh(name, f"torus {major}x{minor}", v, f))
+        elif name == "bumpy":
+            level = 4 if quick else 7
+            v, f = bumpy_shape(level)
+            meshes.append(Mesh(name, f"bumpy icosphere({level})", v, f))
+        else:
+            raise ValueError(f"unknown mesh {name!r}; choose from {MESH_NAMES}")
+    return meshes
+
+
+def sample_points(mesh: Mesh, count: int, seed: int) -> torch.Tensor:
+    """Query points: half uniform in the bounding box enlarged by 10 %, half near the surface.
+
+    Near-surface points are area-weighted samples on the triangles offset by
+    Gaussian noise of std 1 % of the bounding-box diagonal. The two halves are
+    shuffled together, so every prefix of the result has the same mix (the
+    smaller point sets are prefixes of the largest).
+    """
+    generator = torch.Generator().manual_seed(seed)
+    v, f = mesh.vertices, mesh.faces
+    lo, hi = v.amin(0), v.amax(0)
+    center, half = (lo + hi) / 2, (hi - lo) / 2 * 1.1
+    num_uniform = count // 2
+    uniform = center + half * (torch.rand((num_uniform, 3), dtype=v.dtype, generator=generator) * 2 - 1)
+    tri = v[f]
+    areas = torch.linalg.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0], dim=1).norm(dim=1)
+    num_near = count - num_uniform
+    face = torch.multinomial(areas, num_near, replacement=True, generator=generator)
+    a, b = torch.rand((2, num_near, 1), dtype=v.dtype, generator=generator)
+    flip = (a + b) > 1
+    a, b = torch.where(flip, 1 - a, a), torch.where(flip, 1 - b, b)
+    t = tri[face]
+    near = t[:, 0] + a * (t[:, 1] - t[:, 0]) + b * (t[:, 2] - t[:, 0])
+    near = near + 0.01 * mesh.diagonal * torch.randn(near.shape, dtype=v.dtype, generator=generator)
+    points = torch.cat([uniform, near])
+    return points[torch.randperm(count, generator=generator)].contiguous()
+
+
+# ---------------------------------------------------------------------------
+# Timing
+
+
+@dataclass
+class Timing:
+    """Median of repeated wall-clock measurements, in seconds."""
+
+    median: float
+    repeats: int
+    samples: list[float] = field(default_factory=list)
+
+
+class _GarbageCollectionPaused:
+    """Collect once, then keep Python's garbage collector off while timing.
+
+    A full collection costs ~0.2 s with torch, Numba and the peers loaded
+    (unless :func:`gc.freeze` was called), far more than many of the calls
+    timed here, so it is never run per repeat.
+    """
+
+    def __enter__(self):
+        gc.collect()
+        self.was_enabled = gc.isenabled()
+        gc.disable()
+
+    def __exit__(self, *exc):
+        if self.was_enabled:
+            gc.enable()
+
+
+def _repeat(run_once: Callable[[], float], budget: float, max_repeats: int, min_repeats: int,
+            long_call: float) -> list[float]:
+    """Call ``run_once`` (which returns its own duration) until the budget is spent."""
+    samples: list[float] = []
+    with _GarbageCollectionPaused():
+        while True:
+            samples.append(run_once())
+            if samples[-1] > long_call or len(samples) >= max_repeats:
+                break
+            if len(samples) >= min_repeats and sum(samples) > budget:
+                break
+    return samples
+
+
+def measure(function: Callable[[], object], *, warmup: bool = True, budget: float = 1.5,
+            max_repeats: int = 7, min_repeats: int = 3, long_call: float = 3.0) -> Timing:
+    """Median wall time of ``function()``.
+
+    One untimed warm-up call (unless ``warmup`` is False), then repeats until
+    ``budget`` seconds are spent (at least ``min_repeats``, at most
+    ``max_repeats``); a call longer than ``long_call`` seconds ends the
+    repeats.
+    """
+    if warmup:
+        function()
+
+    def run_once() -> float:
+        start = time.perf_counter()
+        function()
+        return time.perf_counter() - start
+
+    samples = _repeat(run_once, budget, max_repeats, min_repeats, long_call)
+    return Timing(statistics.median(samples), len(samples), samples)
+
+
+def measure_parts(function: Callable[[], dict[str, float]], *, budget: float = 1.5,
+                  max_repeats: int = 7, min_repeats: int = 3,
+                  long_call: float = 3.0) -> dict[str, float]:
+    """Like :func:`measure` for a function that times its own parts.
+
+    Returns:
+        The median of every part, and of their sum under ``"total"``.
+    """
+    function()
+    runs: list[dict[str, float]] = []
+
+    def run_once() -> float:
+        parts = function()
+        parts["total"] = sum(parts.values())
+        runs.append(parts)
+        return parts["total"]
+
+    _repeat(run_once, budget, max_repeats, min_repeats, long_call)
+    return {key: statistics.median(r[key] for r in runs) for key in runs[0]}
+
+
+# ---------------------------------------------------------------------------
+# Peers
+
+
+@dataclass
+class Peer:
+    """A peer library: build a structure once, then query signed distances.
+
+    ``query`` returns float64 signed distances, negative inside (the peer's
+    own convention is converted).
+    """
+
+    name: str
+    label: str
+    sign_note: str
+    build: Callable[[np.ndarray, np.ndarray], object]
+    query: Callable[[object, np.ndarray], np.ndarray]
+    prepare_points: Callable[[np.ndarray], object] = staticmethod(lambda p: p)
+
+
+def _threads() -> int:
+    return os.cpu_count() or 1
+
+
+def make_igl_peers() -> list[Peer]:
+    import igl
+
+    def build(v, f):
+        # igl.signed_distance builds its trees inside every call; time the
+        # AABB tree alone as its build, and subtract it from the call.
+        tree = igl.AABB()
+        tree.init(v, f)
+        return (v, f)
+
+    def query_with(sign_type):
+        def query(state, points):
+            v, f = state
+            return igl.signed_distance(points, v, f, sign_type=sign_type)[0]
+        return query
+
+    types = igl.SignedDistanceType
+    return [
+        Peer("igl", "libigl (winding number)",
+             "exact hierarchical winding number; query = call - AABB build (rebuilt per call)",
+             build, query_with(types.SIGNED_DISTANCE_TYPE_WINDING_NUMBER)),
+        Peer("igl", "libigl (fast winding number)",
+             "fast winding number (Barill 2018); query = call - AABB build",
+             build, query_with(types.SIGNED_DISTANCE_TYPE_FAST_WINDING_NUMBER)),
+    ]
+
+
+def make_open3d_peer() -> list[Peer]:
+    import open3d as o3d
+
+    def build(v, f):
+        scene = o3d.t.geometry.RaycastingScene()
+        scene.add_triangles(o3d.core.Tensor(v.astype(np.float32)),
+                            o3d.core.Tensor(f.astype(np.uint32)))
+        # Embree commits the scene lazily: force it inside the build.
+        scene.compute_distance(o3d.core.Tensor(np.zeros((1, 3), np.float32)))
+        return scene
+
+    def query(scene, points):
+        return scene.compute_signed_distance(points).numpy().astype(np.float64)
+
+    return [Peer("open3d", "Open3D RaycastingScene",
+                 "ray parity (1 ray; needs a watertight mesh)", build, query,
+                 lambda p: o3d.core.Tensor(np.ascontiguousarray(p, np.float32)))]
+
+
+def make_pysdf_peer() -> list[Peer]:
+    import pysdf
+
+    def build(v, f):
+        return pysdf.SDF(np.ascontiguousarray(v, np.float32), np.ascontiguousarray(f, np.uint32))
+
+    def query(sdf, points):
+        return -sdf(points, n_threads=_threads()).astype(np.float64).reshape(-1)  # + inside
+
+    return [Peer("pysdf", "pysdf",
+                 "majority of 3 axis ray parities; distance approximate (faces of the nearest "
+                 "vertex only)", build, query, lambda p: np.ascontiguousarray(p, np.float32))]
+
+
+def make_fcpw_peer() -> list[Peer]:
+    import fcpw
+
+    def build(v, f):
+        scene = fcpw.scene_3D()
+        scene.set_object_count(1)
+        scene.set_object_vertices(np.ascontiguousarray(v, np.float32), 0)
+        scene.set_object_triangles(np.ascontiguousarray(f, np.int32), 0)
+        scene.build(fcpw.aggregate_type.bvh_surface_area, True)
+        return scene
+
+    def prepare(points):
+        # fcpw 1.2's NumPy overload of contains() leaves its result array at 0;
+        # its list overload works, so the points are handed over in both forms.
+        points = np.ascontiguousarray(points, np.float32)
+        return np.asfortranarray(points), fcpw.float_3D_list(list(points))
+
+    def query(scene, prepared):
+        points, point_list = prepared
+        count = points.shape[0]
+        interactions = fcpw.interaction_3D_list()
+        scene.find_closest_points(points, np.full(count, np.inf, np.float32), interactions)
+        inside = fcpw.uint32_list()
+        scene.contains(point_list, inside)
+        distance = np.fromiter((i.d for i in interactions), np.float64, count)
+        return np.where(np.fromiter(inside, np.int64, count) > 0, -distance, distance)
+
+    return [Peer("fcpw", "fcpw (SIMD BVH)",
+                 "ray-cast containment (needs a watertight mesh); query includes reading the "
+                 "results out of Python objects", build, query, prepare)]
+
+
+def make_warp_peer() -> list[Peer]:
+    import warp as wp
+
+    wp.config.quiet = True
+    wp.init()
+
+    @wp.kernel
+    def signed_distance_kernel(mesh: wp.uint64, points: wp.array(dtype=wp.vec3),
+                               out: wp.array(dtype=float)):
+        tid = wp.tid()
+        p = points[tid]
+        hit = wp.mesh_query_point_sign_winding_number(mesh, p, 1.0e30, 2.0, 0.5)
+        if hit.result:
+            closest = wp.mesh_eval_position(mesh, hit.face, hit.u, hit.v)
+            out[tid] = hit.sign * wp.length(closest - p)
+
+    def build(v, f):
+        points = wp.array(np.ascontiguousarray(v, np.float32), dtype=wp.vec3, device="cpu")
+        indices = wp.array(np.ascontiguousarray(f, np.int32).reshape(-1), dtype=wp.int32,
+                           device="cpu")
+        return wp.Mesh(points=points, indices=indices, support_winding_number=True)
+
+    def query(mesh, points):
+        out = wp.zeros(points.shape[0], dtype=float, device="cpu")
+        wp.launch(signed_distance_kernel, dim=points.shape[0], inputs=[mesh.id, points, out],
+                  device="cpu")
+        wp.synchronize()
+        return out.numpy().astype(np.float64)
+
+    return [Peer("warp", "NVIDIA Warp (CPU)",
+                 "fast winding number (accuracy 2); Warp runs CPU kernels on one thread",
+                 build, query,
+                 lambda p: wp.array(np.ascontiguousarray(p, np.float32), dtype=wp.vec3,
+                                    device="cpu"))]
+
+
+PEER_FACTORIES = {"igl": make_igl_peers, "open3d": make_open3d_peer, "pysdf": make_pysdf_peer,
+                  "fcpw": make_fcpw_peer, "warp": make_warp_peer}
+
+
+def load_peers(names) -> tuple[list[Peer], dict[str, str]]:
+    """The requested peers that import; the others with the reason."""
+    peers, missing = [], {}
+    for name in names:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                peers.extend(PEER_FACTORIES[name]())
+        except Exception as error:  # ImportError, or a broken native dependency
+            missing[name] = f"{type(error).__name__}: {str(error).splitlines()[0][:100]}"
+    return peers, missing
+
+
+# ---------------------------------------------------------------------------
+# Results
+
+
+@dataclass
+class Row:
+    """One line of the results table (times in seconds; None: not measured)."""
+
+    mesh: str
+    points: int | None
+    method: str
+    build: float | None = None
+    query: float | None = None
+    wrong_sign: float | None = None  # fraction of checked points
+    distance_error: float | None = None  # max abs error / diagonal
+    notes: str = ""
+    kind: str = "other"  # "diffsd", "peer", "naive", "other"
+    ratio: float | None = None
+
+    @property
+    def rate(self) -> float | None:
+        if self.query is None or not self.points:
+            return None
+        return self.points / self.query
+
+
+@dataclass
+class Accuracy:
+    """Sign and distance errors of one method on the reference subset."""
+
+    wrong_sign: float
+    distance_error: float
+
+
+@dataclass
+class Reference:
+    """Exact distance and winding-number sign on the first points of a mesh's set."""
+
+    points: torch.Tensor  # float64
+    distance: torch.Tensor  # exact unsigned distance
+    inside: torch.Tensor  # exact winding number > 1/2
+    checked: torch.Tensor  # farther than SIGN_TOLERANCE * diagonal from the surface
+    diagonal: float
+
+    def score(self, signed: np.ndarray | torch.Tensor) -> Accuracy:
+        signed = torch.as_tensor(np.asarray(signed, dtype=np.float64)).reshape(-1)
+        wrong = ((signed < 0) != self.inside) & self.checked
+        error = (signed.abs() - self.distance).abs().max() / self.diagonal
+        return Accuracy(float(wrong.sum()) / max(int(self.checked.sum()), 1), float(error))
+
+
+def make_reference(mesh: Mesh, points: torch.Tensor, pair_budget: float) -> Reference:
+    """Exact reference on a prefix of ``points`` (at most ``pair_budget / F`` points).
+
+    The distance is diffsd's exact BVH distance in float64 (tested against
+    brute force), the sign the exact winding number summed over all faces.
+    """
+    count = int(min(points.shape[0], max(200, pair_budget // mesh.num_faces)))
+    subset = points[:count]
+    v, f = mesh.vertices, mesh.faces
+    distance = diffsd.unsigned_distance(v, f, subset).distance
+    inside = diffsd.winding_number(v, f, subset, exact=True) > 0.5
+    checked = distance > SIGN_TOLERANCE * mesh.diagonal
+    return Reference(subset, distance, inside, checked, mesh.diagonal)
+
+
+# ---------------------------------------------------------------------------
+# The benchmark
+
+
+@dataclass
+class Options:
+    sizes: tuple[int, ...]
+    meshes: tuple[str, ...]
+    peers: tuple[str, ...]
+    dtype: torch.dtype
+    max_seconds: float
+    sign_pairs: float
+    seed: int
+    quick: bool
+    naive: bool
+    budget: float  # seconds of repeats per measurement
+
+
+class Benchmark:
+    """Runs every measurement and collects :class:`Row` objects."""
+
+    def __init__(self, options: Options):
+        self.options = options
+        self.rows: list[Row] = []
+        self.steps: dict[tuple[str, int], Row] = {}
+        self.notes: list[str] = []
+        self.rates: dict[tuple[str, str], float] = {}  # (mesh, method) -> points/s
+        self.face_counts: dict[str, int] = {}
+        self.peers, self.missing_peers = [], {}
+        self.started = time.perf_counter()
+
+    def log(self, message: str) -> None:
+        print(f"[{time.perf_counter() - self.started:6.1f} s] {message}", file=sys.stderr,
+              flush=True)
+
+    # -- helpers ------------------------------------------------------------
+    def too_slow(self, mesh: Mesh, method: str, count: int) -> str | None:
+        """A note when the estimated time of this call exceeds --max-seconds."""
+        rate = self.rates.get((mesh.name, method))
+        if rate is None:
+            return None
+        estimate = count / rate
+        if estimate > self.options.max_seconds:
+            return f"n/a: est. {estimate:.0f} s > --max-seconds {self.options.max_seconds:.0f}"
+        return None
+
+    def remember_rate(self, mesh: Mesh, method: str, count: int, seconds: float) -> None:
+        self.rates[(mesh.name, method)] = count / max(seconds, 1e-9)
+
+    # -- diffsd -------------------------------------------------------------
+    def run_diffsd(self, mesh: Mesh, points: torch.Tensor, reference: Reference) -> None:
+        o = self.options
+        tag = "f32" if o.dtype == torch.float32 else "f64"
+        v = mesh.vertices.to(o.dtype)
+        f = mesh.faces
+        build = measure(lambda: diffsd.MeshBVH(v, f), budget=o.budget)
+        bvh = diffsd.MeshBVH(v, f)
+        refit = measure(lambda: bvh.refit(v), budget=o.budget)
+        self.rows.append(Row(mesh.name, None, "diffsd BVH build", build=build.median, kind="other",
+                             notes=f"{mesh.num_faces:,} faces, depth {bvh.max_depth}"))
+        self.rows.append(Row(mesh.name, None, "diffsd BVH refit", build=refit.median, kind="other",
+                             notes=f"{100 * refit.median / build.median:.0f} % of a build"))
+        sub = reference.points.to(o.dtype)
+        signed_accuracy = reference.score(diffsd.signed_distance(v, f, sub, bvh=bvh).distance)
+        unsigned_accuracy = reference.score(diffsd.unsigned_distance(v, f, sub, bvh=bvh).distance)
+
+        for count in o.sizes:
+            p = points[:count].to(o.dtype)
+            signed = f"diffsd signed ({tag})"
+            skip = self.too_slow(mesh, signed, count)
+            if skip:
+                self.rows.append(Row(mesh.name, count, signed, kind="diffsd", notes=skip))
+                continue
+            self.log(f"  diffsd {mesh.name} {count:,} points")
+            forward = measure(lambda p=p: diffsd.signed_distance(v, f, p, bvh=bvh, refit=False),
+                              warmup=False, budget=o.budget)
+            self.remember_rate(mesh, signed, count, forward.median)
+            self.rows.append(Row(mesh.name, count, signed, build.median, forward.median,
+                                 signed_accuracy.wrong_sign, signed_accuracy.distance_error,
+                                 "sign: fast winding number, beta 2", "diffsd"))
+            unsigned = measure(lambda p=p: diffsd.unsigned_distance(v, f, p, bvh=bvh, refit=False),
+                               warmup=False, budget=o.budget)
+            self.rows.append(Row(mesh.name, count, f"diffsd unsigned ({tag})", build.median,
+                                 unsigned.median, None, unsigned_accuracy.distance_error,
+                                 "no sign", "diffsd"))
+            parts = self.time_step(v, f, p, bvh, o.budget)
+            backward_share = parts["backward"] / forward.median
+            self.rows.append(Row(mesh.name, count, "diffsd backward", None, parts["backward"],
+                                 notes=f"{100 * backward_share:.0f} % of the forward",
+                                 kind="diffsd"))
+            step = Row(mesh.name, count, "diffsd step: refit+fwd+bwd", None, parts["total"],
+                       notes=(f"refit {1e3 * parts['refit']:.1f} + fwd {1e3 * parts['forward']:.1f}"
+                              f" + bwd {1e3 * parts['backward']:.1f} ms"), kind="diffsd")
+            self.rows.append(step)
+            self.steps[(mesh.name, count)] = step
+
+    @staticmethod
+    def time_step(vertices, faces, points, bvh, budget: float) -> dict[str, float]:
+        """Median refit, forward and backward times of one optimisation step."""
+        v = vertices.clone().requires_grad_(True)
+        p = points.clone().requires_grad_(True)
+
+        def step():
+            start = time.perf_counter()
+            bvh.refit(v.detach())
+            after_refit = time.perf_counter()
+            total = diffsd.signed_distance(v, faces, p, bvh=bvh, refit=False).distance.sum()
+            after_forward = time.perf_counter()
+            total.backward()
+            end = time.perf_counter()
+            v.grad = p.grad = None
+            return {"refit": after_refit - start, "forward": after_forward - after_refit,
+                    "backward": end - after_forward}
+
+        return measure_parts(step, budget=budget)
+
+    # -- naive --------------------------------------------------------------
+    def run_naive(self, mesh: Mesh, points: torch.Tensor) -> None:
+        o = self.options
+        v = mesh.vertices.to(o.dtype)
+        f = mesh.faces
+        # Chunk so that one chunk's (chunk, F, 3) temporaries stay near 0.5 GB.
+        chunk = max(1, int(5e8 // (400 * mesh.num_faces)))
+        method = "naive O(PF) torch"
+        calibration = min(points.shape[0], max(chunk, 64))
+        start = time.perf_counter()
+        naive.naive_signed_distance(v, f, points[:calibration].to(o.dtype), chunk=chunk)
+        self.remember_rate(mesh, method, calibration, time.perf_counter() - start)
+        for count in o.sizes:
+            skip = self.too_slow(mesh, method, count)
+            if skip:
+                self.rows.append(Row(mesh.name, count, method, kind="naive", notes=skip))
+                continue
+            self.log(f"  naive {mesh.name} {count:,} points")
+            p = points[:count].to(o.dtype)
+            timing = measure(lambda p=p: naive.naive_signed_distance(v, f, p, chunk=chunk),
+                             warmup=False, budget=o.budget, max_repeats=3, min_repeats=1)
+            self.remember_rate(mesh, method, count, timing.median)
+            self.rows.append(Row(mesh.name, count, method, None, timing.median, 0.0, 0.0,
+                                 f"exact sign; chunks of {chunk} points", "naive"))
+
+    # -- peers --------------------------------------------------------------
+    def run_peer(self, peer: Peer, mesh: Mesh, points: torch.Tensor, reference: Reference) -> None:
+        o = self.options
+        dtype = np.float64 if peer.name == "igl" else np.float32
+        v = np.ascontiguousarray(mesh.vertices.numpy(), dtype)
+        f = np.ascontiguousarray(mesh.faces.numpy(), np.int64)
+        try:
+            build = measure(lambda: peer.build(v, f), budget=o.budget)
+            state = peer.build(v, f)
+            # Warm-up (kernel compilation) and accuracy on the reference subset.
+            reference_points = peer.prepare_points(reference.points.numpy().astype(dtype))
+            accuracy = reference.score(peer.query(state, reference_points))
+            self.remember_rate(mesh, peer.label, reference.points.shape[0],
+                               measure(lambda: peer.query(state, reference_points),
+                                       warmup=False, max_repeats=1, min_repeats=1).median)
+        except Exception as error:
+            self.rows.append(Row(mesh.name, None, peer.label, kind="peer",
+                                 notes=f"error: {type(error).__name__}: {error}"[:120]))
+            return
+        for count in o.sizes:
+            skip = self.too_slow(mesh, peer.label, count)
+            if skip:
+                self.rows.append(Row(mesh.name, count, peer.label, kind="peer", notes=skip))
+                continue
+            self.log(f"  {peer.label} {mesh.name} {count:,} points")
+            p = peer.prepare_points(points[:count].numpy().astype(dtype))
+            timing = measure(lambda p=p: peer.query(state, p), warmup=False, budget=o.budget)
+            query_time = timing.median
+            if peer.name == "igl":  # its call rebuilds the AABB tree
+                query_time = max(query_time - build.median, 1e-9)
+            self.remember_rate(mesh, peer.label, count, timing.median)
+            self.rows.append(Row(mesh.name, count, peer.label, build.median, query_time,
+                                 accuracy.wrong_sign, accuracy.distance_error, peer.sign_note,
+                                 "peer"))
+
+    # -- all ----------------------------------------------------------------
+    def run(self) -> None:
+        o = self.options
+        meshes = make_meshes(o.meshes, o.quick)
+        self.peers, self.missing_peers = load_peers(o.peers)
+        # Move everything imported so far out of the collector's sight: the
+        # collections before each measurement then cost milliseconds.
+        gc.collect()
+        gc.freeze()
+        for mesh in meshes:
+            self.face_counts[mesh.name] = mesh.num_faces
+            self.log(f"mesh {mesh.name}: {mesh.description}, {mesh.num_faces:,} faces")
+            points = sample_points(mesh, max(o.sizes), o.seed)
+            start = time.perf_counter()
+            reference = make_reference(mesh, points, o.sign_pairs)
+            self.log(f"  exact reference on {reference.points.shape[0]:,} points "
+                     f"({time.perf_counter() - start:.1f} s)")
+            self.notes.append(
+                f"{mesh.name}: {mesh.description}, {mesh.num_faces:,} faces; signs checked on "
+                f"{int(reference.checked.sum()):,} of the first {reference.points.shape[0]:,} "
+                f"points (those farther than {SIGN_TOLERANCE:g} x diagonal from the surface)")
+            self.run_diffsd(mesh, points, reference)
+            if o.naive:
+                self.run_naive(mesh, points)
+            for peer in self.peers:
+                self.run_peer(peer, mesh, points, reference)
+        self.compute_ratios()
+
+    def best_peer(self, mesh: str, count: int) -> Row | None:
+        candidates = [r for r in self.rows if r.kind == "peer" and r.mesh == mesh
+                      and r.points == count and r.rate is not None]
+        return max(candidates, key=lambda r: r.rate, default=None)
+
+    def diffsd_signed(self, mesh: str, count: int) -> Row | None:
+        return next((r for r in self.rows if r.mesh == mesh and r.points == count
+                     and r.method.startswith("diffsd signed") and r.rate is not None), None)
+
+    def compute_ratios(self) -> None:
+        """diffsd rows: rate / best peer's rate; others: diffsd signed rate / rate."""
+        for row in self.rows:
+            if row.rate is None:
+                continue
+            if row.kind == "diffsd" and row.method.startswith("diffsd signed"):
+                best = self.best_peer(row.mesh, row.points)
+                row.ratio = row.rate / best.rate if best else None
+            elif row.kind in ("peer", "naive"):
+                signed = self.diffsd_signed(row.mesh, row.points)
+                row.ratio = signed.rate / row.rate if signed else None
+
+
+# ---------------------------------------------------------------------------
+# Targets
+
+
+def target_lines(bench: Benchmark) -> list[str]:
+    """The issue's three targets as PASS/FAIL/SKIP lines with the measured numbers."""
+    lines = []
+    rows = [r for r in bench.rows if r.method.startswith("diffsd signed") and r.rate is not None]
+    compared = [(r, bench.best_peer(r.mesh, r.points)) for r in rows]
+    compared = [(r, best) for r, best in compared if best is not None]
+    if compared:
+        worst, worst_best = min(compared, key=lambda rb: rb[0].ratio)
+        failing = [f"{r.mesh}/{r.points:,}: {r.ratio:.2f}x vs {b.method}"
+                   for r, b in compared if r.ratio < 2]
+        wrong = [f"{r.mesh}: {100 * r.wrong_sign:.3f} %" for r in rows if r.wrong_sign]
+        ok = not failing and not wrong
+        lines.append(
+            f"{'PASS' if ok else 'FAIL'} forward >= 2x the fastest peer on every mesh and size, "
+            f"no wrong signs: min ratio {worst.ratio:.2f}x ({worst.mesh}, {worst.points:,} points, "
+            f"vs {worst_best.method}); {len(compared) - len(failing)}/{len(compared)} "
+            f"configurations >= 2x; wrong signs: {', '.join(wrong) if wrong else 'none'}"
+            + (f"; below 2x: {'; '.join(failing)}" if failing else ""))
+    else:
+        lines.append("SKIP forward >= 2x the fastest peer: no peer measured")
+
+    key = next(((m, c) for (m, c) in bench.steps
+                if bench.face_counts.get(m) == PIPELINE_FACES and c == PIPELINE_POINTS), None)
+    if key is None:
+        lines.append(f"SKIP one step (refit+forward+backward) >= 3x faster than the fastest "
+                     f"peer's build+forward: needs the {PIPELINE_FACES:,}-face sphere at "
+                     f"{PIPELINE_POINTS:,} points")
+    else:
+        step = bench.steps[key]
+        peers = [r for r in bench.rows if r.kind == "peer" and r.mesh == key[0]
+                 and r.points == key[1] and r.query is not None and r.build is not None]
+        if not peers:
+            lines.append("SKIP one step >= 3x faster than the fastest peer: no peer measured")
+        else:
+            fastest = min(peers, key=lambda r: r.build + r.query)
+            peer_time = fastest.build + fastest.query
+            ratio = peer_time / step.query
+            lines.append(
+                f"{'PASS' if ratio >= 3 else 'FAIL'} one step at {key[1]:,} points / "
+                f"{PIPELINE_FACES:,} faces (refit+forward+backward {1e3 * step.query:.1f} ms) "
+                f">= 3x faster than the fastest peer's build+forward ({fastest.method}: "
+                f"{1e3 * fastest.build:.1f} + {1e3 * fastest.query:.1f} ms): {ratio:.2f}x")
+
+    shares = []
+    for r in bench.rows:
+        if r.method == "diffsd backward" and r.query is not None:
+            forward = bench.diffsd_signed(r.mesh, r.points)
+            if forward is not None:
+                shares.append((r.query / forward.query, r))
+    if shares:
+        worst_share, worst_row = max(shares, key=lambda s: s[0])
+        lines.append(
+            f"{'PASS' if worst_share <= 0.2 else 'FAIL'} backward <= 20 % of the forward: "
+            f"max {100 * worst_share:.0f} % ({worst_row.mesh}, {worst_row.points:,} points); "
+            f"{sum(s <= 0.2 for s, _ in shares)}/{len(shares)} configurations within 20 %")
+    else:
+        lines.append("SKIP backward <= 20 % of the forward: not measured")
+    return lines
+
+
+# ---------------------------------------------------------------------------
+# Table
+
+
+def _ms(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    ms = 1e3 * seconds
+    return f"{ms:,.0f}" if ms >= 100 else f"{ms:.2f}" if ms < 10 else f"{ms:.1f}"
+
+
+def _rate(rate: float | None) -> str:
+    if rate is None:
+        return "-"
+    for scale, suffix in ((1e6, "M"), (1e3, "k")):
+        if rate >= scale:
+            return f"{rate / scale:.3g}{suffix}"
+    return f"{rate:.3g}"
+
+
+def markdown_table(rows: list[Row]) -> str:
+    header = ("| mesh | points | method | build ms | query ms | points/s | diffsd x | "
+              "wrong sign % | max dist err / diag | notes |")
+    lines = [header, "|" + "---|" * 10]
+    for r in rows:
+        points = f"{r.points:,}" if r.points else "-"
+        ratio = f"{r.ratio:.2f}" if r.ratio is not None else "-"
+        wrong = f"{100 * r.wrong_sign:.3f}" if r.wrong_sign is not None else "-"
+        error = f"{r.distance_error:.1e}" if r.distance_error is not None else "-"
+        lines.append(f"| {r.mesh} | {points} | {r.method} | {_ms(r.build)} | {_ms(r.query)} | "
+                     f"{_rate(r.rate)} | {ratio} | {wrong} | {error} | {r.notes} |")
+    return "\n".join(lines)
+
+
+def order_rows(rows: list[Row], meshes, sizes) -> list[Row]:
+    """Rows grouped by mesh, then point count (mesh-level rows first)."""
+    def key(row: Row):
+        mesh = meshes.index(row.mesh) if row.mesh in meshes else len(meshes)
+        count = -1 if row.points is None else row.points
+        return (mesh, count)
+    return sorted(rows, key=key)  # stable: keeps the method order
+
+
+LEGEND = """\
+Legend: times are medians of repeated calls after a warm-up, on {threads} CPU threads.
+"query ms" excludes the build (peers' "build ms" is their structure's build; diffsd's
+is the BVH build). "diffsd x": on diffsd signed rows, its points/s divided by the
+fastest peer's; on peer and naive rows, diffsd signed points/s divided by theirs
+(above 1: diffsd is faster). "wrong sign %": against the exact winding number, on a
+fixed subset of the points away from the surface. "max dist err / diag": largest
+error of |distance| against the exact float64 distance, relative to the bounding-box
+diagonal."""
+
+
+# ---------------------------------------------------------------------------
+# Numba compile time
+
+
+COMPILE_PROBE = r"""
+import time, sys, torch
+t0 = time.perf_counter()
+import diffsd
+from diffsd import primitives
+t_import = time.perf_counter() - t0
+dtype = getattr(torch, sys.argv[1])
+v, f = primitives.icosphere(2)
+v = v.to(dtype)
+p = (torch.rand(100, 3) * 2 - 1).to(dtype)
+times = {}
+t = time.perf_counter(); bvh = diffsd.MeshBVH(v, f); times["BVH build + refit"] = time.perf_counter() - t
+t = time.perf_counter(); diffsd.signed_distance(v, f, p, bvh=bvh, refit=False); times["signed query"] = time.perf_counter() - t
+t = time.perf_counter(); diffsd.unsigned_distance(v, f, p, bvh=bvh, refit=False); times["unsigned query"] = time.perf_counter() - t
+t = time.perf_counter(); bvh.refit(v); times["refit (again)"] = time.perf_counter() - t
+for k, s in times.items():
+    print(f"{k}\t{s}")
+"""
+
+
+def compile_times(dtype: torch.dtype, cold: bool) -> tuple[dict[str, float], str]:
+    """First-call times of the diffsd kernels in a fresh process.
+
+    With ``cold``, the package is copied to a temporary folder without its
+    Numba cache, so the times are true compile times; otherwise they are the
+    times to load the on-disk cache (or to compile, when it is stale).
+    """
+    with tempfile.TemporaryDirectory() as folder:
+        env = dict(os.environ)
+        if cold:
+            shutil.copytree(Path(diffsd.__file__).parent, Path(folder) / "diffsd",
+                            ignore=shutil.ignore_patterns("__pycache__"))
+            env["PYTHONPATH"] = folder
+            how = "cold compile (fresh copy of the package, empty Numba cache)"
+        else:
+            env["PYTHONPATH"] = str(Path(diffsd.__file__).parent.parent)
+            how = "first calls with the on-disk Numba cache"
+        result = subprocess.run([sys.executable, "-c", COMPILE_PROBE, str(dtype).split(".")[1]],
+                                env=env, capture_output=True, text=True, timeout=900)
+        if result.returncode != 0:
+            return {}, f"{how}: failed ({result.stderr.strip().splitlines()[-1:]})"
+        times = dict(line.split("\t") for line in result.stdout.strip().splitlines())
+        return {k: float(s) for k, s in times.items()}, how
+
+
+# ---------------------------------------------------------------------------
+# Memory
+
+
+def _status_kib(field_name: str) -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field_name + ":"):
+                return int(line.split()[1])
+    raise KeyError(field_name)
+
+
+def peak_memory(function: Callable[[], object]) -> int:
+    """Peak resident memory added while ``function`` runs, in bytes (Linux).
+
+    Resets the kernel's high-water mark (``/proc/self/clear_refs``), runs the
+    function and reads ``VmHWM`` back: no third-party package needed.
+    """
+    gc.collect()
+    with open("/proc/self/clear_refs", "w") as clear:
+        clear.write("5")
+    before = _status_kib("VmRSS")
+    function()
+    return max(0, _status_kib("VmHWM") - before) * 1024
+
+
+def memory_supported() -> bool:
+    try:
+        peak_memory(lambda: None)
+        return True
+    except OSError:
+        return False
+
+
+@dataclass
+class MemoryPoint:
+    faces: int
+    points: int
+    naive_bytes: float | None  # measured
+    naive_estimate: float  # bytes_per_pair * P * F
+    bvh_bytes: float
+
+
+def measure_memory(meshes: list[Mesh], sizes, dtype, naive_cap: float) -> tuple[list[MemoryPoint], float]:
+    """Peak memory of the all-pairs naive method and of the BVH query across sizes.
+
+    The naive method (the report's parallel version, materialising (P, F)
+    matrices) runs only where its predicted peak is below ``naive_cap``
+    bytes; beyond, its peak is extrapolated from the measured bytes per pair.
+    """
+    calibration_mesh = min(meshes, key=lambda m: m.num_faces)
+    v = calibration_mesh.vertices.to(dtype)
+    p = sample_points(calibration_mesh, 400, 1).to(dtype)
+    pairs = p.shape[0] * calibration_mesh.num_faces
+    bytes_per_pair = peak_memory(
+        lambda: naive.naive_signed_distance_all_pairs(v, calibration_mesh.faces, p)) / pairs
+    results = []
+    for mesh in meshes:
+        v = mesh.vertices.to(dtype)
+        bvh = diffsd.MeshBVH(v, mesh.faces)
+        points = sample_points(mesh, max(sizes), 2).to(dtype)
+        for count in sorted(set(sizes) | {1_000}):
+            q = points[:count]
+            estimate = bytes_per_pair * count * mesh.num_faces
+            naive_bytes = None
+            if estimate < naive_cap:
+                naive_bytes = peak_memory(
+                    lambda q=q, v=v, mesh=mesh: naive.naive_signed_distance_all_pairs(v, mesh.faces, q))
+            bvh_bytes = peak_memory(
+                lambda q=q, v=v, mesh=mesh, bvh=bvh: diffsd.signed_distance(v, mesh.faces, q, bvh=bvh))
+            results.append(MemoryPoint(mesh.num_faces, count, naive_bytes, estimate, bvh_bytes))
+    return results, bytes_per_pair
+
+
+def memory_table(points: list[MemoryPoint]) -> str:
+    lines = ["| faces | points | P x F | naive all-pairs peak | BVH peak |", "|---|---|---|---|---|"]
+    for m in points:
+        naive_text = (f"{m.naive_bytes / 2**20:,.0f} MiB" if m.naive_bytes is not None
+                      else f"~{m.naive_estimate / 2**30:,.0f} GiB (extrapolated)")
+        lines.append(f"| {m.faces:,} | {m.points:,} | {m.points * m.faces:.1e} | {naive_text} | "
+                     f"{m.bvh_bytes / 2**20:,.1f} MiB |")
+    return "\n".join(lines)
+
+
+def plot_memory(points: list[MemoryPoint], bytes_per_pair: float, path: Path) -> None:
+    """Log-log plot of peak memory against P x F, with the 24 GiB budget."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(7, 5))
+    pairs = np.array([m.points * m.faces for m in points], dtype=float)
+    order = np.argsort(pairs)
+    measured = [(m.points * m.faces, m.naive_bytes) for m in points if m.naive_bytes is not None]
+    line = np.logspace(np.log10(pairs.min()), np.log10(pairs.max()), 50)
+    axes.plot(line, bytes_per_pair * line / 2**30, "--", color="tab:red",
+              label=f"naive all-pairs, extrapolated ({bytes_per_pair:.0f} B per pair)")
+    if measured:
+        x, y = zip(*measured)
+        axes.plot(x, np.array(y) / 2**30, "o", color="tab:red", label="naive all-pairs, measured")
+    bvh = np.array([m.bvh_bytes for m in points], dtype=float)
+    axes.plot(pairs[order], np.maximum(bvh[order], 1) / 2**30, "s-", color="tab:blue",
+              label="diffsd BVH, measured")
+    axes.axhline(MEMORY_BUDGET_BYTES / 2**30, color="k", linestyle=":", label="24 GiB budget")
+    crossing = MEMORY_BUDGET_BYTES / bytes_per_pair
+    axes.axvline(crossing, color="gray", linewidth=0.8)
+    axes.annotate(f"naive exceeds 24 GiB\nat P x F = {crossing:.1e}", (crossing, 24),
+                  textcoords="offset points", xytext=(-130, 20), fontsize=8)
+    axes.set_xscale("log")
+    axes.set_yscale("log")
+    axes.set_xlabel("points x faces (P x F)")
+    axes.set_ylabel("peak memory added by the query (GiB)")
+    axes.set_title("Signed distance: memory of naive O(PF) versus BVH")
+    axes.legend(fontsize=8, loc="upper left")
+    axes.grid(True, which="both", alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+# ---------------------------------------------------------------------------
+# Command line
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="small meshes and sizes (CI smoke run, well under a minute)")
+    parser.add_argument("--sizes", type=str, default=None,
+                        help="comma-separated point counts (default 10000,100000,1000000; "
+                             "--quick: 1000,5000)")
+    parser.add_argument("--meshes", type=str, default=",".join(MESH_NAMES),
+                        help=f"comma-separated meshes among {','.join(MESH_NAMES)}")
+    parser.add_argument("--peers", type=str, default="all",
+                        help=f"comma-separated peers among {','.join(PEER_NAMES)}, 'all' or 'none'")
+    parser.add_argument("--dtype", choices=("float32", "float64"), default="float32",
+                        help="diffsd's dtype (default float32, as most peers)")
+    parser.add_argument("--max-seconds", type=float, default=None,
+                        help="skip (n/a) a call whose estimated time exceeds this (default 30; "
+                             "--quick: 1)")
+    parser.add_argument("--sign-pairs", type=float, default=None,
+                        help="points x faces budget of the exact winding-number reference "
+                             "(default 1e9, i.e. 10k points up to 100k faces; --quick: 1e7)")
+    parser.add_argument("--no-naive", action="store_true", help="skip the naive method")
+    parser.add_argument("--cold-compile", action=argparse.BooleanOptionalAction, default=None,
+                        help="also time a cold Numba compile in a subprocess (default: on, "
+                             "off with --quick)")
+    parser.add_argument("--output", type=Path, default=None, help="write the report (markdown)")
+    parser.add_argument("--plot", type=Path, default=None,
+                        help="PNG of naive versus BVH peak memory across sizes")
+    parser.add_argument("--naive-memory-cap-gb", type=float, default=2.0,
+                        help="run the all-pairs naive method for the memory plot only below "
+                             "this predicted peak (default 2 GiB; beyond it is extrapolated)")
+    parser.add_argument("--seed", type=int, default=0)
+    return parser.parse_args(argv)
+
+
+def options_from(args: argparse.Namespace) -> Options:
+    if args.sizes:
+        sizes = tuple(int(s) for s in args.sizes.split(","))
+    else:
+        sizes = QUICK_SIZES if args.quick else FULL_SIZES
+    meshes = tuple(m.strip() for m in args.meshes.split(",") if m.strip())
+    for name in meshes:
+        if name not in MESH_NAMES:
+            raise SystemExit(f"unknown mesh {name!r}; choose from {', '.join(MESH_NAMES)}")
+    if args.peers == "all":
+        peers = PEER_NAMES
+    elif args.peers == "none":
+        peers = ()
+    else:
+        peers = tuple(p.strip() for p in args.peers.split(",") if p.strip())
+        for name in peers:
+            if name not in PEER_NAMES:
+                raise SystemExit(f"unknown peer {name!r}; choose from {', '.join(PEER_NAMES)}")
+    return Options(
+        sizes=sizes, meshes=meshes, peers=peers, dtype=getattr(torch, args.dtype),
+        max_seconds=args.max_seconds or (1.0 if args.quick else 30.0),
+        sign_pairs=args.sign_pairs or (1e7 if args.quick else 1e9), seed=args.seed,
+        quick=args.quick, naive=not args.no_naive, budget=0.2 if args.quick else 1.5)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    options = options_from(args)
+    warnings.filterwarnings("ignore", category=UserWarning, module="numba")
+    try:
+        from numba.core.errors import NumbaWarning
+
+        warnings.filterwarnings("ignore", category=NumbaWarning)
+    except ImportError:  # pragma: no cover
+        pass
+    report: list[str] = []
+
+    def emit(text: str = "") -> None:
+        print(text, flush=True)
+        report.append(text)
+
+    started = time.perf_counter()
+    cold = args.cold_compile if args.cold_compile is not None else not args.quick
+    warm_times, warm_how = compile_times(options.dtype, cold=False)
+    cold_times, cold_how = compile_times(options.dtype, cold=True) if cold else ({}, "")
+
+    bench = Benchmark(options)
+    bench.run()
+    rows = order_rows(bench.rows, list(options.meshes), options.sizes)
+
+    emit("## diffsd signed distance benchmark")
+    emit()
+    emit(f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU threads, "
+         f"torch {torch.__version__}, diffsd dtype {str(options.dtype).split('.')[1]}, "
+         f"sizes {', '.join(f'{s:,}' for s in options.sizes)}")
+    emit(f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}, NUMBA_NUM_THREADS="
+         f"{os.environ.get('NUMBA_NUM_THREADS', 'unset')}, torch threads {torch.get_num_threads()}")
+    emit(f"peers: {', '.join(sorted({p.label for p in bench.peers})) or 'none'}")
+    for name, reason in bench.missing_peers.items():
+        emit(f"peer {name} skipped: {reason}")
+    emit()
+    emit(markdown_table(rows))
+    emit()
+    emit(LEGEND.format(threads=os.cpu_count()))
+    emit()
+    for note in bench.notes:
+        emit(f"- {note}")
+    emit()
+    emit("### Numba compile time (separate from the table)")
+    emit()
+    columns = [(warm_how, warm_times)] + ([(cold_how, cold_times)] if cold else [])
+    emit("| first call of | " + " | ".join(how for how, _ in columns) + " |")
+    emit("|---|" + "---|" * len(columns))
+    for key in dict.fromkeys([k for _, times in columns for k in times]):
+        cells = [f"{1e3 * times[key]:,.0f} ms" if key in times else "-" for _, times in columns]
+        emit(f"| {key} | " + " | ".join(cells) + " |")
+    emit()
+    emit("### Targets")
+    emit()
+    for line in target_lines(bench):
+        emit(line)
+
+    if args.plot is not None:
+        emit()
+        emit("### Memory: naive all-pairs versus BVH")
+        emit()
+        if not memory_supported():
+            emit("memory measurement needs Linux /proc/self/clear_refs: skipped")
+        else:
+            meshes = make_meshes(options.meshes, options.quick)
+            memory, bytes_per_pair = measure_memory(meshes, options.sizes, options.dtype,
+                                                    args.naive_memory_cap_gb * 2**30)
+            emit(memory_table(memory))
+            emit()
+            emit(f"naive all-pairs: {bytes_per_pair:.0f} bytes per (point, face) pair, so it "
+                 f"exceeds 24 GiB beyond P x F = {MEMORY_BUDGET_BYTES / bytes_per_pair:.1e}")
+            args.plot.parent.mkdir(parents=True, exist_ok=True)
+            plot_memory(memory, bytes_per_pair, args.plot)
+            emit(f"plot: {args.plot}")
+    emit()
+    emit(f"total benchmark time {time.perf_counter() - started:.0f} s")
+    if args.output is not None:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text("\n".join(report) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

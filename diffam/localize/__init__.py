@@ -1,0 +1,110 @@
+"""Find and name the vertebrae of a CT scan without given centroids.
+
+Pipeline (one module each): :mod:`~diffam.localize.grid` resamples to an LPS
+working grid; :mod:`~diffam.localize.spine_column` finds the column (bone,
+canal and body holes, per-slice bone centroid); :mod:`~diffam.localize.centerline`
+smooths it; :mod:`~diffam.localize.detection` cuts it into vertebrae at the
+intervertebral discs; :mod:`~diffam.localize.naming` names them;
+:mod:`~diffam.localize.orientation` gives each one a local frame.
+
+Example:
+    >>> loc = localize_vertebrae(read_image("ct.nii.gz"), hint_lowest="L5")  # doctest: +SKIP
+    >>> loc.centroids[24]  # L5, (3,) LPS mm  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from diffam.image import Volume
+from diffam.localize.centerline import Centerline, extend_centerline, fit_centerline
+from diffam.localize.detection import Detection, detect_vertebrae
+from diffam.localize.grid import to_working_grid
+from diffam.localize.naming import HINT_ADVICE, LocalizationError, name_levels
+from diffam.localize.orientation import local_frame
+from diffam.localize.spine_column import find_column
+
+__all__ = ["Localization", "LocalizationError", "localize_vertebrae"]
+
+#: Shortest column (mm) worth detecting vertebrae on.
+MIN_COLUMN_MM = 15.0
+
+#: How far (mm) the centreline is continued beyond the column found, at each end.
+EXTEND_MM = 30.0
+
+
+@dataclass
+class Localization:
+    """Vertebrae found in a scan.
+
+    Attributes:
+        centroids: VerSe id -> ``(3,)`` LPS mm initial centroid.
+        frames: VerSe id -> ``(3, 3)`` rotation whose columns are the
+            vertebra's local L, P, S axes in LPS world.
+        naming: how the levels were named, in words.
+        confidence: VerSe id -> detection confidence in ``[0, 1]``.
+        partial: VerSe ids of vertebrae cut by the end of the scan.
+        centerline: the fitted spine centreline.
+        detection: discs and intervals along the centreline.
+    """
+
+    centroids: dict[int, np.ndarray]
+    frames: dict[int, np.ndarray]
+    naming: str
+    confidence: dict[int, float]
+    partial: set[int] = field(default_factory=set)
+    centerline: Centerline | None = None
+    detection: Detection | None = None
+
+
+def localize_vertebrae(
+    volume: Volume,
+    *,
+    hint_lowest: str | int | None = None,
+    hint_highest: str | int | None = None,
+    working_spacing_mm: float = 2.0,
+) -> Localization:
+    """Find, name and orient the vertebrae of a CT scan.
+
+    Args:
+        volume: CT volume in HU (any orientation and spacing).
+        hint_lowest: level of the lowest vertebra visible, e.g. ``"L5"``
+            (``levels.lowest`` in the configuration).
+        hint_highest: level of the highest vertebra visible, e.g. ``"T10"``.
+        working_spacing_mm: voxel size of the internal working grid.
+
+    Returns:
+        The :class:`Localization`.
+
+    Raises:
+        LocalizationError: no spine in the scan, too little of it, or no way
+            to name the levels; the message says what to pass.
+    """
+    grid = to_working_grid(volume, working_spacing_mm)
+    column = find_column(grid)
+    if column.extent_mm < MIN_COLUMN_MM:
+        raise LocalizationError(
+            "no spinal column was found in the scan (no chain of bone-enclosed canal or body "
+            f"sections); check that it is a CT in HU that shows the spine, or {HINT_ADVICE}"
+        )
+    centerline = extend_centerline(fit_centerline(column.points), EXTEND_MM)
+    detection = detect_vertebrae(grid, centerline)
+    count = len(detection.centres_mm)
+    if count == 0:
+        raise LocalizationError(
+            f"a {centerline.length_mm:.0f} mm spine segment was found but no vertebra could be "
+            f"separated along it; {HINT_ADVICE}"
+        )
+    ids, how = name_levels(count, hint_lowest=hint_lowest, hint_highest=hint_highest)
+    centroids, frames, confidence, partial = {}, {}, {}, set()
+    for n, label in enumerate(ids):
+        s = detection.centres_mm[n]
+        centroids[label] = detection.points[n]
+        frames[label] = local_frame(centerline.tangent_at(s))
+        confidence[label] = float(detection.confidence[n])
+        if detection.partial[n]:
+            partial.add(label)
+    naming = f"{count} vertebrae detected along a {centerline.length_mm:.0f} mm centreline; {how}"
+    return Localization(centroids, frames, naming, confidence, partial, centerline, detection)

@@ -1,0 +1,87 @@
+"""Name detected vertebrae (VerSe ids) from a user hint, and say how.
+
+A run of consecutive vertebrae, ordered from inferior to superior, is named
+from one anchor: the lowest vertebra's level (``levels.lowest=L5``) or the
+highest's (``levels.highest=T10``). Consecutive levels follow the standard
+count C1-C7, T1-T12, L1-L5 (no transitional T13/L6).
+
+Anatomical anchors (sacrum, lowest rib pair = T12, dens = C2) are not
+detected yet; without a hint naming raises :class:`LocalizationError` with
+the options to pass.
+"""
+
+from __future__ import annotations
+
+from diffam.labels import level_name, verse_id
+
+#: The standard sequence of mobile vertebrae from head to tail.
+STANDARD_LEVELS: tuple[int, ...] = tuple(range(1, 25))  # C1 .. L5
+
+
+class LocalizationError(ValueError):
+    """The vertebrae cannot be found or named; the message says what to pass."""
+
+
+HINT_ADVICE = (
+    "pass levels.lowest=<level of the lowest vertebra in the scan> (e.g. levels.lowest=L5) "
+    "or levels.highest=<level of the highest> (e.g. levels.highest=T10), or give the "
+    "centroids (centroids=path/to/centroids.json or .csv)"
+)
+
+
+def name_levels(
+    count: int, *, hint_lowest: str | int | None = None, hint_highest: str | int | None = None
+) -> tuple[list[int], str]:
+    """VerSe ids of ``count`` consecutive vertebrae ordered from inferior to superior.
+
+    Args:
+        count: number of vertebrae detected.
+        hint_lowest: level of the lowest (most inferior) vertebra, e.g. ``"L5"``.
+        hint_highest: level of the highest (most superior) vertebra, e.g. ``"T10"``.
+
+    Returns:
+        ``(ids, how)``: ``ids`` from inferior to superior, and a sentence
+        saying how the naming was decided.
+
+    Raises:
+        LocalizationError: no hint, both hints inconsistent with ``count``,
+            or a hint that runs past C1 or L5.
+    """
+    if count <= 0:
+        raise LocalizationError("no vertebra to name")
+    if hint_lowest is None and hint_highest is None:
+        raise LocalizationError(
+            f"{count} vertebrae were found but no anatomical landmark (sacrum, lowest rib pair, "
+            f"dens) was recognised to name them; {HINT_ADVICE}"
+        )
+    lowest = _standard(hint_lowest, "levels.lowest") if hint_lowest is not None else None
+    highest = _standard(hint_highest, "levels.highest") if hint_highest is not None else None
+    if lowest is not None and highest is not None and lowest - highest + 1 != count:
+        raise LocalizationError(
+            f"levels.lowest={level_name(lowest)} and levels.highest={level_name(highest)} span "
+            f"{lowest - highest + 1} vertebrae but {count} were detected; pass only one of them"
+        )
+    if lowest is None:
+        lowest = highest + count - 1
+        how = f"user hint levels.highest={level_name(highest)}, counted down {count - 1} levels"
+    else:
+        how = f"user hint levels.lowest={level_name(lowest)}, counted up {count - 1} levels"
+    ids = [lowest - n for n in range(count)]
+    if ids[-1] < 1 or ids[0] > 24:
+        raise LocalizationError(
+            f"{count} vertebrae counted from that hint would run past C1 or L5 "
+            f"({how}); check the hint"
+        )
+    return ids, how
+
+
+def _standard(level: str | int, what: str) -> int:
+    try:
+        v = verse_id(level)
+    except ValueError as err:
+        raise LocalizationError(f"{what}={level!r}: {err}") from err
+    if v not in STANDARD_LEVELS:
+        raise LocalizationError(
+            f"{what}={level_name(v)}: hints must be a level C1-C7, T1-T12 or L1-L5"
+        )
+    return v

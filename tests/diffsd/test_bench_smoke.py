@@ -1,0 +1,50 @@
+"""Smoke test of the benchmark: ``bench_sdf.py --quick`` runs and prints its table.
+
+Peers are optional: the run must succeed whichever of them are installed.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+BENCH = ROOT / "benchmarks" / "bench_sdf.py"
+
+
+def test_bench_quick_prints_table(tmp_path):
+    report = tmp_path / "bench.md"
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    completed = subprocess.run(
+        [sys.executable, str(BENCH), "--quick", "--meshes", "sphere,bumpy",
+         "--output", str(report)],
+        cwd=tmp_path, env=env, capture_output=True, text=True, encoding="utf-8", timeout=240,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    out = completed.stdout
+    assert "| mesh | points | method | build ms | query ms | points/s |" in out
+    for method in ("diffsd signed", "diffsd unsigned", "diffsd backward", "diffsd BVH build",
+                   "diffsd BVH refit", "naive O(PF) torch"):
+        assert method in out, method
+    assert "| sphere | 1,000 | diffsd signed" in out
+    for target in ("forward >= 2x", "one step", "backward <= 20 %"):
+        assert any(line.split(" ", 1)[0] in ("PASS", "FAIL", "SKIP") and target in line
+                   for line in out.splitlines()), target
+    assert report.read_text().startswith("## diffsd signed distance benchmark")
+
+
+def test_bench_runs_without_peers(tmp_path):
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    completed = subprocess.run(
+        [sys.executable, str(BENCH), "--quick", "--meshes", "torus", "--sizes", "500",
+         "--peers", "none", "--no-cold-compile", "--plot", str(tmp_path / "memory.png")],
+        cwd=tmp_path, env=env, capture_output=True, text=True, encoding="utf-8", timeout=240,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert "| torus | 500 | diffsd signed" in completed.stdout
+    assert "SKIP forward >= 2x the fastest peer: no peer measured" in completed.stdout
+    assert (tmp_path / "memory.png").read_bytes()[:4] == b"\x89PNG"
