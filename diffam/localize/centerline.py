@@ -111,8 +111,11 @@ def extend_centerline(centerline: Centerline, length_mm: float) -> Centerline:
     above = centerline.points[-1] + k * centerline.tangents[-1]
     points = np.concatenate([below, centerline.points, above])
     tangents = np.concatenate(
-        [np.repeat(centerline.tangents[:1], len(k), 0), centerline.tangents,
-         np.repeat(centerline.tangents[-1:], len(k), 0)]
+        [
+            np.repeat(centerline.tangents[:1], len(k), 0),
+            centerline.tangents,
+            np.repeat(centerline.tangents[-1:], len(k), 0),
+        ]
     )
     arc = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(points, axis=0), axis=1))])
     return Centerline(points, tangents, arc)

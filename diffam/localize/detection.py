@@ -288,8 +288,9 @@ def wall_to_centroid_offset(template) -> float:
     line through the centroid, the wall is where the body ends posteriorly.
     (Lumbar template: L1 8.0, L2 6.5, L3 5.75, L4 5.0, L5 4.75 mm.)
     """
-    import diffsd  # local: only the calibration needs it
     import torch
+
+    import diffsd  # local: only the calibration needs it
 
     centroids = np.array([v.centroid() for v in template.vertebrae])
     order = np.argsort(-centroids[:, 2])  # head to tail
@@ -305,7 +306,9 @@ def wall_to_centroid_offset(template) -> float:
             frame = local_frame(up - down)
         pts = centroids[n] + r[:, None] * frame[:, 1]
         d = diffsd.signed_distance(
-            torch.as_tensor(vertebra.vertices), torch.as_tensor(vertebra.faces), torch.as_tensor(pts)
+            torch.as_tensor(vertebra.vertices),
+            torch.as_tensor(vertebra.faces),
+            torch.as_tensor(pts),
         ).distance.numpy()
         inside = np.nonzero(d < 0)[0]
         if len(inside):
