@@ -880,8 +880,9 @@ def compile_times(dtype: torch.dtype, cold: bool) -> tuple[dict[str, float], str
         else:
             env["PYTHONPATH"] = str(Path(diffsd.__file__).parent.parent)
             how = "first calls with the on-disk Numba cache"
+        # cwd: `python -c` puts the working directory first on sys.path.
         result = subprocess.run([sys.executable, "-c", COMPILE_PROBE, str(dtype).split(".")[1]],
-                                env=env, capture_output=True, text=True, timeout=900)
+                                env=env, cwd=folder, capture_output=True, text=True, timeout=900)
         if result.returncode != 0:
             return {}, f"{how}: failed ({result.stderr.strip().splitlines()[-1:]})"
         times = dict(line.split("\t") for line in result.stdout.strip().splitlines())
@@ -932,11 +933,13 @@ class MemoryPoint:
 
 
 def measure_memory(meshes: list[Mesh], sizes, dtype, naive_cap: float) -> tuple[list[MemoryPoint], float]:
-    """Peak memory of the all-pairs naive method and of the BVH query across sizes.
+    """Peak memory of the all-pairs naive method and of diffsd across sizes.
 
     The naive method (the report's parallel version, materialising (P, F)
     matrices) runs only where its predicted peak is below ``naive_cap``
     bytes; beyond, its peak is extrapolated from the measured bytes per pair.
+    diffsd is measured for a whole call without a prebuilt BVH (build +
+    query), so its figure holds the O(F) tree and the O(P) outputs.
     """
     calibration_mesh = min(meshes, key=lambda m: m.num_faces)
     v = calibration_mesh.vertices.to(dtype)
@@ -947,9 +950,8 @@ def measure_memory(meshes: list[Mesh], sizes, dtype, naive_cap: float) -> tuple[
     results = []
     for mesh in meshes:
         v = mesh.vertices.to(dtype)
-        bvh = diffsd.MeshBVH(v, mesh.faces)
         points = sample_points(mesh, max(sizes), 2).to(dtype)
-        for count in sorted(set(sizes) | {1_000}):
+        for count in sorted(set(sizes) | {100, 1_000}):
             q = points[:count]
             estimate = bytes_per_pair * count * mesh.num_faces
             naive_bytes = None
@@ -957,52 +959,65 @@ def measure_memory(meshes: list[Mesh], sizes, dtype, naive_cap: float) -> tuple[
                 naive_bytes = peak_memory(
                     lambda q=q, v=v, mesh=mesh: naive.naive_signed_distance_all_pairs(v, mesh.faces, q))
             bvh_bytes = peak_memory(
-                lambda q=q, v=v, mesh=mesh, bvh=bvh: diffsd.signed_distance(v, mesh.faces, q, bvh=bvh))
+                lambda q=q, v=v, mesh=mesh: diffsd.signed_distance(v, mesh.faces, q))
             results.append(MemoryPoint(mesh.num_faces, count, naive_bytes, estimate, bvh_bytes))
     return results, bytes_per_pair
 
 
+def _mib(size: float) -> str:
+    return "< 1 MiB" if size < 2**20 else f"{size / 2**20:,.0f} MiB"
+
+
 def memory_table(points: list[MemoryPoint]) -> str:
-    lines = ["| faces | points | P x F | naive all-pairs peak | BVH peak |", "|---|---|---|---|---|"]
+    lines = ["| faces | points | P x F | naive all-pairs peak | diffsd (BVH build + query) peak |",
+             "|---|---|---|---|---|"]
     for m in points:
-        naive_text = (f"{m.naive_bytes / 2**20:,.0f} MiB" if m.naive_bytes is not None
-                      else f"~{m.naive_estimate / 2**30:,.0f} GiB (extrapolated)")
+        naive_text = (_mib(m.naive_bytes) if m.naive_bytes is not None
+                      else f"~{m.naive_estimate / 2**30:,.0f} GiB (extrapolated, not run)")
         lines.append(f"| {m.faces:,} | {m.points:,} | {m.points * m.faces:.1e} | {naive_text} | "
-                     f"{m.bvh_bytes / 2**20:,.1f} MiB |")
+                     f"{_mib(m.bvh_bytes)} |")
     return "\n".join(lines)
 
 
 def plot_memory(points: list[MemoryPoint], bytes_per_pair: float, path: Path) -> None:
-    """Log-log plot of peak memory against P x F, with the 24 GiB budget."""
+    """Log-log plot of peak memory against P x F, with the 24 GiB budget.
+
+    Peaks below 1 MiB (the resolution of the resident-set measurement once
+    the heap is warm) are drawn at 1 MiB.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(figsize=(7, 5))
+    mib = 2.0**20
+    figure, axes = plt.subplots(figsize=(7.5, 5))
     pairs = np.array([m.points * m.faces for m in points], dtype=float)
-    order = np.argsort(pairs)
-    measured = [(m.points * m.faces, m.naive_bytes) for m in points if m.naive_bytes is not None]
-    line = np.logspace(np.log10(pairs.min()), np.log10(pairs.max()), 50)
-    axes.plot(line, bytes_per_pair * line / 2**30, "--", color="tab:red",
+    crossing = MEMORY_BUDGET_BYTES / bytes_per_pair
+    line = np.logspace(np.log10(pairs.min()), np.log10(max(pairs.max(), 10 * crossing)), 50)
+    axes.plot(line, bytes_per_pair * line / mib, "--", color="tab:red",
               label=f"naive all-pairs, extrapolated ({bytes_per_pair:.0f} B per pair)")
+    measured = [(m.points * m.faces, m.naive_bytes) for m in points if m.naive_bytes is not None]
     if measured:
         x, y = zip(*measured)
-        axes.plot(x, np.array(y) / 2**30, "o", color="tab:red", label="naive all-pairs, measured")
-    bvh = np.array([m.bvh_bytes for m in points], dtype=float)
-    axes.plot(pairs[order], np.maximum(bvh[order], 1) / 2**30, "s-", color="tab:blue",
-              label="diffsd BVH, measured")
-    axes.axhline(MEMORY_BUDGET_BYTES / 2**30, color="k", linestyle=":", label="24 GiB budget")
-    crossing = MEMORY_BUDGET_BYTES / bytes_per_pair
+        axes.plot(x, np.maximum(np.array(y), mib) / mib, "o", color="tab:red",
+                  label="naive all-pairs, measured")
+    for faces in sorted({m.faces for m in points}):
+        series = sorted((m.points * m.faces, m.bvh_bytes) for m in points if m.faces == faces)
+        x, y = zip(*series)
+        axes.plot(x, np.maximum(np.array(y), mib) / mib, "s-",
+                  label=f"diffsd BVH, measured ({faces:,} faces)")
+    axes.axhline(MEMORY_BUDGET_BYTES / mib, color="k", linestyle=":", label="24 GiB budget")
     axes.axvline(crossing, color="gray", linewidth=0.8)
-    axes.annotate(f"naive exceeds 24 GiB\nat P x F = {crossing:.1e}", (crossing, 24),
-                  textcoords="offset points", xytext=(-130, 20), fontsize=8)
+    axes.annotate(f"naive needs > 24 GiB\nbeyond P x F = {crossing:.1e}",
+                  (crossing, MEMORY_BUDGET_BYTES / mib), textcoords="offset points",
+                  xytext=(8, -40), fontsize=8)
     axes.set_xscale("log")
     axes.set_yscale("log")
     axes.set_xlabel("points x faces (P x F)")
-    axes.set_ylabel("peak memory added by the query (GiB)")
+    axes.set_ylabel("peak resident memory added by the call (MiB)")
     axes.set_title("Signed distance: memory of naive O(PF) versus BVH")
-    axes.legend(fontsize=8, loc="upper left")
+    axes.legend(fontsize=7, loc="upper left")
     axes.grid(True, which="both", alpha=0.3)
     figure.tight_layout()
     figure.savefig(path, dpi=100)
@@ -1088,6 +1103,7 @@ def main(argv=None) -> int:
         report.append(text)
 
     started = time.perf_counter()
+    load_start = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     cold = args.cold_compile if args.cold_compile is not None else not args.quick
     warm_times, warm_how = compile_times(options.dtype, cold=False)
     cold_times, cold_how = compile_times(options.dtype, cold=True) if cold else ({}, "")
@@ -1101,6 +1117,8 @@ def main(argv=None) -> int:
     emit(f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU threads, "
          f"torch {torch.__version__}, diffsd dtype {str(options.dtype).split('.')[1]}, "
          f"sizes {', '.join(f'{s:,}' for s in options.sizes)}")
+    emit(f"load average at start {load_start}, at end "
+         f"{', '.join(f'{x:.1f}' for x in os.getloadavg())} (the cores may be shared)")
     emit(f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}, NUMBA_NUM_THREADS="
          f"{os.environ.get('NUMBA_NUM_THREADS', 'unset')}, torch threads {torch.get_num_threads()}")
     emit(f"peers: {', '.join(sorted({p.label for p in bench.peers})) or 'none'}")
