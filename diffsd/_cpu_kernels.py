@@ -37,6 +37,15 @@ def face_keys(vertices, faces, face_mesh, mesh_lo, mesh_inverse_extent, keys):
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
+def point_keys(points, lo, inverse_extent, keys):
+    """30-bit Morton code of every point within the box of all points."""
+    for i in numba.prange(points.shape[0]):
+        keys[i] = _morton_code_30((points[i, 0] - lo[0]) * inverse_extent[0],
+                                  (points[i, 1] - lo[1]) * inverse_extent[1],
+                                  (points[i, 2] - lo[2]) * inverse_extent[2])
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
 def build_internal_nodes(keys, child_left, child_right, parent, range_first, range_last):
     n = keys.shape[0]
     for i in numba.prange(n - 1):
