@@ -17,7 +17,6 @@ from diffsd import _backend
 from diffsd.geometry import TRAVERSAL_STACK_SIZE
 from diffsd.validation import check_faces, check_mesh_faces_first_idx, check_points
 
-
 #: CPU queries of more points than this run in Morton order of the points.
 SORT_POINTS_ABOVE = 2048
 
