@@ -21,6 +21,9 @@ Numba compile time (first calls) is reported apart. The output is a markdown
 table, the issue's three target checks as PASS/FAIL lines, and optionally a
 PNG plot of the peak memory of naive versus BVH across sizes (``--plot``).
 
+The benchmark sets ``OMP_WAIT_POLICY=PASSIVE`` unless the environment sets
+it (see the comment at the imports); the report's header says which was used.
+
 Usage (from the repository root)::
 
     python benchmarks/bench_sdf.py                        # full run (minutes)
@@ -278,6 +281,7 @@ class Peer:
     build: Callable[[np.ndarray, np.ndarray], object]
     query: Callable[[object, np.ndarray], np.ndarray]
     prepare_points: Callable[[np.ndarray], object] = staticmethod(lambda p: p)
+    exact_distance: bool = True  # False: the distance is approximate by design
 
 
 def _threads() -> int:
@@ -285,6 +289,7 @@ def _threads() -> int:
 
 
 def make_igl_peers() -> list[Peer]:
+    """libigl's signed distance with the exact and the fast winding number."""
     import igl
 
     def build(v, f):
@@ -312,6 +317,7 @@ def make_igl_peers() -> list[Peer]:
 
 
 def make_open3d_peer() -> list[Peer]:
+    """Open3D's RaycastingScene (Embree); the sign comes from ray parity."""
     import open3d as o3d
 
     def build(v, f):
@@ -331,6 +337,7 @@ def make_open3d_peer() -> list[Peer]:
 
 
 def make_pysdf_peer() -> list[Peer]:
+    """pysdf (sxyu/sdf), in its default robust mode."""
     import pysdf
 
     def build(v, f):
@@ -341,10 +348,12 @@ def make_pysdf_peer() -> list[Peer]:
 
     return [Peer("pysdf", "pysdf",
                  "majority of 3 axis ray parities; distance approximate (faces of the nearest "
-                 "vertex only)", build, query, lambda p: np.ascontiguousarray(p, np.float32))]
+                 "vertex only)", build, query, lambda p: np.ascontiguousarray(p, np.float32),
+                 exact_distance=False)]
 
 
 def make_fcpw_peer() -> list[Peer]:
+    """fcpw's vectorised BVH: closest points, and contains() for the sign."""
     import fcpw
 
     def build(v, f):
@@ -377,6 +386,7 @@ def make_fcpw_peer() -> list[Peer]:
 
 
 def make_warp_peer() -> list[Peer]:
+    """NVIDIA Warp's mesh query with the winding-number sign, on the CPU device."""
     import warp as wp
 
     wp.config.quiet = True
@@ -447,6 +457,7 @@ class Row:
     notes: str = ""
     kind: str = "other"  # "diffsd", "peer", "naive", "other"
     ratio: float | None = None
+    exact_distance: bool = True
 
     @property
     def rate(self) -> float | None:
@@ -501,6 +512,8 @@ def make_reference(mesh: Mesh, points: torch.Tensor, pair_budget: float) -> Refe
 
 @dataclass
 class Options:
+    """Settings of one benchmark run (see :func:`parse_args`)."""
+
     sizes: tuple[int, ...]
     meshes: tuple[str, ...]
     peers: tuple[str, ...]
@@ -546,6 +559,7 @@ class Benchmark:
 
     # -- diffsd -------------------------------------------------------------
     def run_diffsd(self, mesh: Mesh, points: torch.Tensor, reference: Reference) -> None:
+        """BVH build and refit, then forward, backward and step rows for every size."""
         o = self.options
         tag = "f32" if o.dtype == torch.float32 else "f64"
         v = mesh.vertices.to(o.dtype)
@@ -613,6 +627,7 @@ class Benchmark:
 
     # -- naive --------------------------------------------------------------
     def run_naive(self, mesh: Mesh, points: torch.Tensor) -> None:
+        """The chunked brute force of :mod:`diffsd.naive`, where its estimate fits."""
         o = self.options
         v = mesh.vertices.to(o.dtype)
         f = mesh.faces
@@ -638,6 +653,7 @@ class Benchmark:
 
     # -- peers --------------------------------------------------------------
     def run_peer(self, peer: Peer, mesh: Mesh, points: torch.Tensor, reference: Reference) -> None:
+        """A peer's build, accuracy (on the reference subset) and query for every size."""
         o = self.options
         dtype = np.float64 if peer.name == "igl" else np.float32
         v = np.ascontiguousarray(mesh.vertices.numpy(), dtype)
@@ -669,10 +685,11 @@ class Benchmark:
             self.remember_rate(mesh, peer.label, count, timing.median)
             self.rows.append(Row(mesh.name, count, peer.label, build.median, query_time,
                                  accuracy.wrong_sign, accuracy.distance_error, peer.sign_note,
-                                 "peer"))
+                                 "peer", exact_distance=peer.exact_distance))
 
     # -- all ----------------------------------------------------------------
     def run(self) -> None:
+        """Every measurement on every mesh; fills :attr:`rows`."""
         o = self.options
         meshes = make_meshes(o.meshes, o.quick)
         self.peers, self.missing_peers = load_peers(o.peers)
@@ -699,12 +716,15 @@ class Benchmark:
                 self.run_peer(peer, mesh, points, reference)
         self.compute_ratios()
 
-    def best_peer(self, mesh: str, count: int) -> Row | None:
+    def best_peer(self, mesh: str, count: int, exact_only: bool = False) -> Row | None:
+        """The peer row with the most points per second (query only) at this size."""
         candidates = [r for r in self.rows if r.kind == "peer" and r.mesh == mesh
-                      and r.points == count and r.rate is not None]
+                      and r.points == count and r.rate is not None
+                      and (r.exact_distance or not exact_only)]
         return max(candidates, key=lambda r: r.rate, default=None)
 
     def diffsd_signed(self, mesh: str, count: int) -> Row | None:
+        """diffsd's forward signed-distance row at this size."""
         return next((r for r in self.rows if r.mesh == mesh and r.points == count
                      and r.method.startswith("diffsd signed") and r.rate is not None), None)
 
@@ -743,6 +763,14 @@ def target_lines(bench: Benchmark) -> list[str]:
             f"vs {worst_best.method}); {len(compared) - len(failing)}/{len(compared)} "
             f"configurations >= 2x; wrong signs: {', '.join(wrong) if wrong else 'none'}"
             + (f"; below 2x: {'; '.join(failing)}" if failing else ""))
+        exact = [(r, bench.best_peer(r.mesh, r.points, exact_only=True)) for r in rows]
+        exact = [(r.rate / b.rate, r, b) for r, b in exact if b is not None]
+        if exact:
+            low, high = min(exact, key=lambda x: x[0]), max(exact, key=lambda x: x[0])
+            lines.append(
+                f"INFO forward versus the fastest peer with exact distances (pysdf left out): "
+                f"{low[0]:.2f}x ({low[1].mesh}, {low[1].points:,}, vs {low[2].method}) to "
+                f"{high[0]:.2f}x ({high[1].mesh}, {high[1].points:,}, vs {high[2].method})")
     else:
         lines.append("SKIP forward >= 2x the fastest peer: no peer measured")
 
@@ -806,6 +834,7 @@ def _rate(rate: float | None) -> str:
 
 
 def markdown_table(rows: list[Row]) -> str:
+    """The results as a markdown table."""
     header = ("| mesh | points | method | build ms | query ms | points/s | diffsd x | "
               "wrong sign % | max dist err / diag | notes |")
     lines = [header, "|" + "---|" * 10]
@@ -901,13 +930,37 @@ def _status_kib(field_name: str) -> int:
     raise KeyError(field_name)
 
 
+def _libc():
+    """glibc, for :func:`peak_memory`; None elsewhere."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.malloc_trim, libc.mallopt  # noqa: B018  (both must exist)
+        return libc
+    except (OSError, AttributeError):
+        return None
+
+
+_M_MMAP_THRESHOLD = -3
+
+
 def peak_memory(function: Callable[[], object]) -> int:
     """Peak resident memory added while ``function`` runs, in bytes (Linux).
 
     Resets the kernel's high-water mark (``/proc/self/clear_refs``), runs the
-    function and reads ``VmHWM`` back: no third-party package needed.
+    function and reads ``VmHWM`` back: no third-party package needed. glibc
+    is told to serve every block of 64 KiB or more with its own mapping and
+    to hand freed memory back first, so that pages left resident by an
+    earlier, larger call do not hide this call's allocations.
     """
+    libc = _libc()
+    if libc is not None:
+        libc.mallopt(_M_MMAP_THRESHOLD, 64 * 1024)
     gc.collect()
+    if libc is not None:
+        libc.malloc_trim(0)
     with open("/proc/self/clear_refs", "w") as clear:
         clear.write("5")
     before = _status_kib("VmRSS")
@@ -916,6 +969,7 @@ def peak_memory(function: Callable[[], object]) -> int:
 
 
 def memory_supported() -> bool:
+    """Whether :func:`peak_memory` works here (Linux with /proc/self/clear_refs)."""
     try:
         peak_memory(lambda: None)
         return True
@@ -925,6 +979,8 @@ def memory_supported() -> bool:
 
 @dataclass
 class MemoryPoint:
+    """Peak memory (bytes) of both methods at one (faces, points) size."""
+
     faces: int
     points: int
     naive_bytes: float | None  # measured
@@ -954,13 +1010,20 @@ def measure_memory(meshes: list[Mesh], sizes, dtype, naive_cap: float) -> tuple[
         for count in sorted(set(sizes) | {100, 1_000}):
             q = points[:count]
             estimate = bytes_per_pair * count * mesh.num_faces
+            bvh_bytes = peak_memory(
+                lambda q=q, v=v, mesh=mesh: diffsd.signed_distance(v, mesh.faces, q))
             naive_bytes = None
             if estimate < naive_cap:
                 naive_bytes = peak_memory(
                     lambda q=q, v=v, mesh=mesh: naive.naive_signed_distance_all_pairs(v, mesh.faces, q))
-            bvh_bytes = peak_memory(
-                lambda q=q, v=v, mesh=mesh: diffsd.signed_distance(v, mesh.faces, q))
             results.append(MemoryPoint(mesh.num_faces, count, naive_bytes, estimate, bvh_bytes))
+    # Refine the bytes per pair on every naive run large enough to be precise.
+    ratios = [m.naive_bytes / (m.points * m.faces) for m in results
+              if m.naive_bytes is not None and m.naive_bytes > 32 * 2**20]
+    if ratios:
+        bytes_per_pair = statistics.median(ratios)
+        for m in results:
+            m.naive_estimate = bytes_per_pair * m.points * m.faces
     return results, bytes_per_pair
 
 
@@ -969,6 +1032,7 @@ def _mib(size: float) -> str:
 
 
 def memory_table(points: list[MemoryPoint]) -> str:
+    """The memory measurements as a markdown table."""
     lines = ["| faces | points | P x F | naive all-pairs peak | diffsd (BVH build + query) peak |",
              "|---|---|---|---|---|"]
     for m in points:
@@ -1062,6 +1126,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def options_from(args: argparse.Namespace) -> Options:
+    """Options from the parsed command line, with the --quick defaults applied."""
     if args.sizes:
         sizes = tuple(int(s) for s in args.sizes.split(","))
     else:
@@ -1087,6 +1152,7 @@ def options_from(args: argparse.Namespace) -> Options:
 
 
 def main(argv=None) -> int:
+    """Run the benchmark and print (and optionally write) the report."""
     args = parse_args(argv)
     options = options_from(args)
     warnings.filterwarnings("ignore", category=UserWarning, module="numba")

@@ -178,3 +178,23 @@ def test_cuda_backend_bvh_matches_cpu_bvh():
         a, b = getattr(cpu, name), getattr(cuda, name)
         used = torch.cat([cpu.bottom_up, torch.arange(cpu.num_faces - 1, 2 * cpu.num_faces - 1)])
         torch.testing.assert_close(a[used], b[used], msg=name)
+
+
+def test_morton_ordered_queries_match_unordered(monkeypatch):
+    import diffsd.bvh
+
+    meshes = [MESHES["sphere"](), MESHES["torus"]()]
+    packed = pack_meshes([meshes[0][0], meshes[1][0] + 0.5], [meshes[0][1], meshes[1][1]])
+    generator = torch.Generator().manual_seed(21)
+    points = torch.randn(5000, 3, generator=generator, dtype=torch.float64)
+    point_mesh = torch.randint(0, 2, (5000,), generator=generator)
+
+    def run():
+        return signed_distance(packed.vertices, packed.faces, points, point_mesh=point_mesh,
+                               mesh_faces_first_idx=packed.mesh_faces_first_idx)
+
+    ordered = run()
+    monkeypatch.setattr(diffsd.bvh, "SORT_POINTS_ABOVE", 10**9)
+    unordered = run()
+    for a, b in zip(ordered, unordered):
+        assert torch.equal(a, b)
