@@ -31,6 +31,9 @@ from pathlib import Path
 
 import torch
 
+# As the parent process started (importing bench_sdf sets a default later).
+WAIT_POLICY = os.environ.get("OMP_WAIT_POLICY", "unset")
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_sdf import make_meshes, sample_points  # noqa: E402
 
@@ -121,8 +124,8 @@ def main(argv=None) -> None:
     unknown = set(args.experiments) - {"wait", "overhead"}
     if unknown:
         parser.error(f"unknown experiments {sorted(unknown)}; choose among wait, overhead")
-    print(f"torch threads {torch.get_num_threads()}, OMP_WAIT_POLICY="
-          f"{os.environ.get('OMP_WAIT_POLICY', 'unset')}, load average "
+    print(f"torch threads {torch.get_num_threads()}, OMP_WAIT_POLICY={WAIT_POLICY}, "
+          f"load average "
           f"{', '.join(f'{x:.1f}' for x in os.getloadavg())}")
     for name in args.experiments or ["wait", "overhead"]:
         {"wait": experiment_wait, "overhead": experiment_overhead}[name]()
