@@ -1017,11 +1017,12 @@ def measure_memory(meshes: list[Mesh], sizes, dtype, naive_cap: float) -> tuple[
                 naive_bytes = peak_memory(
                     lambda q=q, v=v, mesh=mesh: naive.naive_signed_distance_all_pairs(v, mesh.faces, q))
             results.append(MemoryPoint(mesh.num_faces, count, naive_bytes, estimate, bvh_bytes))
-    # Refine the bytes per pair on every naive run large enough to be precise.
-    ratios = [m.naive_bytes / (m.points * m.faces) for m in results
-              if m.naive_bytes is not None and m.naive_bytes > 32 * 2**20]
-    if ratios:
-        bytes_per_pair = statistics.median(ratios)
+    # The slope of the largest naive run is the most precise: small runs carry
+    # a fixed O(F) part that would inflate the bytes per pair.
+    measured = [m for m in results if m.naive_bytes is not None]
+    if measured:
+        largest = max(measured, key=lambda m: m.points * m.faces)
+        bytes_per_pair = largest.naive_bytes / (largest.points * largest.faces)
         for m in results:
             m.naive_estimate = bytes_per_pair * m.points * m.faces
     return results, bytes_per_pair
