@@ -226,7 +226,7 @@ class SpineFit:
         repeated = candidates.repeat(m, 1)
         point_mesh = torch.arange(m, device=self.device).repeat_interleave(candidates.shape[0])
         distance = diffsd.signed_distance(
-            packed_vertices, self.packed_faces, repeated, point_mesh=point_mesh,
+            packed_vertices, self.mesh_bvh.faces, repeated, point_mesh=point_mesh,
             bvh=self.mesh_bvh, beta=self.config.optim.winding_beta).distance / self.unit
         depth = torch.relu(-distance).reshape(m, -1)  # (M, C)
         # sum over pairs a < b of depth_a * depth_b
@@ -257,7 +257,7 @@ class SpineFit:
         with self.stage_timer("signed_distance"):
             if weights.image > 0 or weights.overlap > 0:
                 union = diffsd.signed_distance(
-                    packed, self.packed_faces, points, bvh=self.union_bvh,
+                    packed, self.union_bvh.faces, points, bvh=self.union_bvh,
                     beta=optim.winding_beta,
                 )
             if weights.overlap > 0:

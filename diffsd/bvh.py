@@ -45,6 +45,7 @@ class MeshBVH:
         self.device = device
         self.dtype = vertices.dtype
         self.faces = faces.contiguous()
+        self.max_vertex_index = int(self.faces.max())
         self.mesh_faces_first_idx = check_mesh_faces_first_idx(
             mesh_faces_first_idx, faces.shape[0], device)
         self.num_meshes = self.mesh_faces_first_idx.shape[0]
@@ -145,10 +146,10 @@ class MeshBVH:
         return self
 
     def _refit(self, vertices: torch.Tensor) -> None:
-        if int(self.faces.max()) >= vertices.shape[0]:
+        if self.max_vertex_index >= vertices.shape[0]:
             raise ValueError(
                 f"vertices has {vertices.shape[0]} rows but the faces index up to "
-                f"{int(self.faces.max())}: refit needs the vertex count used at build time"
+                f"{self.max_vertex_index}: refit needs the vertex count used at build time"
             )
         arr = _backend.as_kernel_array
         n = self.faces.shape[0]

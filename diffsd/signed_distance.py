@@ -97,9 +97,13 @@ def _prepare(vertices, faces, points, point_mesh, mesh_faces_first_idx, bvh, bac
     else:
         if not isinstance(bvh, MeshBVH):
             raise TypeError(f"bvh must be a diffsd.MeshBVH, got {type(bvh).__name__}")
-        faces = check_faces(faces, vertices.shape[0]).to(vertices.device)
-        if faces.shape != bvh.faces.shape or not torch.equal(faces, bvh.faces):
-            raise ValueError("bvh was built for other faces: build a new MeshBVH for these faces")
+        # The BVH's own faces were validated at build time; anything else is
+        # checked and compared (O(F)), which the hot path of a fit avoids.
+        if faces is not bvh.faces:
+            faces = check_faces(faces, vertices.shape[0]).to(vertices.device)
+            if faces.shape != bvh.faces.shape or not torch.equal(faces, bvh.faces):
+                raise ValueError(
+                    "bvh was built for other faces: build a new MeshBVH for these faces")
         if refit:
             bvh.refit(vertices)
     point_mesh = check_point_mesh(point_mesh, points.shape[0], bvh.num_meshes, vertices.device)
