@@ -186,7 +186,7 @@ def read_centroids_csv(path: str | os.PathLike, volume: Volume | None = None) ->
     path = Path(path)
     if not path.is_file():
         raise CentroidError(f"centroid file {path} does not exist")
-    with path.open(newline="") as f:
+    with path.open(newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
         header = [h.strip().lower() for h in (reader.fieldnames or [])]
         if not {"label", "x", "y", "z"} <= set(header):

@@ -178,7 +178,7 @@ def load_mesh(path: str | Path) -> Mesh:
 
 def load_landmarks(path: str | Path) -> dict[str, np.ndarray]:
     """Landmarks of a JSON list ``[{"id": "A", "coordinates": [x, y, z]}, ...]`` -> id -> (3,)."""
-    with open(path) as fh:
+    with open(path, encoding="utf-8") as fh:
         items = json.load(fh)
     return {str(it["id"]): np.asarray(it["coordinates"], dtype=np.float64) for it in items}
 

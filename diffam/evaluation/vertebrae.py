@@ -97,7 +97,7 @@ def read_mapping_csv(path: str | Path) -> dict[int, int]:
             "'totalsegmentator' or the path of a CSV file 'source,verse'"
         )
     table: dict[int, int] = {}
-    with path.open(newline="") as f:
+    with path.open(newline="", encoding="utf-8") as f:
         for n, row in enumerate(csv.reader(f), start=1):
             if not row or row[0].strip().startswith("#"):
                 continue

@@ -85,7 +85,7 @@ def test_verse_json_round_trip(tmp_path):
     centroids = {20: vol.index_to_world([1.0, 2.0, 3.0]), 26: vol.index_to_world([2.5, 0.5, 4.0])}
     for code in (("P", "I", "R"), ("L", "P", "S"), ("R", "A", "I")):
         path = write_verse_json(centroids, vol, tmp_path / f"{''.join(code)}.json", direction=code)
-        assert json.loads(path.read_text())[0] == {"direction": list(code)}
+        assert json.loads(path.read_text(encoding="utf-8"))[0] == {"direction": list(code)}
         back = read_verse_json(path, vol)
         for label, xyz in centroids.items():
             np.testing.assert_allclose(back[label], xyz, atol=1e-3)
@@ -96,7 +96,7 @@ def test_verse_json_errors(tmp_path):
     with pytest.raises(CentroidError, match="does not exist"):
         read_verse_json(tmp_path / "none.json", vol)
     bad = tmp_path / "bad.json"
-    bad.write_text("label,x\n")
+    bad.write_text("label,x\n", encoding="utf-8")
     with pytest.raises(CentroidError, match="not a JSON"):
         read_verse_json(bad, vol)
     code = write_json(tmp_path / "code.json", [{"direction": ["P", "I", "X"]}])
@@ -113,12 +113,12 @@ def test_verse_json_errors(tmp_path):
 
 def test_csv_read_write_and_level_names(tmp_path):
     path = tmp_path / "ctd.csv"
-    path.write_text("label,x,y,z\nL1,10.5,22,40\n21,11,23,44.5\nsacrum,12,20,31\n")
+    path.write_text("label,x,y,z\nL1,10.5,22,40\n21,11,23,44.5\nsacrum,12,20,31\n", encoding="utf-8")
     centroids = read_centroids_csv(path, lps_volume())
     assert sorted(centroids) == [20, 21, 26]
     np.testing.assert_allclose(centroids[20], [10.5, 22.0, 40.0])
     out = write_centroids_csv(centroids, tmp_path / "out.csv")
-    assert out.read_text().splitlines()[0] == "label,x,y,z"
+    assert out.read_text(encoding="utf-8").splitlines()[0] == "label,x,y,z"
     back = read_centroids(out)
     for label in centroids:
         np.testing.assert_allclose(back[label], centroids[label], atol=1e-4)
@@ -128,15 +128,15 @@ def test_csv_read_write_and_level_names(tmp_path):
 
 def test_csv_errors(tmp_path):
     no_header = tmp_path / "a.csv"
-    no_header.write_text("20,1,2,3\n")
+    no_header.write_text("20,1,2,3\n", encoding="utf-8")
     with pytest.raises(CentroidError, match="header"):
         read_centroids_csv(no_header)
     bad_label = tmp_path / "b.csv"
-    bad_label.write_text("label,x,y,z\nL9,1,2,3\n")
+    bad_label.write_text("label,x,y,z\nL9,1,2,3\n", encoding="utf-8")
     with pytest.raises(CentroidError, match="line 2"):
         read_centroids_csv(bad_label)
     outside = tmp_path / "c.csv"
-    outside.write_text("label,x,y,z\nL2,0,0,0\n")
+    outside.write_text("label,x,y,z\nL2,0,0,0\n", encoding="utf-8")
     with pytest.raises(CentroidError, match=r"label 21 \(L2\) at LPS \[0\.0, 0\.0, 0\.0\]"):
         read_centroids_csv(outside, lps_volume())
     with pytest.raises(CentroidError, match="unknown centroid format"):
@@ -200,7 +200,7 @@ def test_real_l3_crop_centroids_and_json_round_trip(shared_data, tmp_path):
     for label in centroids:
         np.testing.assert_allclose(back[label], centroids[label], atol=1e-2)
     # The crop is PIR: the VerSe coordinates are its own voxel indices.
-    entries = json.loads(path.read_text())[1:]
+    entries = json.loads(path.read_text(encoding="utf-8"))[1:]
     l3 = next(e for e in entries if e["label"] == 22)
     np.testing.assert_allclose(
         [l3["X"], l3["Y"], l3["Z"]], vol.world_to_index(centroids[22]), atol=1e-3

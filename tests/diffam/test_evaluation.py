@@ -193,7 +193,7 @@ def test_totalsegmentator_mapping_matches_structures_names(shared_data):
     path = shared_data / "ct" / "chest_t1_l2" / "structures.csv"
     by_name = {name: i for i, name in VERSE_NAMES.items()}
     mapping = get_mapping("totalsegmentator")
-    with path.open() as f:
+    with path.open(encoding="utf-8") as f:
         rows = [r for r in csv.DictReader(f) if r["group"] == "vertebrae"]
     assert len(rows) == 26
     for r in rows:
@@ -205,10 +205,10 @@ def test_totalsegmentator_mapping_matches_structures_names(shared_data):
 
 def test_mapping_csv_and_ignored_labels(tmp_path):
     csv_path = tmp_path / "map.csv"
-    csv_path.write_text("source,verse\n5,20\n6,21\n")
+    csv_path.write_text("source,verse\n5,20\n6,21\n", encoding="utf-8")
     verse, ignored = to_verse(np.array([[[0, 5, 6, 7]]]), get_mapping(csv_path))
     assert verse.tolist() == [[[0, 20, 21, 0]]] and ignored == [7]
-    (tmp_path / "bad.csv").write_text("source,verse\n5,27\n")
+    (tmp_path / "bad.csv").write_text("source,verse\n5,27\n", encoding="utf-8")
     with pytest.raises(ValueError, match="not a VerSe id"):
         get_mapping(tmp_path / "bad.csv")
     with pytest.raises(FileNotFoundError, match="totalsegmentator"):
@@ -278,11 +278,11 @@ def test_write_report_outputs(tmp_path):
     sitk.WriteImage(gt_img, str(tmp_path / "g.nii.gz"))
     case = evaluate_files(tmp_path / "p.nii.gz", tmp_path / "g.nii.gz", case="c")
     paths = write_report(tmp_path / "out", [case], unpaired_gt=[Path("x.nii.gz")])
-    data = json.loads(paths["json"].read_text())
+    data = json.loads(paths["json"].read_text(encoding="utf-8"))
     assert data["cases"][0]["missing"] == ["L3"] and data["cases"][0]["extra"] == ["L4"]
     assert data["unpaired_gt"] == ["x.nii.gz"]
     assert data["per_vertebra"][2]["hd95_mm"] is None  # NaN -> null
-    assert "| lumbar | 3 |" in paths["markdown"].read_text()
+    assert "| lumbar | 3 |" in paths["markdown"].read_text(encoding="utf-8")
     assert not list((tmp_path / "out").glob(".*.tmp"))
 
 

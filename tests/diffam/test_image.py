@@ -215,12 +215,12 @@ def test_atomic_path_cleans_up_on_failure(tmp_path):
     target = tmp_path / "out.nii.gz"
     with pytest.raises(RuntimeError), atomic_path(target) as tmp:
         assert tmp.parent == tmp_path and tmp.name.endswith(".nii.gz") and tmp != target
-        tmp.write_text("partial")
+        tmp.write_text("partial", encoding="utf-8")
         raise RuntimeError("boom")
     assert list(tmp_path.iterdir()) == []
     with atomic_path(target) as tmp:
-        tmp.write_text("done")
-    assert target.read_text() == "done"
+        tmp.write_text("done", encoding="utf-8")
+    assert target.read_text(encoding="utf-8") == "done"
     assert list(tmp_path.iterdir()) == [target]
 
 
@@ -229,11 +229,11 @@ def test_read_missing_text_and_empty(tmp_path):
     with pytest.raises(ImageReadError, match="does not exist"):
         read_image(tmp_path / "nope.nii.gz")
     text = tmp_path / "notes.txt"
-    text.write_text("not an image\n")
+    text.write_text("not an image\n", encoding="utf-8")
     with pytest.raises(ImageReadError, match="notes.txt is not a readable image"):
         read_image(text)
     fake = tmp_path / "fake.nii.gz"
-    fake.write_text("not an image either\n")
+    fake.write_text("not an image either\n", encoding="utf-8")
     with pytest.raises(ImageReadError, match="fake.nii.gz"):
         read_image(fake)
     empty = tmp_path / "empty"

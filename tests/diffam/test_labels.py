@@ -71,7 +71,7 @@ def test_mapping_matches_structures_csv(shared_data):
     path = shared_data / "ct" / "chest_t1_l2" / "structures.csv"
     if not path.is_file():
         pytest.skip(f"{path} not found")
-    with path.open() as f:
+    with path.open(encoding="utf-8") as f:
         rows = [r for r in csv.DictReader(f) if r["group"] == "vertebrae"]
     assert len(rows) == 26
     for row in rows:

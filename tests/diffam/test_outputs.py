@@ -386,14 +386,14 @@ def test_existing_results_are_refused_unless_overwrite(tmp_path):
     # Any earlier output counts, not only the label map: the run must not fail after the fit.
     other = tmp_path / "other"
     (other / "meshes").mkdir(parents=True)
-    (other / "meshes" / "L1.ply").write_text("earlier")
+    (other / "meshes" / "L1.ply").write_text("earlier", encoding="utf-8")
     with pytest.raises(FileExistsError, match="L1.ply"):
         check_output_dir(other, overwrite=False)
 
 
 def test_output_dir_that_is_a_file_or_not_writable(tmp_path):
     afile = tmp_path / "afile"
-    afile.write_text("x")
+    afile.write_text("x", encoding="utf-8")
     with pytest.raises(NotADirectoryError, match="is a file"):
         check_output_dir(afile, overwrite=False)
     with pytest.raises(PermissionError, match="cannot create output folder"):

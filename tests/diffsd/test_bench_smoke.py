@@ -33,7 +33,7 @@ def test_bench_quick_prints_table(tmp_path):
     for target in ("forward >= 2x", "one step", "backward <= 20 %"):
         assert any(line.split(" ", 1)[0] in ("PASS", "FAIL", "SKIP") and target in line
                    for line in out.splitlines()), target
-    assert report.read_text().startswith("## diffsd signed distance benchmark")
+    assert report.read_text(encoding="utf-8").startswith("## diffsd signed distance benchmark")
 
 
 def test_bench_runs_without_peers(tmp_path):

@@ -90,7 +90,7 @@ def test_folder_mode_names_scans_by_stem_and_by_path_when_stems_repeat(tmp_path)
         (data / case / "ct.nii.gz").touch()
     (data / "other.nii.gz").touch()
     (data / "notes").mkdir()  # not a DICOM series: ignored
-    (data / "notes" / "readme.txt").write_text("x")
+    (data / "notes" / "readme.txt").write_text("x", encoding="utf-8")
     settings = {"scans": str(data), "pattern": "**/*.nii.gz", "output_dir": str(tmp_path / "o")}
     jobs, folder_mode = find_jobs(settings)
     assert folder_mode
@@ -119,7 +119,7 @@ def test_folder_mode_skips_done_scans_goes_on_and_writes_summary(tmp_path):
     fake_result(out / "a", data / "a.nii.gz")
     settings = {"scans": str(data), "pattern": "*.nii.gz", "output_dir": str(out)}
     assert run_from_settings(settings) == 1  # b is unreadable: failed, listed
-    summary = json.loads((out / "batch_summary.json").read_text())
+    summary = json.loads((out / "batch_summary.json").read_text(encoding="utf-8"))
     assert summary["mode"] == "folder"
     assert summary["counts"]["skipped"] == 1 and summary["counts"]["failed"] == 1
     status = {Path(e["scan"]).name: e["status"] for e in summary["scans"]}
@@ -138,7 +138,7 @@ def test_multirun_goes_on_past_failures_and_skips_done_scans(tmp_path):
     )
     assert proc.returncode == 1, proc.stderr[-3000:]
     assert "FAILED" in proc.stderr + proc.stdout
-    summary = json.loads((sweep / "batch_summary.json").read_text())
+    summary = json.loads((sweep / "batch_summary.json").read_text(encoding="utf-8"))
     assert summary["mode"] == "multirun"
     status = {Path(e["scan"]).name: e["status"] for e in summary["scans"]}
     assert status == {"a.nii.gz": "skipped", "b.nii.gz": "failed"}
@@ -175,14 +175,14 @@ def test_evaluate_run_folders_and_levels_predicted(tmp_path):
     proc = run_script(EVALUATE, f"pred={runs}", f"gt={gt}", f"output_dir={out}", "levels=predicted")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "not attempted" in proc.stdout and "case1: T12" in proc.stdout
-    summary = json.loads((out / "evaluation.json").read_text())
+    summary = json.loads((out / "evaluation.json").read_text(encoding="utf-8"))
     total = next(s for s in summary["summary"] if s["segment"] == "total")
     assert total["n_gt"] == 2 and total["n_missing"] == 1 and total["n_not_attempted"] == 1
     assert summary["cases"][0]["not_attempted"] == ["T12"]
     proc = run_script(EVALUATE, f"pred={runs}", f"gt={gt}", f"output_dir={out}")
     total = next(
         s
-        for s in json.loads((out / "evaluation.json").read_text())["summary"]
+        for s in json.loads((out / "evaluation.json").read_text(encoding="utf-8"))["summary"]
         if s["segment"] == "total"
     )
     assert total["n_gt"] == 3 and total["n_missing"] == 2 and total["n_not_attempted"] == 0
@@ -229,14 +229,14 @@ def test_two_scan_multirun_with_joblib_launcher(tmp_path):
     for name in ("ph_a", "ph_b"):
         labels = sitk.GetArrayFromImage(sitk.ReadImage(str(sweep / name / "labels.nii.gz")))
         assert set(np.unique(labels)) >= {21, 22}  # L2, L3 (VerSe ids)
-        report = json.loads((sweep / name / "report.json").read_text())
+        report = json.loads((sweep / name / "report.json").read_text(encoding="utf-8"))
         assert report["inputs"]["centroids"] == str(ctd / f"{name}.csv")
-    summary = json.loads((sweep / "batch_summary.json").read_text())
+    summary = json.loads((sweep / "batch_summary.json").read_text(encoding="utf-8"))
     assert summary["counts"]["segmented"] == 2 and summary["counts"]["failed"] == 0
 
     mtime = (sweep / "ph_a" / "labels.nii.gz").stat().st_mtime_ns
     proc = run_script(SEGMENT, *args)
     assert proc.returncode == 0, proc.stderr[-4000:]
-    summary = json.loads((sweep / "batch_summary.json").read_text())
+    summary = json.loads((sweep / "batch_summary.json").read_text(encoding="utf-8"))
     assert summary["counts"]["skipped"] == 2
     assert (sweep / "ph_a" / "labels.nii.gz").stat().st_mtime_ns == mtime

@@ -71,7 +71,7 @@ def test_evaluate_script_folders(tmp_path):
     assert "only_pred_seg.nii.gz" in text and "only_gt.nii.gz" in text
     assert "| segment | vertebrae | Dice (%)" in proc.stdout
 
-    with (out / "per_vertebra.csv").open() as f:
+    with (out / "per_vertebra.csv").open(encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     by = {(r["case"], r["name"]): r for r in rows}
     assert float(by["case1", "L1"]["dice"]) == 18 / 20  # 20-voxel boxes shifted by 2
@@ -80,15 +80,15 @@ def test_evaluate_script_folders(tmp_path):
     assert by["case2", "L3"]["status"] == "missing" and float(by["case2", "L3"]["dice"]) == 0
     assert by["case2", "L4"]["status"] == "extra"
 
-    with (out / "summary.csv").open() as f:
+    with (out / "summary.csv").open(encoding="utf-8") as f:
         summary = {r["segment"]: r for r in csv.DictReader(f)}
     assert list(summary) == ["cervical", "thoracic", "lumbar", "total"]
     assert summary["lumbar"]["n_gt"] == "6" and summary["lumbar"]["n_missing"] == "1"
     assert summary["lumbar"]["n_extra"] == "1" and summary["cervical"]["dice_mean"] == "nan"
     assert float(summary["total"]["id_rate"]) == pytest.approx(500 / 6, abs=1e-3)
 
-    data = json.loads((out / "evaluation.json").read_text())
+    data = json.loads((out / "evaluation.json").read_text(encoding="utf-8"))
     assert data["failed"].keys() == {"far"}
     assert [Path(p).name for p in data["unpaired_gt"]] == ["only_gt.nii.gz"]
     assert data["settings"]["gt_labels"] == "totalsegmentator"
-    assert "| lumbar | 6 |" in (out / "report.md").read_text()
+    assert "| lumbar | 6 |" in (out / "report.md").read_text(encoding="utf-8")

@@ -128,7 +128,7 @@ def test_missing_scan(tmp_path):
 
 def test_not_an_image(tmp_path):
     fake = tmp_path / "notes.nii.gz"
-    fake.write_text("this is not an image\n")
+    fake.write_text("this is not an image\n", encoding="utf-8")
     proc = run_script(f"scan={fake}", f"output_dir={tmp_path / 'out'}", *QUICK, cwd=tmp_path)
     assert_clean_failure(proc, r"not a readable image")
 
@@ -189,7 +189,7 @@ def test_existing_output_is_refused_unless_overwrite(tmp_path):
 def test_unwritable_output_folder(tmp_path):
     scan = _soft_tissue_ct(tmp_path / "ct.nii.gz")
     blocker = tmp_path / "a_file"
-    blocker.write_text("x")
+    blocker.write_text("x", encoding="utf-8")
     proc = run_script(f"scan={scan}", f"output_dir={blocker / 'out'}", *QUICK, cwd=tmp_path)
     assert_clean_failure(proc, r"cannot create output folder")
     if os.geteuid() != 0:  # root may write anywhere
