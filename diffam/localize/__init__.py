@@ -4,7 +4,8 @@ Pipeline (one module each): :mod:`~diffam.localize.grid` resamples to an LPS
 working grid; :mod:`~diffam.localize.spine_column` finds the column (bone,
 canal and body holes, per-slice bone centroid); :mod:`~diffam.localize.centerline`
 smooths it; :mod:`~diffam.localize.detection` cuts it into vertebrae at the
-intervertebral discs; :mod:`~diffam.localize.naming` names them;
+intervertebral discs; :mod:`~diffam.localize.ribs` finds the ribs and
+:mod:`~diffam.localize.naming` names the vertebrae (lowest ribs = T12, or a hint);
 :mod:`~diffam.localize.orientation` gives each one a local frame.
 
 Example:
@@ -19,11 +20,19 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from diffam.image import Volume
+from diffam.labels import level_name
 from diffam.localize.centerline import Centerline, extend_centerline, fit_centerline
-from diffam.localize.detection import Detection, detect_vertebrae
+from diffam.localize.detection import (
+    MAX_PERIOD_MM,
+    MIN_PERIOD_MM,
+    Detection,
+    detect_vertebrae,
+    period_range,
+)
 from diffam.localize.grid import to_working_grid
-from diffam.localize.naming import HINT_ADVICE, LocalizationError, name_levels
+from diffam.localize.naming import HINT_ADVICE, LocalizationError, name_from_ribs, name_levels
 from diffam.localize.orientation import local_frame
+from diffam.localize.ribs import find_ribs, rib_levels
 from diffam.localize.spine_column import find_column
 
 __all__ = ["Localization", "LocalizationError", "localize_vertebrae"]
@@ -59,6 +68,21 @@ class Localization:
     detection: Detection | None = None
 
 
+def _hinted_period(hint_lowest, hint_highest) -> tuple[float, float]:
+    """Vertebral period range (mm) for the levels a hint makes likely (a few either side)."""
+    from diffam.labels import verse_id
+
+    levels = []
+    for hint, step in ((hint_lowest, -1), (hint_highest, 1)):
+        try:
+            anchor = verse_id(hint) if hint is not None else None
+        except ValueError:
+            anchor = None  # name_levels reports the bad hint
+        if anchor is not None and 1 <= anchor <= 24:
+            levels += [anchor + step * n for n in range(4) if 1 <= anchor + step * n <= 24]
+    return period_range(levels) if levels else (MIN_PERIOD_MM, MAX_PERIOD_MM)
+
+
 def localize_vertebrae(
     volume: Volume,
     *,
@@ -90,14 +114,26 @@ def localize_vertebrae(
             f"sections); check that it is a CT in HU that shows the spine, or {HINT_ADVICE}"
         )
     centerline = extend_centerline(fit_centerline(column.points), EXTEND_MM)
-    detection = detect_vertebrae(grid, centerline)
+    detection = detect_vertebrae(
+        grid, centerline, period_mm=_hinted_period(hint_lowest, hint_highest)
+    )
     count = len(detection.centres_mm)
     if count == 0:
         raise LocalizationError(
             f"a {centerline.length_mm:.0f} mm spine segment was found but no vertebra could be "
             f"separated along it; {HINT_ADVICE}"
         )
-    ids, how = name_levels(count, hint_lowest=hint_lowest, hint_highest=hint_highest)
+    carried = rib_levels(find_ribs(grid, centerline), detection.bounds_mm)
+    from_ribs = name_from_ribs(carried, count)
+    if hint_lowest is None and hint_highest is None and from_ribs is not None:
+        ids, how = from_ribs
+    else:
+        ids, how = name_levels(count, hint_lowest=hint_lowest, hint_highest=hint_highest)
+        if from_ribs is not None and from_ribs[0] != ids:
+            how += (
+                f" (the ribs suggest {level_name(from_ribs[0][0])}-{level_name(from_ribs[0][-1])}"
+                " instead; the hint was followed)"
+            )
     centroids, frames, confidence, partial = {}, {}, {}, set()
     for n, label in enumerate(ids):
         s = detection.centres_mm[n]

@@ -5,9 +5,10 @@ from one anchor: the lowest vertebra's level (``levels.lowest=L5``) or the
 highest's (``levels.highest=T10``). Consecutive levels follow the standard
 count C1-C7, T1-T12, L1-L5 (no transitional T13/L6).
 
-Anatomical anchors (sacrum, lowest rib pair = T12, dens = C2) are not
-detected yet; without a hint naming raises :class:`LocalizationError` with
-the options to pass.
+Without a hint the anatomical anchor is the lowest rib-bearing vertebra
+(T12, :func:`name_from_ribs`). The sacrum and the dens are not recognised
+yet: a scan with no rib-free vertebra below its ribs (or with no ribs) needs
+a hint, and naming raises :class:`LocalizationError` with the options to pass.
 """
 
 from __future__ import annotations
@@ -72,6 +73,43 @@ def name_levels(
             f"{count} vertebrae counted from that hint would run past C1 or L5 "
             f"({how}); check the hint"
         )
+    return ids, how
+
+
+#: VerSe id of T12, the vertebra that carries the lowest rib pair.
+T12 = 19
+
+
+def name_from_ribs(carried: dict[int, set[str]], count: int) -> tuple[list[int], str] | None:
+    """Name ``count`` vertebrae from the lowest rib-bearing one (T12), or None.
+
+    The anchor is the lowest vertebra that carries a rib while the vertebra
+    above it carries one too (a lone rib-like component is not a rib cage),
+    with at least one rib-free vertebra detected below it (otherwise the
+    ribs may go on below the scan).
+
+    Args:
+        carried: vertebra index (inferior to superior) -> sides with a rib,
+            from :func:`diffam.localize.ribs.rib_levels`.
+        count: number of vertebrae detected.
+
+    Returns:
+        ``(ids, how)`` as :func:`name_levels`, or None when the ribs do not
+        name the levels.
+    """
+    anchors = [n for n in sorted(carried) if n + 1 in carried and n >= 1 and n - 1 not in carried]
+    if not anchors:
+        return None
+    n12 = anchors[0]
+    ids = [T12 + (n12 - n) for n in range(count)]
+    if ids[0] > 24 or ids[-1] < 1:
+        return None
+    sides = " and ".join(sorted(carried[n12]))
+    ribbed = len(carried)
+    how = (
+        f"lowest rib-bearing vertebra taken as T12 (rib on the {sides}; ribs found on "
+        f"{ribbed} vertebrae), counted {n12} down and {count - 1 - n12} up"
+    )
     return ids, how
 
 

@@ -26,6 +26,9 @@ from scipy import ndimage
 from diffam.image import Volume
 from diffam.localize.grid import grid_to_world
 
+#: Longest gap (mm) along z between linked canal sections in the second pass.
+LONG_GAP_MM = 40.0
+
 
 @dataclass
 class SpineColumn:
@@ -88,6 +91,7 @@ def _canal_candidates(
 ) -> list[_Hole]:
     """Canal-sized, low-density holes of the bone mask in every axial slice."""
     h = float(grid.spacing[0])
+    midline_i, max_offset = _body_midline(grid)
     holes: list[_Hole] = []
     for k in range(bone.shape[0]):
         sl = bone[k]
@@ -110,19 +114,42 @@ def _canal_candidates(
             extent = max(np.ptp(jj), np.ptp(ii)) + 1
             if extent * extent > 6.0 * count:
                 continue
+            if abs(ii.mean() - midline_i) > max_offset:
+                continue  # the medullary canal of an arm bone, not the spinal canal
             holes.append(_Hole(k, float(jj.mean()), float(ii.mean()), float(area), int(jj.min())))
     return holes
 
 
+def _body_midline(grid: Volume, fraction: float = 0.2, min_mm: float = 40.0) -> tuple[float, float]:
+    """Left-right index of the body's midline and the largest offset (voxels) of the spine from it.
+
+    The spine lies near the left-right middle of the body (soft tissue above
+    -300 HU); a canal candidate farther than ``fraction`` of the body's width
+    (at least ``min_mm``) is an arm bone or the table.
+    """
+    ii = np.nonzero(grid.array > -300.0)[2]
+    if len(ii) == 0:
+        return grid.array.shape[2] / 2.0, np.inf
+    lo, mid, hi = np.percentile(ii, [2, 50, 98])
+    return float(mid), max(fraction * (hi - lo), min_mm / float(grid.spacing[0]))
+
+
 def _longest_chain(
-    holes: list[_Hole], spacing: float, *, max_gap_mm: float = 24.0, max_slope: float = 2.0
+    holes: list[_Hole],
+    spacing: float,
+    *,
+    max_gap_mm: float = 24.0,
+    max_slope: float = 2.0,
+    max_shift_mm: float = np.inf,
+    skip_cost: float = 0.15,
 ) -> list[_Hole]:
     """The longest slice-to-slice continuous chain of holes (dynamic programming).
 
     Two holes link when they are at most ``max_gap_mm`` apart along z and their
-    in-plane distance is at most ``3 mm + max_slope * dz`` (a column tilted up
-    to ``atan(max_slope)`` from the z axis). A chain scores one per hole,
-    minus a little per skipped slice.
+    in-plane distance is at
+    most ``3 mm + max_slope * dz`` (a column tilted up to ``atan(max_slope)``
+    from the z axis), and never more than ``3 mm + max_shift_mm``. A chain
+    scores one per hole, minus a little per skipped slice.
     """
     if not holes:
         return []
@@ -139,10 +166,10 @@ def _longest_chain(
             continue
         dz = (ks[n] - ks[lo:hi]) * spacing
         dxy = np.linalg.norm(pos[lo:hi] - pos[n], axis=1)
-        ok = dxy <= 3.0 + max_slope * dz
+        ok = dxy <= 3.0 + np.minimum(max_slope * dz, max_shift_mm)
         if not ok.any():
             continue
-        cand = score[lo:hi] - 0.15 * (dz / spacing - 1) - 0.05 * dxy / spacing
+        cand = score[lo:hi] - skip_cost * (dz / spacing - 1) - 0.05 * dxy / spacing
         cand[~ok] = -np.inf
         best = int(np.argmax(cand))
         if cand[best] > 0:
@@ -218,7 +245,16 @@ def find_column(
     """
     h = float(grid.spacing[0])
     bone = bone_mask(grid, bone_threshold_hu)
-    chain = _longest_chain(_canal_candidates(grid, bone), h)
+    holes = _canal_candidates(grid, bone)
+    chain = _longest_chain(holes, h)
+    if len(chain) >= 1 and (chain[-1].k - chain[0].k + 1) < 0.5 * bone.shape[0]:
+        # The canal is enclosed by bone only at the level of the pedicles and
+        # laminae; where the cancellous bone is dense no body hole bridges the
+        # rest of each vertebra, and short gaps leave most of the scan without
+        # a column. Then allow gaps of up to one vertebral period.
+        wide = _longest_chain(holes, h, max_gap_mm=LONG_GAP_MM, max_shift_mm=10.0, skip_cost=0.02)
+        if wide[-1].k - wide[0].k > chain[-1].k - chain[0].k:
+            chain = wide
     if len(chain) < 2:
         return SpineColumn(np.zeros((0, 3)), np.zeros(0), bone_threshold_hu)
     axis = _rough_axis(chain, bone.shape[0], h, smooth_mm=10.0)
