@@ -100,9 +100,8 @@ def test_wall_to_centroid_offset_is_computed_from_a_template():
     assert 0.0 <= offset <= 15.0  # the constant in use is reported against it
 
 
-@pytest.mark.slow
-def test_chest_scan_with_hint_is_localised(shared_data):
-    """Contrast chest CT (low-density bone): every complete vertebra T1-L2 identified."""
+def _score_chest(shared_data, **hints):
+    """Localise the shared chest CT; score against its complete labelled vertebrae."""
     from diffam.centroids import centroids_from_label_map
     from diffam.labels import totalsegmentator_to_verse
     from diffam.localize.evaluation import complete_labels, score_localization
@@ -111,9 +110,15 @@ def test_chest_scan_with_hint_is_localised(shared_data):
     labels = read_image(folder / "labels_totalsegmentator.nii.gz")
     true = centroids_from_label_map(labels, "totalsegmentator")
     complete = complete_labels(labels.with_array(totalsegmentator_to_verse(labels.array)))
-    loc = localize_vertebrae(read_image(folder / "ct.nii.gz"), hint_lowest="L2")
+    loc = localize_vertebrae(read_image(folder / "ct.nii.gz"), **hints)
+    return loc, score_localization(loc.centroids, true, evaluate=complete)
+
+
+@pytest.mark.slow
+def test_chest_scan_with_hint_is_localised(shared_data):
+    """Contrast chest CT (low-density bone): every complete vertebra T1-L1 identified."""
+    loc, score = _score_chest(shared_data, hint_lowest="L2")
     assert "levels.lowest=L2" in loc.naming
-    score = score_localization(loc.centroids, true, evaluate=complete)
     assert score.identification_rate >= 0.9
     assert score.median_error_mm <= 5.5  # measured 5.0 mm
 
@@ -121,17 +126,8 @@ def test_chest_scan_with_hint_is_localised(shared_data):
 @pytest.mark.slow
 def test_chest_scan_is_named_from_its_ribs(shared_data):
     """No hint: the lowest rib-bearing vertebra names the levels (T12); T1-L1 identified."""
-    from diffam.centroids import centroids_from_label_map
-    from diffam.labels import totalsegmentator_to_verse
-    from diffam.localize.evaluation import complete_labels, score_localization
-
-    folder = shared_data / "ct" / "chest_t1_l2"
-    labels = read_image(folder / "labels_totalsegmentator.nii.gz")
-    true = centroids_from_label_map(labels, "totalsegmentator")
-    complete = complete_labels(labels.with_array(totalsegmentator_to_verse(labels.array)))
-    loc = localize_vertebrae(read_image(folder / "ct.nii.gz"))
+    loc, score = _score_chest(shared_data)
     assert "rib" in loc.naming and "T12" in loc.naming
-    score = score_localization(loc.centroids, true, evaluate=complete)
     assert score.identification_rate >= 0.9
     assert score.median_error_mm <= 5.5  # measured 5.0 mm
 
