@@ -26,6 +26,7 @@ from scipy import ndimage
 from diffam.image import Volume
 from diffam.localize.centerline import Centerline
 from diffam.localize.detection import straighten
+from diffam.localize.spine_column import blood_pool_mask
 
 #: Annulus (mm from the centreline) in which ribs are looked for.
 ANNULUS_MM = (30.0, 95.0)
@@ -95,7 +96,7 @@ def find_ribs(volume: Volume, centerline: Centerline) -> list[Rib]:
     # Lateral sector: within 60 degrees of the left-right axis (spinous processes and
     # the sternum lie in the excluded front and back sectors).
     sector = (r >= ANNULUS_MM[0]) & (r <= ANNULUS_MM[1]) & (np.abs(u) >= 0.5 * r)
-    bone = (st.array > RIB_BONE_HU) & ~_blood_pool(st.array) & sector[None]
+    bone = (st.array > RIB_BONE_HU) & ~blood_pool_mask(st.array) & sector[None]
     labels, count = ndimage.label(bone)
     ribs: list[Rib] = []
     if count == 0:
@@ -125,13 +126,6 @@ def find_ribs(volume: Volume, centerline: Centerline) -> list[Rib]:
             )
         )
     return sorted(ribs, key=lambda rib: rib.medial_s_mm)
-
-
-def _blood_pool(array: np.ndarray) -> np.ndarray:
-    """Contrast-enhanced soft tissue (vessels, heart, kidneys) of a straightened array."""
-    low = ndimage.minimum_filter(array, 3)
-    high = ndimage.maximum_filter(array, 3)
-    return ndimage.binary_dilation((low > 150.0) & (high < 700.0), iterations=1)
 
 
 def rib_levels(ribs: list[Rib], bounds_mm: np.ndarray) -> dict[int, set[str]]:

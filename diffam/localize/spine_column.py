@@ -196,16 +196,20 @@ def _rough_axis(chain: list[_Hole], n_slices: int, spacing: float, smooth_mm: fl
     return {int(k): path[n] for n, k in enumerate(all_k)}
 
 
-def blood_pool_mask(grid: Volume) -> np.ndarray:
-    """Voxels of homogeneous enhanced tissue (contrast-filled vessels and heart).
+def blood_pool_mask(grid: Volume | np.ndarray) -> np.ndarray:
+    """Voxels of homogeneous enhanced tissue (contrast-filled vessels, heart, kidneys).
 
     Every voxel of a 3-voxel neighbourhood between 150 and 700 HU: blood
     with contrast agent, which the bone threshold would otherwise take. The
     interior of dense cancellous bone can be caught too; its cortex stays, so
     centroids of the remaining bone are barely affected.
+
+    Args:
+        grid: a working grid, or any HU array (a straightened scan).
     """
-    low = ndimage.minimum_filter(grid.array, 3)
-    high = ndimage.maximum_filter(grid.array, 3)
+    array = grid.array if isinstance(grid, Volume) else grid
+    low = ndimage.minimum_filter(array, 3)
+    high = ndimage.maximum_filter(array, 3)
     return ndimage.binary_dilation((low > 150.0) & (high < 700.0), iterations=1)
 
 
