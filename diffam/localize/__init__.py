@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from diffam.image import Volume
-from diffam.labels import level_name
+from diffam.labels import level_name, verse_id
 from diffam.localize.centerline import Centerline, extend_centerline, fit_centerline
 from diffam.localize.detection import (
     MAX_PERIOD_MM,
@@ -70,8 +70,6 @@ class Localization:
 
 def _hinted_period(hint_lowest, hint_highest) -> tuple[float, float]:
     """Vertebral period range (mm) for the levels a hint makes likely (a few either side)."""
-    from diffam.labels import verse_id
-
     levels = []
     for hint, step in ((hint_lowest, -1), (hint_highest, 1)):
         try:
