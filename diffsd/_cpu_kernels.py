@@ -94,21 +94,21 @@ def bottom_up_order(child_left, child_right, roots, num_nodes):
 
 @numba.njit(parallel=True, cache=True, nogil=True)
 def refit(vertices, faces, leaf_face, bottom_up, level_starts, child_left, child_right,
-          leaf_vertices, node_lo,
-          node_hi, node_center, node_normal, node_moment, node_area, node_radius):
+          leaf_vertices, node_box,
+          node_center, node_normal, node_moment, node_area, node_radius):
     num_internal = child_left.shape[0]
     for leaf in numba.prange(leaf_face.shape[0]):
-        _refit_leaf(leaf, num_internal, vertices, faces, leaf_face, leaf_vertices, node_lo, node_hi,
+        _refit_leaf(leaf, num_internal, vertices, faces, leaf_face, leaf_vertices, node_box,
                     node_center, node_normal, node_moment, node_area, node_radius)
     # Level by level, deepest first; the nodes of a level are independent.
     for level in range(level_starts.shape[0] - 1):
         for k in numba.prange(level_starts[level], level_starts[level + 1]):
-            _refit_internal_node(bottom_up[k], child_left, child_right, node_lo, node_hi, node_center,
+            _refit_internal_node(bottom_up[k], child_left, child_right, node_box, node_center,
                                  node_normal, node_moment, node_area, node_radius)
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
-def query(points, point_mesh, mesh_root, child_left, child_right, node_lo, node_hi, leaf_vertices,
+def query(points, point_mesh, mesh_root, child_left, child_right, node_box, leaf_vertices,
           leaf_face, node_center, node_normal, node_moment, node_radius, beta, want_closest, want_winding,
           out_distance2, out_face, out_barycentric, out_winding):
     """Closest triangle and/or winding number of every point against its mesh."""
@@ -118,6 +118,10 @@ def query(points, point_mesh, mesh_root, child_left, child_right, node_lo, node_
     for task in numba.prange(num_tasks):
         stack = np.empty(STACK_SIZE, np.int64)
         end = min(num_points, (task + 1) * POINTS_PER_TASK)
+        # Callers pass large point sets in Morton order, so consecutive points
+        # are near each other: the previous answer seeds the next search.
+        hint_leaf = -1
+        hint_root = -1
         for i in range(task * POINTS_PER_TASK, end):
             if point_mesh.shape[0] == 0:
                 root = mesh_root[0]
@@ -127,9 +131,13 @@ def query(points, point_mesh, mesh_root, child_left, child_right, node_lo, node_
             py = points[i, 1]
             pz = points[i, 2]
             if want_closest:
+                if root != hint_root:
+                    hint_leaf = -1
                 d2, leaf, w0, w1, w2 = _closest_leaf_query(
-                    px, py, pz, root, num_internal, child_left, child_right, node_lo, node_hi,
-                    leaf_vertices, stack)
+                    px, py, pz, root, num_internal, child_left, child_right, node_box,
+                    leaf_vertices, hint_leaf, stack)
+                hint_leaf = leaf
+                hint_root = root
                 out_distance2[i] = d2
                 out_face[i] = leaf_face[leaf]
                 out_barycentric[i, 0] = w0

@@ -51,16 +51,16 @@ def build_internal_nodes(keys, child_left, child_right, parent, range_first, ran
 
 
 @cuda.jit
-def refit_leaves(vertices, faces, leaf_face, num_internal, leaf_vertices, node_lo, node_hi,
+def refit_leaves(vertices, faces, leaf_face, num_internal, leaf_vertices, node_box,
                  node_center, node_normal, node_moment, node_area, node_radius):
     leaf = cuda.grid(1)
     if leaf < leaf_face.shape[0]:
-        _refit_leaf(leaf, num_internal, vertices, faces, leaf_face, leaf_vertices, node_lo, node_hi,
+        _refit_leaf(leaf, num_internal, vertices, faces, leaf_face, leaf_vertices, node_box,
                     node_center, node_normal, node_moment, node_area, node_radius)
 
 
 @cuda.jit
-def refit_internal_nodes(parent, arrivals, child_left, child_right, node_lo, node_hi, node_center,
+def refit_internal_nodes(parent, arrivals, child_left, child_right, node_box, node_center,
                          node_normal, node_moment, node_area, node_radius, num_leaves):
     """Bottom-up sweep: the second child to arrive at a node refits it (Karras 2012)."""
     leaf = cuda.grid(1)
@@ -72,13 +72,13 @@ def refit_internal_nodes(parent, arrivals, child_left, child_right, node_lo, nod
         cuda.threadfence()
         if cuda.atomic.add(arrivals, node, 1) == 0:
             return
-        _refit_internal_node(node, child_left, child_right, node_lo, node_hi, node_center,
+        _refit_internal_node(node, child_left, child_right, node_box, node_center,
                              node_normal, node_moment, node_area, node_radius)
         node = parent[node]
 
 
 @cuda.jit
-def query(points, point_mesh, mesh_root, child_left, child_right, node_lo, node_hi, leaf_vertices,
+def query(points, point_mesh, mesh_root, child_left, child_right, node_box, leaf_vertices,
           leaf_face, node_center, node_normal, node_moment, node_radius, beta, want_closest, want_winding,
           out_distance2, out_face, out_barycentric, out_winding):
     i = cuda.grid(1)
@@ -95,8 +95,8 @@ def query(points, point_mesh, mesh_root, child_left, child_right, node_lo, node_
     pz = points[i, 2]
     if want_closest:
         d2, leaf, w0, w1, w2 = _closest_leaf_query(
-            px, py, pz, root, num_internal, child_left, child_right, node_lo, node_hi,
-            leaf_vertices, stack)
+            px, py, pz, root, num_internal, child_left, child_right, node_box,
+            leaf_vertices, -1, stack)
         out_distance2[i] = d2
         out_face[i] = leaf_face[leaf]
         out_barycentric[i, 0] = w0

@@ -118,8 +118,7 @@ class MeshBVH:
 
         num_nodes = 2 * n - 1
         self.leaf_vertices = torch.empty((n, 9), dtype=dtype, device=device)
-        self.node_lo = torch.empty((num_nodes, 3), dtype=dtype, device=device)
-        self.node_hi = torch.empty((num_nodes, 3), dtype=dtype, device=device)
+        self.node_box = torch.empty((num_nodes, 6), dtype=dtype, device=device)  # lo, hi
         self.node_center = torch.empty((num_nodes, 3), dtype=dtype, device=device)
         self.node_normal = torch.empty((num_nodes, 3), dtype=dtype, device=device)
         self.node_moment = torch.empty((num_nodes, 9), dtype=dtype, device=device)
@@ -153,7 +152,7 @@ class MeshBVH:
             )
         arr = _backend.as_kernel_array
         n = self.faces.shape[0]
-        nodes = (arr(self.leaf_vertices), arr(self.node_lo), arr(self.node_hi),
+        nodes = (arr(self.leaf_vertices), arr(self.node_box),
                  arr(self.node_center), arr(self.node_normal), arr(self.node_moment),
                  arr(self.node_area), arr(self.node_radius))
         if self.backend == "cpu":
@@ -191,27 +190,28 @@ class MeshBVH:
         winding_number = torch.empty(num_points if winding else 0, dtype=dtype, device=device)
         if num_points == 0:
             return distance2, face, barycentric, winding_number
-        args = (arr(points.detach().contiguous()), arr(point_mesh), arr(self.mesh_root),
-                arr(self.child_left), arr(self.child_right), arr(self.node_lo), arr(self.node_hi),
+        tree = (arr(self.mesh_root), arr(self.child_left), arr(self.child_right), arr(self.node_box),
                 arr(self.leaf_vertices), arr(self.leaf_face), arr(self.node_center),
                 arr(self.node_normal), arr(self.node_moment), arr(self.node_radius), float(beta),
-                bool(closest),
-                bool(winding), arr(distance2), arr(face), arr(barycentric), arr(winding_number))
+                bool(closest), bool(winding))
+        outputs = (distance2, face, barycentric, winding_number)
         kernels = _backend.kernels(self.backend)
         if self.backend != "cpu":
-            self._run(kernels.query, num_points, *args)
+            self._run(kernels.query, num_points, arr(points.detach().contiguous()), arr(point_mesh),
+                      *tree, *(arr(t) for t in outputs))
         elif num_points < SORT_POINTS_ABOVE:
-            kernels.query(*args)
+            kernels.query(arr(points.detach().contiguous()), arr(point_mesh), *tree,
+                          *(arr(t) for t in outputs))
         else:
             # Points in Morton order walk the same nodes one after another, so
-            # the tree stays in cache (2-3x on large meshes); results go back
-            # to the caller's order.
+            # the tree stays in cache (2-3x on large meshes) and each answer
+            # seeds the next search; results go back to the caller's order.
             order = self._morton_order(points)
             sorted_mesh = point_mesh[order] if point_mesh.numel() else point_mesh
-            outputs = [torch.empty_like(t) for t in (distance2, face, barycentric, winding_number)]
-            kernels.query(arr(points.detach()[order].contiguous()), arr(sorted_mesh), *args[2:16],
-                          *(arr(t) for t in outputs))
-            for target, result in zip((distance2, face, barycentric, winding_number), outputs):
+            sorted_outputs = [torch.empty_like(t) for t in outputs]
+            kernels.query(arr(points.detach()[order].contiguous()), arr(sorted_mesh), *tree,
+                          *(arr(t) for t in sorted_outputs))
+            for target, result in zip(outputs, sorted_outputs):
                 if target.numel():
                     target[order] = result
         return distance2, face, barycentric, winding_number

@@ -8,7 +8,8 @@ Tree layout (Karras 2012): for ``n`` leaves there are ``n - 1`` internal
 nodes, numbered ``0 .. n-2``; leaf ``k`` is node ``n - 1 + k``. So a node id
 ``>= num_internal`` is a leaf. ``leaf_vertices[k]`` holds the nine
 coordinates of leaf ``k``'s triangle (stored in tree order for locality),
-``node_lo``/``node_hi`` the boxes of all ``2n - 1`` nodes, and
+``node_box`` the boxes of all ``2n - 1`` nodes (lo then hi: one row holds
+a box, one cache line for the traversal's box test), and
 ``node_center``/``node_normal``/``node_area``/``node_radius`` the
 Barnes--Hut dipole of each node.
 """
@@ -25,12 +26,36 @@ from diffsd.geometry import (
 )
 
 
-def closest_leaf_query(px, py, pz, root, num_internal, child_left, child_right, node_lo, node_hi,
-                       leaf_vertices, stack):
+def leaf_distance_squared(px, py, pz, leaf, leaf_vertices):
+    """Squared distance from p to leaf's triangle and the closest point's (w0, w1, w2)."""
+    ax = leaf_vertices[leaf, 0]
+    ay = leaf_vertices[leaf, 1]
+    az = leaf_vertices[leaf, 2]
+    bx = leaf_vertices[leaf, 3]
+    by = leaf_vertices[leaf, 4]
+    bz = leaf_vertices[leaf, 5]
+    cx = leaf_vertices[leaf, 6]
+    cy = leaf_vertices[leaf, 7]
+    cz = leaf_vertices[leaf, 8]
+    w0, w1, w2 = closest_point_on_triangle(px, py, pz, ax, ay, az, bx, by, bz, cx, cy, cz)
+    dx = w0 * ax + w1 * bx + w2 * cx - px
+    dy = w0 * ay + w1 * by + w2 * cy - py
+    dz = w0 * az + w1 * bz + w2 * cz - pz
+    return dx * dx + dy * dy + dz * dz, w0, w1, w2
+
+
+def closest_leaf_query(px, py, pz, root, num_internal, child_left, child_right, node_box,
+                       leaf_vertices, hint_leaf, stack):
     """Nearest triangle to p below ``root``: (squared distance, leaf, w0, w1, w2).
 
-    Depth-first, nearer child first, pruning every node whose box is no
-    nearer than the best triangle so far. ``stack`` is scratch space of
+    Depth-first, nearer child first, pruning every node whose box is
+    farther than the best triangle so far. Among triangles at exactly the
+    same distance (p on a shared edge or vertex) the lowest leaf wins, so
+    the answer is the same whatever the search order. ``hint_leaf`` (or -1
+    for none) is a leaf below ``root`` likely to be near p, such as the
+    answer for the previous of a run of nearby points: its triangle bounds
+    the search from the start, so fewer nodes are opened; the answer does
+    not depend on it. ``stack`` is scratch space of
     ``TRAVERSAL_STACK_SIZE`` node ids.
     """
     best = math.inf
@@ -38,26 +63,16 @@ def closest_leaf_query(px, py, pz, root, num_internal, child_left, child_right, 
     best_w0 = 1.0
     best_w1 = 0.0
     best_w2 = 0.0
+    if hint_leaf >= 0:
+        best, best_w0, best_w1, best_w2 = leaf_distance_squared(px, py, pz, hint_leaf, leaf_vertices)
+        best_leaf = hint_leaf
     node = root
     top = 0
     while True:
         if node >= num_internal:
             leaf = node - num_internal
-            ax = leaf_vertices[leaf, 0]
-            ay = leaf_vertices[leaf, 1]
-            az = leaf_vertices[leaf, 2]
-            bx = leaf_vertices[leaf, 3]
-            by = leaf_vertices[leaf, 4]
-            bz = leaf_vertices[leaf, 5]
-            cx = leaf_vertices[leaf, 6]
-            cy = leaf_vertices[leaf, 7]
-            cz = leaf_vertices[leaf, 8]
-            w0, w1, w2 = closest_point_on_triangle(px, py, pz, ax, ay, az, bx, by, bz, cx, cy, cz)
-            dx = w0 * ax + w1 * bx + w2 * cx - px
-            dy = w0 * ay + w1 * by + w2 * cy - py
-            dz = w0 * az + w1 * bz + w2 * cz - pz
-            d2 = dx * dx + dy * dy + dz * dz
-            if d2 < best or best_leaf < 0:
+            d2, w0, w1, w2 = leaf_distance_squared(px, py, pz, leaf, leaf_vertices)
+            if d2 < best or (d2 == best and leaf < best_leaf) or best_leaf < 0:
                 best = d2
                 best_leaf = leaf
                 best_w0 = w0
@@ -67,11 +82,11 @@ def closest_leaf_query(px, py, pz, root, num_internal, child_left, child_right, 
             near = child_left[node]
             far = child_right[node]
             d_near = box_distance_squared(
-                px, py, pz, node_lo[near, 0], node_lo[near, 1], node_lo[near, 2],
-                node_hi[near, 0], node_hi[near, 1], node_hi[near, 2])
+                px, py, pz, node_box[near, 0], node_box[near, 1], node_box[near, 2],
+                node_box[near, 3], node_box[near, 4], node_box[near, 5])
             d_far = box_distance_squared(
-                px, py, pz, node_lo[far, 0], node_lo[far, 1], node_lo[far, 2],
-                node_hi[far, 0], node_hi[far, 1], node_hi[far, 2])
+                px, py, pz, node_box[far, 0], node_box[far, 1], node_box[far, 2],
+                node_box[far, 3], node_box[far, 4], node_box[far, 5])
             if d_far < d_near:
                 swap = near
                 near = far
@@ -79,8 +94,8 @@ def closest_leaf_query(px, py, pz, root, num_internal, child_left, child_right, 
                 d_swap = d_near
                 d_near = d_far
                 d_far = d_swap
-            if d_near < best or best_leaf < 0:
-                if d_far < best or best_leaf < 0:
+            if d_near <= best or best_leaf < 0:
+                if d_far <= best or best_leaf < 0:
                     stack[top] = far
                     top += 1
                 node = near
@@ -91,9 +106,9 @@ def closest_leaf_query(px, py, pz, root, num_internal, child_left, child_right, 
             top -= 1
             node = stack[top]
             d_node = box_distance_squared(
-                px, py, pz, node_lo[node, 0], node_lo[node, 1], node_lo[node, 2],
-                node_hi[node, 0], node_hi[node, 1], node_hi[node, 2])
-            if d_node < best:
+                px, py, pz, node_box[node, 0], node_box[node, 1], node_box[node, 2],
+                node_box[node, 3], node_box[node, 4], node_box[node, 5])
+            if d_node <= best:
                 found = True
                 break
         if not found:
@@ -211,7 +226,7 @@ def build_internal_node(i, keys, n, child_left, child_right, parent, range_first
     range_last[i] = last
 
 
-def refit_leaf(leaf, num_internal, vertices, faces, leaf_face, leaf_vertices, node_lo, node_hi,
+def refit_leaf(leaf, num_internal, vertices, faces, leaf_face, leaf_vertices, node_box,
                node_center, node_normal, node_moment, node_area, node_radius):
     """Copy leaf's triangle into tree order; set its box and its dipole."""
     face = leaf_face[leaf]
@@ -226,8 +241,8 @@ def refit_leaf(leaf, num_internal, vertices, faces, leaf_face, leaf_vertices, no
         leaf_vertices[leaf, axis] = a
         leaf_vertices[leaf, 3 + axis] = b
         leaf_vertices[leaf, 6 + axis] = c
-        node_lo[node, axis] = min(a, min(b, c))
-        node_hi[node, axis] = max(a, max(b, c))
+        node_box[node, axis] = min(a, min(b, c))
+        node_box[node, 3 + axis] = max(a, max(b, c))
         node_center[node, axis] = (a + b + c) / 3.0
     e1x = vertices[ib, 0] - vertices[ia, 0]
     e1y = vertices[ib, 1] - vertices[ia, 1]
@@ -247,7 +262,7 @@ def refit_leaf(leaf, num_internal, vertices, faces, leaf_face, leaf_vertices, no
         node_moment[node, k] = 0.0
 
 
-def refit_internal_node(node, child_left, child_right, node_lo, node_hi, node_center, node_normal,
+def refit_internal_node(node, child_left, child_right, node_box, node_center, node_normal,
                         node_moment, node_area, node_radius):
     """Box, dipole and first moment of an internal node from its two children's.
 
@@ -264,10 +279,10 @@ def refit_internal_node(node, child_left, child_right, node_lo, node_hi, node_ce
         weight_left = area_left / area
     radius2 = 0.0
     for axis in range(3):
-        lo = min(node_lo[left, axis], node_lo[right, axis])
-        hi = max(node_hi[left, axis], node_hi[right, axis])
-        node_lo[node, axis] = lo
-        node_hi[node, axis] = hi
+        lo = min(node_box[left, axis], node_box[right, axis])
+        hi = max(node_box[left, 3 + axis], node_box[right, 3 + axis])
+        node_box[node, axis] = lo
+        node_box[node, 3 + axis] = hi
         node_normal[node, axis] = node_normal[left, axis] + node_normal[right, axis]
         center = weight_left * node_center[left, axis] + (1.0 - weight_left) * node_center[right, axis]
         node_center[node, axis] = center

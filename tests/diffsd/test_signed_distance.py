@@ -174,7 +174,7 @@ def test_cuda_backend_bvh_matches_cpu_bvh():
     cuda = MeshBVH(vertices, faces, backend="cuda")
     for name in ("leaf_face", "child_left", "child_right", "mesh_root"):
         assert torch.equal(getattr(cpu, name), getattr(cuda, name)), name
-    for name in ("node_lo", "node_hi", "node_center", "node_normal", "node_radius"):
+    for name in ("node_box", "node_center", "node_normal", "node_radius"):
         a, b = getattr(cpu, name), getattr(cuda, name)
         used = torch.cat([cpu.bottom_up, torch.arange(cpu.num_faces - 1, 2 * cpu.num_faces - 1)])
         torch.testing.assert_close(a[used], b[used], msg=name)
@@ -198,3 +198,32 @@ def test_morton_ordered_queries_match_unordered(monkeypatch):
     unordered = run()
     for a, b in zip(ordered, unordered):
         assert torch.equal(a, b)
+
+
+def test_closest_leaf_does_not_depend_on_the_search_hint():
+    """On the CPU each answer seeds the next point's search (``hint_leaf``).
+    Ties (points off a shared edge or corner, where several triangles are
+    equally near) must still go to the same face whatever the hint, so a
+    point's answer never depends on the other points of the call."""
+    import numpy as np
+
+    from diffsd import _cpu_kernels
+
+    vertices, faces = box((1.0, 1.0, 1.0))
+    bvh = MeshBVH(vertices, faces)
+    tree = [t.numpy() for t in (bvh.child_left, bvh.child_right, bvh.node_box, bvh.leaf_vertices)]
+    root, num_internal, num_leaves = int(bvh.mesh_root[0]), faces.shape[0] - 1, faces.shape[0]
+    stack = np.empty(_cpu_kernels.STACK_SIZE, np.int64)
+    directions = [(x, y, z) for x in (-1, 0, 1) for y in (-1, 0, 1) for z in (-1, 0, 1)
+                  if (x, y, z) != (0, 0, 0)]
+    ties = 0
+    for direction in directions:
+        p = 0.8 * np.array(direction, dtype=np.float64)
+        answers = {_cpu_kernels._closest_leaf_query(p[0], p[1], p[2], root, num_internal, *tree,
+                                                    hint, stack)[:2]
+                   for hint in range(-1, num_leaves)}
+        assert len(answers) == 1, (direction, answers)
+        d2 = [_cpu_kernels._shared.leaf_distance_squared(p[0], p[1], p[2], leaf, tree[3])[0]
+              for leaf in range(num_leaves)]
+        ties += d2.count(min(d2)) > 1
+    assert ties >= 12  # every edge and corner direction is a tie
