@@ -76,18 +76,33 @@ def test_mean_l1_from_ten_subjects(l1_model, tmp_path):
     assert dist.mean < 1.5
 
     ids = sorted(landmarks[0])
-    mapped = np.mean(
-        [model.map_points(i, np.array([lm[k] for k in ids])) for i, lm in enumerate(landmarks)], axis=0
-    )
+    per_subject = np.array(
+        [model.map_points(i, np.array([lm[k] for k in ids])) for i, lm in enumerate(landmarks)]
+    )  # (subjects, landmarks, 3) on the mean shape
+    mapped = per_subject.mean(axis=0)
+    # The correspondence: each subject's landmarks, carried onto the mean through
+    # the shared connectivity, land within 3 mm of where the others' land
+    # (2.6 mm measured; a plain Procrustes of the landmarks alone spreads 3.3 mm).
+    spread = np.linalg.norm(per_subject - mapped, axis=2)
+    print("landmark spread on the mean (mm):", dict(zip(ids, spread.mean(0).round(2))),
+          f"mean {spread.mean():.2f}")
+    assert spread.mean() < 3.0
+
     ref = tfd.load_landmarks(folder / "ref_20.json")
     ref = np.array([ref[k] for k in ids])
     moved = dist.scale * mapped @ dist.rotation.T + dist.translation
     err = np.linalg.norm(moved - ref, axis=1)
-    print("landmark errors (mm):", dict(zip(ids, err.round(2))), f"mean {err.mean():.2f}")
-    # E and F (superior articular processes) are 8 mm off whatever the correspondence:
-    # the subjects' own E-F distance averages ~30 mm (23-38) against 39 mm on ref_20
-    # (even the plain Procrustes average of the subjects' landmarks misses them by 8 mm).
-    # The other eight landmarks meet the 3 mm target; the overall mean is ~3.5 mm.
+    print("landmark errors against ref_20 (mm):", dict(zip(ids, err.round(2))), f"mean {err.mean():.2f}")
+    # Against ref_20's own landmarks, E and F (superior articular processes) are
+    # 8 mm off whatever the correspondence: ref_20 places them wider apart than
+    # nine of the ten subjects do (E-F over A-D: 0.62 against 0.34-0.52), so
+    # even the plain Procrustes average of the subjects' landmarks misses them.
+    # The other eight meet 3 mm; the overall mean is ~3.5 mm.
+    ef_over_ad = [np.linalg.norm(lm["E"] - lm["F"]) / np.linalg.norm(lm["A"] - lm["D"])
+                  for lm in landmarks]
+    ref_lm = tfd.load_landmarks(folder / "ref_20.json")
+    ref_ratio = np.linalg.norm(ref_lm["E"] - ref_lm["F"]) / np.linalg.norm(ref_lm["A"] - ref_lm["D"])
+    assert ref_ratio > np.median(ef_over_ad) + 0.1
     others = [n for n, k in enumerate(ids) if k not in ("E", "F")]
     assert err[others].mean() < 3.0
     assert err.mean() < 4.0
