@@ -41,7 +41,7 @@ __all__ = ["Localization", "LocalizationError", "localize_vertebrae"]
 MIN_COLUMN_MM = 15.0
 
 #: How far (mm) the centreline is continued beyond the column found, at each end.
-EXTEND_MM = 30.0
+EXTEND_MM = 50.0
 
 
 @dataclass
@@ -68,8 +68,8 @@ class Localization:
     detection: Detection | None = None
 
 
-def _hinted_period(hint_lowest, hint_highest) -> tuple[float, float]:
-    """Vertebral period range (mm) for the levels a hint makes likely (a few either side)."""
+def _hinted_levels(hint_lowest, hint_highest) -> list[int]:
+    """VerSe ids a hint makes likely to be in view (the hinted level and three beyond)."""
     levels = []
     for hint, step in ((hint_lowest, -1), (hint_highest, 1)):
         try:
@@ -78,7 +78,19 @@ def _hinted_period(hint_lowest, hint_highest) -> tuple[float, float]:
             anchor = None  # name_levels reports the bad hint
         if anchor is not None and 1 <= anchor <= 24:
             levels += [anchor + step * n for n in range(4) if 1 <= anchor + step * n <= 24]
-    return period_range(levels) if levels else (MIN_PERIOD_MM, MAX_PERIOD_MM)
+    return levels
+
+
+def _hinted_end(hint_lowest, hint_highest) -> tuple[int, bool] | None:
+    """(VerSe id, from_inferior) of the hinted end vertebra, or None."""
+    for hint, from_inferior in ((hint_lowest, True), (hint_highest, False)):
+        try:
+            anchor = verse_id(hint) if hint is not None else None
+        except ValueError:
+            anchor = None  # name_levels reports the bad hint
+        if anchor is not None and 1 <= anchor <= 24:
+            return anchor, from_inferior
+    return None
 
 
 def localize_vertebrae(
@@ -112,8 +124,12 @@ def localize_vertebrae(
             f"sections); check that it is a CT in HU that shows the spine, or {HINT_ADVICE}"
         )
     centerline = extend_centerline(fit_centerline(column.points), EXTEND_MM)
+    hinted = _hinted_levels(hint_lowest, hint_highest)
     detection = detect_vertebrae(
-        grid, centerline, period_mm=_hinted_period(hint_lowest, hint_highest)
+        grid,
+        centerline,
+        period_mm=period_range(hinted) if hinted else (MIN_PERIOD_MM, MAX_PERIOD_MM),
+        hinted_end=_hinted_end(hint_lowest, hint_highest),
     )
     count = len(detection.centres_mm)
     if count == 0:

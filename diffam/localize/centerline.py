@@ -62,8 +62,28 @@ def _resample(points: np.ndarray, step: float) -> tuple[np.ndarray, np.ndarray]:
     return np.stack([np.interp(s, arc, points[:, c]) for c in range(3)], -1), s
 
 
+def _smooth_curve(curve: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian smoothing along a curve, padded by point reflection at both ends.
+
+    Reflecting through the end points continues the curve's end direction,
+    so a straight end stays straight where ``mode="nearest"`` would flatten
+    it towards a constant (bending short curves at both ends).
+    """
+    pad = min(len(curve) - 1, int(np.ceil(4.0 * sigma)))
+    if pad < 1:
+        return curve
+    before = 2.0 * curve[0] - curve[pad:0:-1]
+    after = 2.0 * curve[-1] - curve[-2 : -pad - 2 : -1]
+    padded = np.concatenate([before, curve, after])
+    return ndimage.gaussian_filter1d(padded, sigma, axis=0, mode="nearest")[pad : pad + len(curve)]
+
+
 def fit_centerline(
-    points: np.ndarray, *, step_mm: float = 1.0, smooth_mm: float = 8.0
+    points: np.ndarray,
+    *,
+    step_mm: float = 1.0,
+    smooth_mm: float = 8.0,
+    tangent_smooth_mm: float = 20.0,
 ) -> Centerline:
     """Fit a smooth centreline through ordered column points.
 
@@ -72,6 +92,8 @@ def fit_centerline(
             rows are ignored.
         step_mm: arc-length step of the result in mm.
         smooth_mm: Gaussian smoothing along the curve, in mm of arc length.
+        tangent_smooth_mm: the same for the curve the tangents (and so the
+            straightening frames) are taken from.
 
     Returns:
         The :class:`Centerline`.
@@ -88,9 +110,13 @@ def fit_centerline(
     curve, _ = _resample(points, step_mm)
     sigma = smooth_mm / step_mm
     if len(curve) > 3:
-        curve = ndimage.gaussian_filter1d(curve, sigma, axis=0, mode="nearest")
+        curve = _smooth_curve(curve, sigma)
     curve, arc = _resample(curve, step_mm)
-    tangents = np.gradient(curve, axis=0)
+    # Tangents from a smoother copy of the curve: straightening samples the
+    # bodies 20-50 mm in front of the curve, where a frame that turns by
+    # more than about 1.5 deg per mm folds the straightened image onto
+    # itself (a body's endplates counted twice).
+    tangents = np.gradient(_smooth_curve(curve, tangent_smooth_mm / step_mm), axis=0)
     tangents /= np.maximum(np.linalg.norm(tangents, axis=1, keepdims=True), 1e-12)
     if tangents[:, 2].mean() < 0:  # orient towards the head (+z in LPS)
         curve, tangents = curve[::-1], -tangents[::-1]

@@ -20,7 +20,9 @@ the local left axis, 1 mm apart. Then:
 3. Discs: a dynamic programme picks the sequence of profile peaks with a
    smoothly varying spacing (vertebral period 12-48 mm, penalised changes of
    period from one level to the next), so that one missing or spurious peak
-   does not add or drop a vertebra.
+   does not add or drop a vertebra. When a hint names the end level, the
+   period is also pulled towards each level's typical height (body plus
+   disc, from the cited measurements of :mod:`diffam.anatomy`).
 4. One vertebra lies between each pair of consecutive discs, plus one at
    each end of the curve when enough of it is visible. Its centroid is the
    centre of the bone (above :data:`CENTROID_BONE_HU`) between its two discs
@@ -67,6 +69,10 @@ MIN_CENTROID_SAMPLES = 500
 #: Straightened sampling extents in mm: (u left-right, v anterior-posterior).
 U_HALF_MM = 80.0
 V_RANGE_MM = (-70.0, 50.0)
+
+#: Weight of the expected-period term of :func:`periodic_peaks` when a hint
+#: names the levels in view.
+PERIOD_PRIOR = 2.0
 
 #: Range of the vertebral period (vertebra plus disc height) in mm.
 MIN_PERIOD_MM = 12.0
@@ -249,13 +255,19 @@ def periodic_peaks(
     period_mm: tuple[float, float] = (MIN_PERIOD_MM, MAX_PERIOD_MM),
     cost: float = 0.5,
     smoothness: float = 10.0,
+    expected_mm: np.ndarray | None = None,
+    prior: float = 0.0,
 ) -> np.ndarray:
     """Indices of the best sequence of peaks with a smoothly varying spacing.
 
-    Maximises ``sum(profile[n_i] - cost) - smoothness * sum(log(g_i / g_{i-1})^2)``
-    over increasing sequences with gaps ``g_i`` in ``period_mm``, the first
-    peak within one maximal period of the start and the last within one of
-    the end. ``profile`` is scaled to its 95th percentile first.
+    Maximises ``sum(profile[n_i] - cost) - smoothness * sum(log(g_i / g_{i-1})^2)
+    - prior * sum(log(g_i / e_i)^2)`` over increasing sequences with
+    gaps ``g_i`` in ``period_mm``, the first peak within one maximal period
+    of the start and the last within one of the end. ``profile`` is scaled
+    to its 95th percentile first. ``expected_mm`` (``(M,)``, when a hint
+    names the levels) is the typical period at each sample, ``e_i`` its
+    value in the middle of gap ``i``; this term keeps the pair of endplates
+    around one disc from counting as two discs.
     """
     m = len(profile)
     scale = np.percentile(profile, 95)
@@ -265,6 +277,10 @@ def periodic_peaks(
     gaps = np.arange(gmin, gmax + 1)
     ng = len(gaps)
     penalty = smoothness * np.log(gaps[:, None] / gaps[None, :]) ** 2  # [g_now, g_prev]
+    gap_cost = np.zeros((m, ng))  # [end of the gap, gap]
+    if expected_mm is not None and prior > 0:
+        middle = np.clip(np.arange(m)[:, None] - gaps[None, :] // 2, 0, m - 1)
+        gap_cost = prior * np.log(gaps[None, :] * step_mm / np.asarray(expected_mm)[middle]) ** 2
     neg = -np.inf
     first = np.where(np.arange(m) <= gmax, p - cost, neg)
     best = np.full((m, ng), neg)
@@ -278,9 +294,9 @@ def periodic_peaks(
             cand = best[prev] - penalty[gi]
             k = int(np.argmax(cand))
             if cand[k] >= cand_first and cand[k] > neg:
-                best[n, gi], back[n, gi] = cand[k] + p[n] - cost, k
+                best[n, gi], back[n, gi] = cand[k] + p[n] - cost - gap_cost[n, gi], k
             elif cand_first > neg:
-                best[n, gi], back[n, gi] = cand_first + p[n] - cost, -1
+                best[n, gi], back[n, gi] = cand_first + p[n] - cost - gap_cost[n, gi], -1
     # Best end within one maximal period of the end.
     tail = np.arange(max(0, m - 1 - gmax), m)
     end_scores = [(first[n], n, -2) for n in tail] + [
@@ -308,6 +324,40 @@ def period_range(verse_ids: list[int]) -> tuple[float, float]:
     regions = {segment_of(v) for v in verse_ids} & REGION_PERIOD_MM.keys()
     ranges = [REGION_PERIOD_MM[r] for r in regions] or [(MIN_PERIOD_MM, MAX_PERIOD_MM)]
     return min(r[0] for r in ranges), max(r[1] for r in ranges)
+
+
+def typical_period_mm(verse_id: int) -> float:
+    """Typical vertebral period (mm) of one level: mean body height plus the disc below.
+
+    From the cited measurements of :mod:`diffam.anatomy` (Panjabi et al.
+    body heights, Gilad and Nissan disc heights): about 19 mm at C3-T1,
+    23 mm at T6, 31 mm at T12, 36-39 mm at L1-L5.
+    """
+    from diffam.anatomy import DISC_BELOW, MEASURED
+    from diffam.labels import level_name
+
+    level = level_name(verse_id)
+    m = MEASURED[level]
+    return 0.5 * (m["body_height_ant"] + m["body_height_post"]) + DISC_BELOW[level]
+
+
+def expected_periods(count: int, step_mm: float, anchor: int, *, from_inferior: bool) -> np.ndarray:
+    """Typical period (mm) at each of ``count`` curve samples, level by level from one end.
+
+    The hinted level ``anchor`` (VerSe id) is the first vertebra from the
+    inferior end (``levels.lowest``) or from the superior end
+    (``levels.highest``); each next vertebra, one level further, takes its
+    own :func:`typical_period_mm` of the curve.
+    """
+    out = np.empty(count)
+    position, level = 0.0, anchor
+    while position < count * step_mm:
+        period = typical_period_mm(int(np.clip(level, 1, 24)))
+        first = int(position / step_mm)
+        out[first : int((position + period) / step_mm) + 1] = period
+        position += period
+        level += -1 if from_inferior else 1
+    return out if from_inferior else out[::-1].copy()
 
 
 def wall_to_centroid_offset(template) -> float:
@@ -353,6 +403,7 @@ def detect_vertebrae(
     min_partial_fraction: float = 0.45,
     min_body_hu: float = 100.0,
     period_mm: tuple[float, float] = (MIN_PERIOD_MM, MAX_PERIOD_MM),
+    hinted_end: tuple[int, bool] | None = None,
 ) -> Detection:
     """Detect discs and vertebrae along a centreline.
 
@@ -366,6 +417,10 @@ def detect_vertebrae(
         period_mm: range of the vertebral period (body plus disc height, mm);
             narrower when the region of the spine is known
             (:func:`period_range`).
+        hinted_end: ``(VerSe id, from_inferior)`` when a hint names the
+            lowest (``True``) or highest (``False``) vertebra in view: the disc
+            spacing is then pulled towards the typical period of each level
+            (:func:`expected_periods`, :func:`periodic_peaks`).
 
     Returns:
         The :class:`Detection`.
@@ -380,7 +435,26 @@ def detect_vertebrae(
     lo, hi = (int(bony[0]), int(bony[-1])) if len(bony) else (0, len(profile) - 1)
     margin = int(round(4.0 / step))
     lo_c, hi_c = max(0, lo - margin), min(len(profile) - 1, hi + margin)
-    peaks = periodic_peaks(profile[lo_c : hi_c + 1], step, period_mm=period_mm) + lo_c
+    expected = None
+    if hinted_end is not None:
+        # Levels are counted from where the bony column starts at the hinted end.
+        anchor, from_inferior = hinted_end
+        if from_inferior:
+            walk = expected_periods(hi_c + 1 - lo, step, anchor, from_inferior=True)
+            expected = np.concatenate([np.full(lo - lo_c, walk[0]), walk])
+        else:
+            walk = expected_periods(hi + 1 - lo_c, step, anchor, from_inferior=False)
+            expected = np.concatenate([walk, np.full(hi_c - hi, walk[-1])])
+    peaks = (
+        periodic_peaks(
+            profile[lo_c : hi_c + 1],
+            step,
+            period_mm=period_mm,
+            expected_mm=expected,
+            prior=PERIOD_PRIOR if expected is not None else 0.0,
+        )
+        + lo_c
+    )
     discs = peaks * step
     start, end = lo * step, hi * step
     strength = profile[peaks] / max(np.percentile(profile, 95), 1e-6) if len(peaks) else []

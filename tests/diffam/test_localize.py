@@ -81,6 +81,53 @@ def test_periodic_peaks_keeps_the_period_through_a_weak_and_a_spurious_peak():
     np.testing.assert_allclose(peaks, true, atol=1.5)
 
 
+def test_periodic_peaks_with_a_hint_does_not_split_vertebrae_at_mid_body_peaks():
+    from diffam.localize.detection import periodic_peaks
+
+    s = np.arange(200.0)
+    discs = np.arange(20.0, 190.0, 36.0)
+    profile = sum(np.exp(-0.5 * ((s - t) / 2.5) ** 2) for t in discs)
+    # A bright line across every body (the folds of a badly straightened
+    # image, or a sclerotic band): as strong as the discs, half a period away.
+    profile += sum(0.9 * np.exp(-0.5 * ((s - t - 18.0) / 2.5) ** 2) for t in discs[:-1])
+    split = periodic_peaks(profile, 1.0, period_mm=(16.0, 48.0))
+    assert len(split) > len(discs)  # without a prior every peak is a disc
+    peaks = periodic_peaks(
+        profile, 1.0, period_mm=(16.0, 48.0), expected_mm=np.full(200, 37.0), prior=2.0
+    )
+    np.testing.assert_allclose(peaks, discs, atol=1.5)
+
+
+def test_expected_periods_walk_level_by_level_from_the_hinted_end():
+    from diffam.localize.detection import expected_periods, typical_period_mm
+
+    l5, l4, l3 = (typical_period_mm(v) for v in (24, 23, 22))
+    assert 35.0 < l5 < 40.0 and typical_period_mm(8) < 22.0  # lumbar against T1
+    up = expected_periods(100, 1.0, 24, from_inferior=True)
+    assert up[0] == l5 and up[int(l5) + 1] == l4 and up[int(l5 + l4) + 1] == l3
+    down = expected_periods(100, 1.0, 22, from_inferior=False)
+    assert down[-1] == l3 and down[-int(l3) - 2] == l4
+
+
+def test_centerline_ends_stay_straight_and_frames_turn_slowly():
+    # A straight, inclined column: point reflection at the ends keeps it straight.
+    z = np.arange(0.0, 120.0, 2.0)
+    line = np.stack([0.3 * z, -0.2 * z, z], 1)
+    cl = fit_centerline(line)
+    direction = np.array([0.3, -0.2, 1.0]) / np.linalg.norm([0.3, -0.2, 1.0])
+    np.testing.assert_allclose(cl.tangents, np.repeat(direction[None], len(cl.tangents), 0), atol=1e-3)
+    offsets = cl.points - line[0]
+    off_line = offsets - (offsets @ direction)[:, None] * direction
+    assert np.abs(off_line).max() < 0.05
+    # A column that zigzags 5 mm between pedicle and disc levels: the
+    # straightening frames (tangents) must not turn faster than ~1.5 deg/mm,
+    # or the bodies 40 mm in front of the curve fold onto themselves.
+    zig = np.stack([np.zeros_like(z), 5.0 * np.sign(np.sin(2 * np.pi * z / 30.0)), z], 1)
+    cl = fit_centerline(zig)
+    turn = np.degrees(np.arccos(np.clip((cl.tangents[1:] * cl.tangents[:-1]).sum(1), -1, 1)))
+    assert turn.max() < 1.5
+
+
 def test_score_localization_follows_the_verse_definition():
     from diffam.localize.evaluation import score_localization
 
