@@ -195,6 +195,40 @@ def test_phantom_is_localised():
     assert score.median_error_mm <= 5.0
 
 
+@pytest.mark.slow
+def test_localisation_does_not_depend_on_the_voxel_axes():
+    """The same anatomy on an LPS grid, a RAS-ordered grid and an oblique grid."""
+    from scipy.spatial.transform import Rotation
+
+    from diffam.localize.evaluation import score_localization
+    from diffam.phantom import PhantomConfig, make_phantom
+    from diffam.template import load_template
+
+    template = load_template("lumbar")
+    levels = ("L1", "L2", "L3", "L4", "L5")
+    ras = np.diag([-1.0, -1.0, 1.0])
+    oblique = Rotation.from_euler("zx", [25.0, 10.0], degrees=True).as_matrix()
+    found = []
+    for direction in (None, ras, oblique):
+        config = PhantomConfig(
+            levels=levels,
+            spacing_mm=(1.5, 1.5, 1.5),
+            seed=1,
+            direction=None if direction is None else tuple(map(tuple, direction)),
+        )
+        phantom = make_phantom(template, config)
+        loc = localize_vertebrae(phantom.image, hint_lowest="L5")
+        score = score_localization(loc.centroids, phantom.centroids)
+        assert score.identification_rate == 1.0, direction
+        assert score.median_error_mm <= 5.0, direction
+        found.append(np.array([loc.centroids[k] for k in sorted(loc.centroids)]))
+    # The working grid is always LPS-aligned; what differs is its sub-voxel
+    # placement, which moves the detected discs by a few mm (measured: up to
+    # 8 mm between grids, errors against the truth 2-6.5 mm on all three).
+    for other in found[1:]:
+        assert np.linalg.norm(other - found[0], axis=1).max() < 10.0
+
+
 def test_name_from_ribs_anchors_t12_at_the_lowest_rib_cage_level():
     from diffam.localize.naming import name_from_ribs
 
