@@ -38,6 +38,13 @@ REAL_SCANS = [
         {"hint_lowest": "L2"},
     ),
     (
+        "chest_t1_l2+highest",
+        "ct/chest_t1_l2/ct.nii.gz",
+        "ct/chest_t1_l2/labels_totalsegmentator.nii.gz",
+        "totalsegmentator",
+        {"hint_highest": "C6"},
+    ),
+    (
         "dicom_t11_t12",
         "ct/dicom_t11_t12",
         "ct/dicom_t11_t12_labels/labels_totalsegmentator.nii.gz",
@@ -57,7 +64,7 @@ REAL_SCANS = [
 def _row(name, score, naming, seconds):
     ids = ",".join(str(k) for k in score.evaluated)
     return (
-        f"{name:<26} n={len(score.evaluated):<3} id={100 * score.identification_rate:5.1f}% "
+        f"{name:<28} n={len(score.evaluated):<3} id={100 * score.identification_rate:5.1f}% "
         f"median={score.median_error_mm:5.1f} mm  ({seconds:4.0f} s) [{ids}]  naming: {naming}"
     )
 
