@@ -83,7 +83,7 @@ def evaluate_phantoms(levels_list, seeds, spacing_mm=1.5):
             try:
                 loc = localize_vertebrae(phantom.image, hint_lowest=levels[-1])
             except LocalizationError as err:
-                print(f"{name:<26} FAILED: {err}")
+                print(f"{name:<28} FAILED: {err}")
                 continue
             score = score_localization(loc.centroids, phantom.centroids)
             print(_row(name, score, loc.naming, time.time() - t0), flush=True)
@@ -92,7 +92,7 @@ def evaluate_phantoms(levels_list, seeds, spacing_mm=1.5):
 def evaluate_real(data: Path):
     for name, image, labels, convention, hints in REAL_SCANS:
         if not (data / image).exists():
-            print(f"{name:<26} missing: {data / image}")
+            print(f"{name:<28} missing: {data / image}")
             continue
         t0 = time.time()
         volume = read_image(data / image)
@@ -107,7 +107,7 @@ def evaluate_real(data: Path):
         try:
             loc = localize_vertebrae(volume, **hints)
         except LocalizationError as err:
-            print(f"{name:<26} no result: {err}")
+            print(f"{name:<28} no result: {err}")
             continue
         seconds = time.time() - t0
         print(
