@@ -89,12 +89,15 @@ class Straightened:
         v: ``(V,)`` mm offsets along the local posterior axis.
         u: ``(U,)`` mm offsets along the local left axis.
         frames: ``(M, 3, 3)`` local L, P, S frames.
+        inside: ``(M, V, U)`` whether each sample lies inside the scan
+            (outside ones hold the fill value); None when not tracked.
     """
 
     array: np.ndarray
     v: np.ndarray
     u: np.ndarray
     frames: np.ndarray
+    inside: np.ndarray | None = None
 
     def v_index(self, v_mm: np.ndarray | float) -> np.ndarray:
         return np.asarray(v_mm, dtype=float) - self.v[0]
@@ -144,7 +147,9 @@ def straighten(
     v = np.arange(v_range_mm[0], v_range_mm[1] + 1e-9, step_mm)
     frames = np.stack([local_frame(t) for t in centerline.tangents])
     array = np.empty((len(frames), len(v), len(u)), dtype=np.float32)
+    inside = np.empty(array.shape, dtype=bool)
     image = volume.array.astype(np.float32, copy=False)
+    upper = np.array(image.shape, dtype=float)[:, None] - 1.0
     chunk = 32
     for start in range(0, len(frames), chunk):
         f = frames[start : start + chunk]
@@ -157,7 +162,9 @@ def straighten(
         kji = volume.world_to_index(pts.reshape(-1, 3))[:, ::-1].T
         values = ndimage.map_coordinates(image, kji, order=1, mode="constant", cval=outside_hu)
         array[start : start + len(f)] = values.reshape(len(f), len(v), len(u))
-    return Straightened(array, v, u, frames)
+        within = ((kji >= -0.5) & (kji <= upper + 0.5)).all(axis=0)
+        inside[start : start + len(f)] = within.reshape(len(f), len(v), len(u))
+    return Straightened(array, v, u, frames, inside)
 
 
 def _midsagittal(st: Straightened, half_mm: float = 3.0) -> np.ndarray:
@@ -232,19 +239,21 @@ def endplate_profile(
     offsets = np.arange(depth_mm[0], depth_mm[1] + 1e-9, 1.0)
     ucols = np.nonzero(np.abs(st.u) <= half_width_mm)[0]
     rows = np.arange(len(wall))
-    slab = np.stack(
-        [
-            st.array[
-                rows[:, None],
-                np.clip(np.rint(st.v_index(wall - o)).astype(int), 0, len(st.v) - 1)[:, None],
-                ucols[None, :],
-            ]
-            for o in offsets
-        ],
-        axis=1,
-    )  # (M, offsets, u)
+    index = (
+        rows[:, None, None],
+        np.clip(
+            np.rint(st.v_index(wall[:, None] - offsets[None, :])).astype(int), 0, len(st.v) - 1
+        )[:, :, None],
+        ucols[None, None, :],
+    )
+    slab = st.array[index]  # (M, offsets, u)
     slab = np.maximum(slab, -200.0)  # lung or air beside a thin body must not dominate
     tophat = slab - ndimage.grey_opening(slab, size=(plate_mm, 1, 1))
+    if st.inside is not None:
+        # Where the opening reaches past the end of the scan, the cut bone
+        # looks like a thin plate: no endplate can be seen there.
+        outside = ndimage.binary_dilation(~st.inside[index], structure=np.ones((plate_mm, 1, 1)))
+        tophat[outside] = 0.0
     return tophat.mean(axis=(1, 2)), slab.mean(axis=(1, 2))
 
 

@@ -98,6 +98,24 @@ def test_periodic_peaks_with_a_hint_does_not_split_vertebrae_at_mid_body_peaks()
     np.testing.assert_allclose(peaks, discs, atol=1.5)
 
 
+def test_endplate_profile_sees_no_plate_where_the_scan_ends():
+    from diffam.localize.detection import Straightened, endplate_profile
+
+    m, v, u = 80, np.arange(-30.0, 11.0), np.arange(-10.0, 11.0)
+    array = np.full((m, len(v), len(u)), 300.0, dtype=np.float32)  # uniform bone
+    array[50:52] = 900.0  # one endplate
+    array[68:70] = 900.0  # the cortex where the scan cuts through it
+    inside = np.ones(array.shape, dtype=bool)
+    inside[70:] = False  # the scan stops here: fill value beyond
+    array[70:] = -1024.0
+    st = Straightened(array, v, u, np.repeat(np.eye(3)[None], m, 0), inside)
+    plates, _ = endplate_profile(st, np.zeros(m))
+    assert plates[48:54].max() > 300.0
+    assert np.abs(plates[60:]).max() == 0.0  # the cut cortex is no endplate
+    blind = Straightened(array, v, u, st.frames, None)
+    assert endplate_profile(blind, np.zeros(m))[0][66:70].max() > 300.0  # what it guards against
+
+
 def test_expected_periods_walk_level_by_level_from_the_hinted_end():
     from diffam.localize.detection import expected_periods, typical_period_mm
 
