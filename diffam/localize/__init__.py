@@ -68,29 +68,26 @@ class Localization:
     detection: Detection | None = None
 
 
-def _hinted_levels(hint_lowest, hint_highest) -> list[int]:
-    """VerSe ids a hint makes likely to be in view (the hinted level and three beyond)."""
-    levels = []
-    for hint, step in ((hint_lowest, -1), (hint_highest, 1)):
-        try:
-            anchor = verse_id(hint) if hint is not None else None
-        except ValueError:
-            anchor = None  # name_levels reports the bad hint
-        if anchor is not None and 1 <= anchor <= 24:
-            levels += [anchor + step * n for n in range(4) if 1 <= anchor + step * n <= 24]
-    return levels
-
-
-def _hinted_end(hint_lowest, hint_highest) -> tuple[int, bool] | None:
-    """(VerSe id, from_inferior) of the hinted end vertebra, or None."""
+def _hint_anchors(hint_lowest, hint_highest) -> list[tuple[int, bool]]:
+    """``(VerSe id, from_inferior)`` of each valid hint: lowest first, then highest."""
+    anchors = []
     for hint, from_inferior in ((hint_lowest, True), (hint_highest, False)):
         try:
             anchor = verse_id(hint) if hint is not None else None
         except ValueError:
             anchor = None  # name_levels reports the bad hint
         if anchor is not None and 1 <= anchor <= 24:
-            return anchor, from_inferior
-    return None
+            anchors.append((anchor, from_inferior))
+    return anchors
+
+
+def _hinted_levels(anchors: list[tuple[int, bool]]) -> list[int]:
+    """VerSe ids the hints make likely to be in view (each hinted level and three beyond)."""
+    levels = []
+    for anchor, from_inferior in anchors:
+        step = -1 if from_inferior else 1
+        levels += [anchor + step * n for n in range(4) if 1 <= anchor + step * n <= 24]
+    return levels
 
 
 def localize_vertebrae(
@@ -124,12 +121,13 @@ def localize_vertebrae(
             f"sections); check that it is a CT in HU that shows the spine, or {HINT_ADVICE}"
         )
     centerline = extend_centerline(fit_centerline(column.points), EXTEND_MM)
-    hinted = _hinted_levels(hint_lowest, hint_highest)
+    anchors = _hint_anchors(hint_lowest, hint_highest)
+    hinted = _hinted_levels(anchors)
     detection = detect_vertebrae(
         grid,
         centerline,
         period_mm=period_range(hinted) if hinted else (MIN_PERIOD_MM, MAX_PERIOD_MM),
-        hinted_end=_hinted_end(hint_lowest, hint_highest),
+        hinted_end=anchors[0] if anchors else None,
     )
     count = len(detection.centres_mm)
     if count == 0:
