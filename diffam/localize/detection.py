@@ -41,8 +41,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from diffam.anatomy import DISC_BELOW, MEASURED
 from diffam.image import Volume
-from diffam.labels import segment_of
+from diffam.labels import level_name, segment_of
 from diffam.localize.centerline import Centerline
 from diffam.localize.orientation import local_frame
 
@@ -342,9 +343,6 @@ def typical_period_mm(verse_id: int) -> float:
     body heights, Gilad and Nissan disc heights): about 19 mm at C3-T1,
     23 mm at T6, 31 mm at T12, 36-39 mm at L1-L5.
     """
-    from diffam.anatomy import DISC_BELOW, MEASURED
-    from diffam.labels import level_name
-
     level = level_name(verse_id)
     m = MEASURED[level]
     return 0.5 * (m["body_height_ant"] + m["body_height_post"]) + DISC_BELOW[level]
