@@ -22,13 +22,7 @@ import numpy as np
 from diffam.image import Volume
 from diffam.labels import level_name, verse_id
 from diffam.localize.centerline import Centerline, extend_centerline, fit_centerline
-from diffam.localize.detection import (
-    MAX_PERIOD_MM,
-    MIN_PERIOD_MM,
-    Detection,
-    detect_vertebrae,
-    period_range,
-)
+from diffam.localize.detection import Detection, detect_vertebrae, period_range
 from diffam.localize.grid import to_working_grid
 from diffam.localize.naming import HINT_ADVICE, LocalizationError, name_from_ribs, name_levels
 from diffam.localize.orientation import local_frame
@@ -122,11 +116,10 @@ def localize_vertebrae(
         )
     centerline = extend_centerline(fit_centerline(column.points), EXTEND_MM)
     anchors = _hint_anchors(hint_lowest, hint_highest)
-    hinted = _hinted_levels(anchors)
     detection = detect_vertebrae(
         grid,
         centerline,
-        period_mm=period_range(hinted) if hinted else (MIN_PERIOD_MM, MAX_PERIOD_MM),
+        period_mm=period_range(_hinted_levels(anchors)),
         hinted_end=anchors[0] if anchors else None,
     )
     count = len(detection.centres_mm)

@@ -330,7 +330,7 @@ REGION_PERIOD_MM = {"cervical": (12.0, 26.0), "thoracic": (16.0, 40.0), "lumbar"
 
 
 def period_range(verse_ids: list[int]) -> tuple[float, float]:
-    """Range of the vertebral period (mm) over the regions of ``verse_ids``."""
+    """Range of the vertebral period (mm) over the regions of ``verse_ids`` (all: none given)."""
     regions = {segment_of(v) for v in verse_ids} & REGION_PERIOD_MM.keys()
     ranges = [REGION_PERIOD_MM[r] for r in regions] or [(MIN_PERIOD_MM, MAX_PERIOD_MM)]
     return min(r[0] for r in ranges), max(r[1] for r in ranges)
@@ -458,7 +458,7 @@ def detect_vertebrae(
             step,
             period_mm=period_mm,
             expected_mm=expected,
-            prior=PERIOD_PRIOR if expected is not None else 0.0,
+            prior=PERIOD_PRIOR,
         )
         + lo_c
     )

@@ -112,7 +112,8 @@ def find_ribs(volume: Volume, centerline: Centerline) -> list[Rib]:
         medial, lateral = float(rr.min()), float(rr.max())
         if medial > RIB_MEDIAL_MM or lateral < RIB_LATERAL_MM:
             continue
-        if mask.sum() > MAX_VOXELS_PER_MM * (lateral - medial):
+        size = int(mask.sum())
+        if size > MAX_VOXELS_PER_MM * (lateral - medial):
             continue
         near = rr <= medial + 2 * STEP_MM
         side_u = float(u[jv + box[1].start, iu + box[2].start].mean())
@@ -122,7 +123,7 @@ def find_ribs(volume: Volume, centerline: Centerline) -> list[Rib]:
                 medial_s_mm=float(np.median(coarse.arc_mm[m[near]])),
                 medial_mm=medial,
                 lateral_mm=lateral,
-                voxels=int(mask.sum()),
+                voxels=size,
             )
         )
     return sorted(ribs, key=lambda rib: rib.medial_s_mm)

@@ -146,10 +146,10 @@ def _longest_chain(
     """The longest slice-to-slice continuous chain of holes (dynamic programming).
 
     Two holes link when they are at most ``max_gap_mm`` apart along z and their
-    in-plane distance is at
-    most ``3 mm + max_slope * dz`` (a column tilted up to ``atan(max_slope)``
-    from the z axis), and never more than ``3 mm + max_shift_mm``. A chain
-    scores one per hole, minus a little per skipped slice.
+    in-plane distance is at most ``3 mm + max_slope * dz`` (a column tilted up
+    to ``atan(max_slope)`` from the z axis), and never more than
+    ``3 mm + max_shift_mm``. A chain scores one per hole, minus ``skip_cost``
+    per skipped slice.
     """
     if not holes:
         return []
