@@ -35,7 +35,7 @@ REAL_SCANS = [
         "ct/chest_t1_l2/ct.nii.gz",
         "ct/chest_t1_l2/labels_totalsegmentator.nii.gz",
         "totalsegmentator",
-        {"hint_lowest": "L2"},
+        {"hint_lowest": "L3"},  # L3 is cut by the scan, but in view
     ),
     (
         "chest_t1_l2+highest",

@@ -71,6 +71,16 @@ MIN_CENTROID_SAMPLES = 500
 U_HALF_MM = 80.0
 V_RANGE_MM = (-70.0, 50.0)
 
+#: How far (mm, along the local posterior axis) from the centreline the spinal
+#: canal is looked for. The centreline follows the bone's centre of mass, which
+#: can lie inside the body (the 40 mm DICOM series: canal 30 mm behind it);
+#: at 40 mm the search meets other dark bands between bones (the chest CT).
+CANAL_SEARCH_MM = 30.0
+
+#: Fraction of a curve sample's mid-sagittal strip that must lie in the scan for
+#: its canal and wall to be measured.
+MIN_SEEN_FRACTION = 0.5
+
 #: Weight of the expected-period term of :func:`periodic_peaks` when a hint
 #: names the levels in view.
 PERIOD_PRIOR = 2.0
@@ -206,9 +216,16 @@ def posterior_wall(st: Straightened, *, smooth_mm: float = 4.0) -> tuple[np.ndar
         ``(canal, wall)``, each ``(M,)``.
     """
     mid = ndimage.gaussian_filter(_midsagittal(st), (smooth_mm, 1.0))
-    # Global canal: from the profile averaged over the whole curve, near the centreline.
-    mean_profile = np.median(mid, axis=0)
-    canal0, _, _ = _canal_and_wall(mean_profile, st.v, 0.0, search_mm=20.0)
+    # Rows of the curve that lie in the scan: the extended ends of a crop's
+    # centreline sample only fill, whose median would hide the canal.
+    seen = np.ones(len(mid), dtype=bool)
+    if st.inside is not None:
+        seen = st.inside[:, :, np.abs(st.u) <= 3.0].mean(axis=(1, 2)) >= MIN_SEEN_FRACTION
+        if not seen.any():
+            seen[:] = True
+    # Global canal: from the median profile of the rows in the scan.
+    mean_profile = np.median(mid[seen], axis=0)
+    canal0, _, _ = _canal_and_wall(mean_profile, st.v, 0.0, search_mm=CANAL_SEARCH_MM)
     canal, wall = np.empty(len(mid)), np.empty(len(mid))
     for n in range(len(mid)):
         canal[n], wall[n], _ = _canal_and_wall(mid[n], st.v, canal0)
@@ -407,7 +424,7 @@ def detect_vertebrae(
     volume: Volume,
     centerline: Centerline,
     *,
-    min_partial_fraction: float = 0.45,
+    min_partial_fraction: float = 0.2,
     min_body_hu: float = 100.0,
     period_mm: tuple[float, float] = (MIN_PERIOD_MM, MAX_PERIOD_MM),
     hinted_end: tuple[int, bool] | None = None,
@@ -418,7 +435,9 @@ def detect_vertebrae(
         volume: CT volume in HU (typically the working grid).
         centerline: the spine centreline (arc-length step about 1 mm).
         min_partial_fraction: an end segment shorter than this fraction of
-            the neighbouring vertebra's period is not reported.
+            the neighbouring vertebra's period is not reported. A fifth: in
+            crops of two or three vertebrae the end vertebrae show little
+            more of their body than that, and label maps count them.
         min_body_hu: mean HU of the body slab above which the curve is
             inside the bony column (ends of the spine, beyond the scan).
         period_mm: range of the vertebral period (body plus disc height, mm);
@@ -507,6 +526,23 @@ def extrapolate(centerline: Centerline, s: float) -> np.ndarray:
     return centerline.at(s)
 
 
+def _filled_bodies(dense: np.ndarray, v: np.ndarray, wall: np.ndarray) -> np.ndarray:
+    """``dense`` ``(R, V, U)`` with the cancellous interior of the bodies filled in.
+
+    A label map's centroid counts the whole body, but low-density cancellous
+    bone falls below the bone threshold, leaving only the cortex: the bone's
+    centre would then lie too far back (dense arch). Holes of each section
+    enclosed by bone in front of the posterior wall are filled; the canal,
+    behind the wall, stays empty.
+    """
+    out = dense.copy()
+    for r in range(len(dense)):
+        holes = ndimage.binary_fill_holes(dense[r]) & ~dense[r]
+        holes &= (v < wall[r])[:, None]
+        out[r] |= holes
+    return out
+
+
 def _vertebra_point(
     st: Straightened, centerline: Centerline, wall: np.ndarray, a: float, b: float
 ) -> np.ndarray:
@@ -519,7 +555,7 @@ def _vertebra_point(
         # Mean shift from the wall-offset point: the centreline itself can lie
         # off the centroid (towards the arch when a body's interior is not bone-dense).
         v, u = np.meshgrid(st.v, st.u, indexing="ij")
-        dense = st.array[rows] > CENTROID_BONE_HU
+        dense = _filled_bodies(st.array[rows] > CENTROID_BONE_HU, st.v, wall[rows])
         centre = np.array([float(np.median(wall[rows])) + WALL_TO_CENTROID_MM, 0.0])
         for _ in range(MEAN_SHIFT_STEPS):
             near = ((v - centre[0]) ** 2 + (u - centre[1]) ** 2) <= CENTROID_RADIUS_MM**2

@@ -116,6 +116,43 @@ def test_endplate_profile_sees_no_plate_where_the_scan_ends():
     assert endplate_profile(blind, np.zeros(m))[0][66:70].max() > 300.0  # what it guards against
 
 
+def _crop_section(m=120, seen=slice(50, 70)):
+    """Straightened crop: a body in front of the curve, the canal 26 mm behind, the arch behind it."""
+    from diffam.localize.detection import Straightened
+
+    v, u = np.arange(-70.0, 51.0), np.arange(-20.0, 21.0)
+    section = np.full((len(v), len(u)), 40.0, dtype=np.float32)  # soft tissue
+    section[(v >= -10) & (v <= 18)] = 250.0  # body, around the curve (bone centre of mass)
+    section[(v >= 34) & (v <= 44)] = 600.0  # arch
+    array = np.full((m, len(v), len(u)), -1024.0, dtype=np.float32)
+    inside = np.zeros(array.shape, dtype=bool)
+    array[seen], inside[seen] = section, True
+    return Straightened(array, v, u, np.repeat(np.eye(3)[None], m, 0), inside), v
+
+
+def test_posterior_wall_finds_the_canal_of_a_crop_far_behind_the_curve():
+    """A 20 mm crop on a 120 mm curve: only the rows in the scan locate the canal."""
+    from diffam.localize.detection import posterior_wall
+
+    st, _ = _crop_section()
+    canal, wall = posterior_wall(st)
+    assert np.all(np.abs(canal[52:68] - 26.0) <= 4.0)  # the dark band between body and arch
+    assert np.all(np.abs(wall[52:68] - 18.0) <= 3.0)  # the back of the body
+
+
+def test_filled_bodies_fill_the_cancellous_interior_but_not_the_canal():
+    from diffam.localize.detection import _filled_bodies
+
+    v, u = np.arange(-40.0, 41.0), np.arange(-20.0, 21.0)
+    vv, uu = np.meshgrid(v, u, indexing="ij")
+    body_ring = np.abs(np.hypot(vv + 15, uu) - 12) <= 1.5  # cortex only
+    canal_ring = np.abs(np.hypot(vv - 15, uu) - 8) <= 1.5  # arch around the canal
+    dense = (body_ring | canal_ring)[None]
+    filled = _filled_bodies(dense, v, np.array([0.0]))[0]
+    assert filled[(np.hypot(vv + 15, uu) < 10)].all()  # the body is solid
+    assert not filled[(np.hypot(vv - 15, uu) < 6)].any()  # the canal stays empty
+
+
 def test_expected_periods_walk_level_by_level_from_the_hinted_end():
     from diffam.localize.detection import expected_periods, typical_period_mm
 
@@ -133,7 +170,9 @@ def test_centerline_ends_stay_straight_and_frames_turn_slowly():
     line = np.stack([0.3 * z, -0.2 * z, z], 1)
     cl = fit_centerline(line)
     direction = np.array([0.3, -0.2, 1.0]) / np.linalg.norm([0.3, -0.2, 1.0])
-    np.testing.assert_allclose(cl.tangents, np.repeat(direction[None], len(cl.tangents), 0), atol=1e-3)
+    np.testing.assert_allclose(
+        cl.tangents, np.repeat(direction[None], len(cl.tangents), 0), atol=1e-3
+    )
     offsets = cl.points - line[0]
     off_line = offsets - (offsets @ direction)[:, None] * direction
     assert np.abs(off_line).max() < 0.05
@@ -182,8 +221,8 @@ def _score_chest(shared_data, **hints):
 @pytest.mark.slow
 def test_chest_scan_with_hint_is_localised(shared_data):
     """Contrast chest CT (low-density bone): every complete vertebra T1-L1 identified."""
-    loc, score = _score_chest(shared_data, hint_lowest="L2")
-    assert "levels.lowest=L2" in loc.naming
+    loc, score = _score_chest(shared_data, hint_lowest="L3")  # L3: cut, but in view
+    assert "levels.lowest=L3" in loc.naming
     assert score.identification_rate >= 0.9
     assert score.median_error_mm <= 5.5  # measured 5.0 mm
 
@@ -283,14 +322,22 @@ def test_find_ribs_finds_bars_on_both_sides_and_not_short_processes():
     from diffam.localize.ribs import find_ribs
 
     volume = _rib_phantom([100.0, 140.0, 180.0])
-    volume.array[(np.abs(np.indices(volume.array.shape)[0] * 2.0 - 60.0) <= 4.0)
-                 & (np.abs((np.indices(volume.array.shape)[2] - 70) * 2.0) <= 50.0)
-                 & (np.abs((np.indices(volume.array.shape)[1] - 60) * 2.0) <= 4.0)] = 1000.0
+    volume.array[
+        (np.abs(np.indices(volume.array.shape)[0] * 2.0 - 60.0) <= 4.0)
+        & (np.abs((np.indices(volume.array.shape)[2] - 70) * 2.0) <= 50.0)
+        & (np.abs((np.indices(volume.array.shape)[1] - 60) * 2.0) <= 4.0)
+    ] = 1000.0
     z = np.arange(0.0, 238.0, 1.0)
     points = np.stack([np.full_like(z, 140.0), np.full_like(z, 100.0), z], 1)  # the column axis
     tangents = np.tile([0.0, 0.0, 1.0], (len(z), 1))
     ribs = find_ribs(volume, Centerline(points, tangents, z))
     found = sorted((rib.side, round(rib.medial_s_mm / 10) * 10) for rib in ribs)
     # x = +L in LPS: the bars with x > 0 are on the patient's left.
-    assert found == [("left", 100), ("left", 140), ("left", 180),
-                     ("right", 100), ("right", 140), ("right", 180)]
+    assert found == [
+        ("left", 100),
+        ("left", 140),
+        ("left", 180),
+        ("right", 100),
+        ("right", 140),
+        ("right", 180),
+    ]
