@@ -24,10 +24,11 @@ the local left axis, 1 mm apart. Then:
    period is also pulled towards each level's typical height (body plus
    disc, from the cited measurements of :mod:`diffam.anatomy`).
 4. One vertebra lies between each pair of consecutive discs, plus one at
-   each end of the curve when enough of it is visible. Its centroid is the
-   centre of the bone (above :data:`CENTROID_BONE_HU`) between its two discs
-   within :data:`CENTROID_RADIUS_MM` of the centreline: body, pedicles and
-   the root of the arch, the mass a label-map centroid is made of. Where too
+   each end of the curve when a fifth of its height is in view. Its centroid
+   is the centre of the bone (above :data:`CENTROID_BONE_HU`, with the
+   bodies' cancellous interior filled in) between its two discs within
+   :data:`CENTROID_RADIUS_MM` of the centreline: body, pedicles and the root
+   of the arch, the mass a label-map centroid is made of. Where too
    little bone is seen (an end vertebra beyond the scan), it lies on the
    mid-sagittal line :data:`WALL_TO_CENTROID_MM` behind the posterior wall
    of its body (calibrated on the template meshes, see
