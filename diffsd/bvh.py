@@ -196,12 +196,13 @@ class MeshBVH:
                 bool(closest), bool(winding))
         outputs = (distance2, face, barycentric, winding_number)
         kernels = _backend.kernels(self.backend)
-        if self.backend != "cpu":
-            self._run(kernels.query, num_points, arr(points.detach().contiguous()), arr(point_mesh),
-                      *tree, *(arr(t) for t in outputs))
-        elif num_points < SORT_POINTS_ABOVE:
-            kernels.query(arr(points.detach().contiguous()), arr(point_mesh), *tree,
-                          *(arr(t) for t in outputs))
+        if self.backend != "cpu" or num_points < SORT_POINTS_ABOVE:
+            args = (arr(points.detach().contiguous()), arr(point_mesh), *tree,
+                    *(arr(t) for t in outputs))
+            if self.backend != "cpu":
+                self._run(kernels.query, num_points, *args)
+            else:
+                kernels.query(*args)
         else:
             # Points in Morton order walk the same nodes one after another, so
             # the tree stays in cache (2-3x on large meshes) and each answer

@@ -12,6 +12,7 @@ scan boundary ("complete") and, separately, on all labelled vertebrae.
 from __future__ import annotations
 
 import argparse
+import functools
 import time
 from pathlib import Path
 
@@ -21,29 +22,14 @@ from diffam.labels import totalsegmentator_to_verse
 from diffam.localize import LocalizationError, localize_vertebrae
 from diffam.localize.evaluation import complete_labels, score_localization
 
+CHEST = ("ct/chest_t1_l2/ct.nii.gz", "ct/chest_t1_l2/labels_totalsegmentator.nii.gz")
+
 REAL_SCANS = [
     # name, image, labels, convention, hint
-    (
-        "chest_t1_l2",
-        "ct/chest_t1_l2/ct.nii.gz",
-        "ct/chest_t1_l2/labels_totalsegmentator.nii.gz",
-        "totalsegmentator",
-        {},
-    ),
-    (
-        "chest_t1_l2+hint",
-        "ct/chest_t1_l2/ct.nii.gz",
-        "ct/chest_t1_l2/labels_totalsegmentator.nii.gz",
-        "totalsegmentator",
-        {"hint_lowest": "L3"},  # L3 is cut by the scan, but in view
-    ),
-    (
-        "chest_t1_l2+highest",
-        "ct/chest_t1_l2/ct.nii.gz",
-        "ct/chest_t1_l2/labels_totalsegmentator.nii.gz",
-        "totalsegmentator",
-        {"hint_highest": "C6"},
-    ),
+    ("chest_t1_l2", *CHEST, "totalsegmentator", {}),
+    # L3 is cut by the scan, but in view.
+    ("chest_t1_l2+hint", *CHEST, "totalsegmentator", {"hint_lowest": "L3"}),
+    ("chest_t1_l2+highest", *CHEST, "totalsegmentator", {"hint_highest": "C6"}),
     (
         "dicom_t11_t12",
         "ct/dicom_t11_t12",
@@ -89,21 +75,27 @@ def evaluate_phantoms(levels_list, seeds, spacing_mm=1.5):
             print(_row(name, score, loc.naming, time.time() - t0), flush=True)
 
 
+@functools.lru_cache(maxsize=1)
+def _load_scan(data: Path, image: str, labels: str, convention: str):
+    """A scan, its true centroids and its complete labels (read once for several hints)."""
+    volume = read_image(data / image)
+    label_map = read_image(data / labels)
+    true = centroids_from_label_map(label_map, convention)
+    verse = (
+        label_map.with_array(totalsegmentator_to_verse(label_map.array))
+        if convention == "totalsegmentator"
+        else label_map
+    )
+    return volume, true, complete_labels(verse, sorted(true))
+
+
 def evaluate_real(data: Path):
     for name, image, labels, convention, hints in REAL_SCANS:
         if not (data / image).exists():
             print(f"{name:<28} missing: {data / image}")
             continue
         t0 = time.time()
-        volume = read_image(data / image)
-        label_map = read_image(data / labels)
-        true = centroids_from_label_map(label_map, convention)
-        verse = (
-            label_map.with_array(totalsegmentator_to_verse(label_map.array))
-            if convention == "totalsegmentator"
-            else label_map
-        )
-        complete = complete_labels(verse, sorted(true))
+        volume, true, complete = _load_scan(data, image, labels, convention)
         try:
             loc = localize_vertebrae(volume, **hints)
         except LocalizationError as err:
@@ -120,7 +112,7 @@ def evaluate_real(data: Path):
         )
         print(_row(name + " all", score_localization(loc.centroids, true), "", seconds))
         pred = ", ".join(f"{k}:{'p' if k in loc.partial else ''}" for k in sorted(loc.centroids))
-        print(f"{'':<26} predicted ids {pred}", flush=True)
+        print(f"{'':<28} predicted ids {pred}", flush=True)
 
 
 def main():

@@ -179,9 +179,10 @@ def straighten(
     return Straightened(array, v, u, frames, inside)
 
 
-def _midsagittal(st: Straightened, half_mm: float = 3.0) -> np.ndarray:
+def _midsagittal(st: Straightened, values: np.ndarray | None = None, half_mm: float = 3.0):
+    """``(M, V)`` mean over the mid-sagittal strip of ``values`` (default: the HU array)."""
     keep = np.abs(st.u) <= half_mm
-    return st.array[:, :, keep].mean(axis=2)
+    return (st.array if values is None else values)[:, :, keep].mean(axis=2)
 
 
 def _canal_and_wall(
@@ -221,7 +222,7 @@ def posterior_wall(st: Straightened, *, smooth_mm: float = 4.0) -> tuple[np.ndar
     # centreline sample only fill, whose median would hide the canal.
     seen = np.ones(len(mid), dtype=bool)
     if st.inside is not None:
-        seen = st.inside[:, :, np.abs(st.u) <= 3.0].mean(axis=(1, 2)) >= MIN_SEEN_FRACTION
+        seen = _midsagittal(st, st.inside).mean(axis=1) >= MIN_SEEN_FRACTION
         if not seen.any():
             seen[:] = True
     # Global canal: from the median profile of the rows in the scan.

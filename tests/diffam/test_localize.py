@@ -127,14 +127,14 @@ def _crop_section(m=120, seen=slice(50, 70)):
     array = np.full((m, len(v), len(u)), -1024.0, dtype=np.float32)
     inside = np.zeros(array.shape, dtype=bool)
     array[seen], inside[seen] = section, True
-    return Straightened(array, v, u, np.repeat(np.eye(3)[None], m, 0), inside), v
+    return Straightened(array, v, u, np.repeat(np.eye(3)[None], m, 0), inside)
 
 
 def test_posterior_wall_finds_the_canal_of_a_crop_far_behind_the_curve():
     """A 20 mm crop on a 120 mm curve: only the rows in the scan locate the canal."""
     from diffam.localize.detection import posterior_wall
 
-    st, _ = _crop_section()
+    st = _crop_section()
     canal, wall = posterior_wall(st)
     assert np.all(np.abs(canal[52:68] - 26.0) <= 4.0)  # the dark band between body and arch
     assert np.all(np.abs(wall[52:68] - 18.0) <= 3.0)  # the back of the body

@@ -88,8 +88,8 @@ def test_mean_l1_from_ten_subjects(l1_model, tmp_path):
           f"mean {spread.mean():.2f}")
     assert spread.mean() < 3.0
 
-    ref = tfd.load_landmarks(folder / "ref_20.json")
-    ref = np.array([ref[k] for k in ids])
+    ref_lm = tfd.load_landmarks(folder / "ref_20.json")
+    ref = np.array([ref_lm[k] for k in ids])
     moved = dist.scale * mapped @ dist.rotation.T + dist.translation
     err = np.linalg.norm(moved - ref, axis=1)
     print("landmark errors against ref_20 (mm):", dict(zip(ids, err.round(2))), f"mean {err.mean():.2f}")
@@ -100,7 +100,6 @@ def test_mean_l1_from_ten_subjects(l1_model, tmp_path):
     # The other eight meet 3 mm; the overall mean is ~3.5 mm.
     ef_over_ad = [np.linalg.norm(lm["E"] - lm["F"]) / np.linalg.norm(lm["A"] - lm["D"])
                   for lm in landmarks]
-    ref_lm = tfd.load_landmarks(folder / "ref_20.json")
     ref_ratio = np.linalg.norm(ref_lm["E"] - ref_lm["F"]) / np.linalg.norm(ref_lm["A"] - ref_lm["D"])
     assert ref_ratio > np.median(ef_over_ad) + 0.1
     others = [n for n, k in enumerate(ids) if k not in ("E", "F")]
