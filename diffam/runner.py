@@ -28,6 +28,7 @@ from diffam.config import (
     ShapeConfig,
     from_mapping,
 )
+from diffam.localize.naming import check_hints
 
 log = logging.getLogger("diffam")
 
@@ -207,6 +208,8 @@ def run_from_settings(settings: dict, should_stop: Callable[[], bool] | None = N
     batch = batch_record is not None
     try:
         config = segmentation_config(settings)
+        levels = settings.get("levels") or {}
+        check_hints(levels.get("lowest"), levels.get("highest"))  # before any scan is read
         jobs, folder_mode = find_jobs(settings)
     except (SettingsError, ValueError, TypeError) as error:
         log.error("%s", error)

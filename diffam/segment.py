@@ -102,6 +102,16 @@ def check_bone(volume: Volume, centroids: dict[int, np.ndarray], radius_mm: floa
             "centroids in world LPS millimetres (csv) or voxel indices (VerSe json)?")
 
 
+def check_level_hints(hint_lowest: str | None, hint_highest: str | None) -> None:
+    """Raise :class:`SegmentationError` for a hint that is not a vertebra level."""
+    from diffam.localize.naming import LocalizationError, check_hints
+
+    try:
+        check_hints(hint_lowest, hint_highest)
+    except LocalizationError as error:
+        raise SegmentationError(str(error)) from None
+
+
 def find_centroids(image: Volume, hint_lowest: str | None, hint_highest: str | None):
     """Initial centroids from the image alone (see :mod:`diffam.localize`)."""
     try:
@@ -150,6 +160,7 @@ def segment(
         :class:`SegmentationResult`.
     """
     config = config or SegmentationConfig()
+    check_level_hints(hint_lowest, hint_highest)
     timings: dict[str, float] = {}
     start = time.perf_counter()
     device = resolve_device(config.device)

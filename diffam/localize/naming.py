@@ -113,6 +113,17 @@ def name_from_ribs(carried: dict[int, set[str]], count: int) -> tuple[list[int],
     return ids, how
 
 
+def check_hints(hint_lowest: str | int | None, hint_highest: str | int | None) -> None:
+    """Raise :class:`LocalizationError` naming a hint that is not a level C1-L5.
+
+    For callers that check their settings before any work, even when the
+    hints end up unused (centroids given).
+    """
+    for hint, what in ((hint_lowest, "levels.lowest"), (hint_highest, "levels.highest")):
+        if hint is not None:
+            _standard(hint, what)
+
+
 def _standard(level: str | int, what: str) -> int:
     try:
         v = verse_id(level)

@@ -37,6 +37,14 @@ def test_name_levels_rejects_inconsistent_or_impossible_hints():
         name_levels(2, hint_lowest="Q9")
 
 
+def test_segment_refuses_a_bad_hint_even_when_centroids_are_given():
+    from diffam.segment import SegmentationError, segment
+
+    volume = Volume(np.zeros((8, 8, 8), np.float32), [1.0] * 3, [0, 0, 0])
+    with pytest.raises(SegmentationError, match=r"levels\.highest=sacrum: hints must be"):
+        segment(volume, centroids={20: np.zeros(3)}, hint_highest="S1")
+
+
 def test_local_frame_is_a_rotation_and_upright_for_a_vertical_spine():
     frame = local_frame(np.array([0.0, 0.0, 1.0]))
     np.testing.assert_allclose(frame, np.eye(3), atol=1e-12)

@@ -147,6 +147,16 @@ def test_4d_image(tmp_path):
     assert_clean_failure(proc, r"4 dimensions")
 
 
+def test_bad_level_hint_is_refused_before_any_work(tmp_path):
+    """Even where the hint would go unused (the phantom brings its centroids)."""
+    out = tmp_path / "out"
+    proc = run_script(
+        "scan=builtin:phantom", "levels.lowest=Q9", f"output_dir={out}", *QUICK, cwd=tmp_path
+    )
+    assert_clean_failure(proc, r"levels\.lowest='Q9'.*unknown vertebra level")
+    assert not out.exists() or not any(out.iterdir())
+
+
 def test_centroids_outside_the_image(tmp_path):
     scan = _soft_tissue_ct(tmp_path / "ct.nii.gz")
     csv = _centroids_csv(tmp_path / "c.csv", {"L1": (500.0, 500.0, 500.0)})
