@@ -8,18 +8,22 @@ import numpy as np
 from diffsd import geometry, traversal
 from diffsd._targets import compile_module_functions
 
-_shared = compile_module_functions([geometry, traversal], numba.njit(cache=True, nogil=True))
+_shared = compile_module_functions([geometry, traversal],
+                                  numba.njit(cache=True, nogil=True, inline="always"))
 _closest_leaf_query = _shared.closest_leaf_query
 _winding_number_query = _shared.winding_number_query
 _morton_code_30 = _shared.morton_code_30
 _build_internal_node = _shared.build_internal_node
 _refit_leaf = _shared.refit_leaf
 _refit_internal_node = _shared.refit_internal_node
+_segment_winding_change = _shared.segment_winding_change
 
 STACK_SIZE = geometry.TRAVERSAL_STACK_SIZE
 # Points per parallel task: large enough to amortise scheduling, small enough
 # to balance uneven traversal costs across cores.
 POINTS_PER_TASK = 512
+# Resolved points remembered per task, to carry winding numbers over from.
+RECENT_POINTS = 8
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
@@ -94,7 +98,7 @@ def bottom_up_order(child_left, child_right, roots, num_nodes):
 
 @numba.njit(parallel=True, cache=True, nogil=True)
 def refit(vertices, faces, leaf_face, bottom_up, level_starts, child_left, child_right,
-          leaf_vertices, node_box,
+          leaf_vertices, node_box, child_box,
           node_center, node_normal, node_moment, node_area, node_radius):
     num_internal = child_left.shape[0]
     for leaf in numba.prange(leaf_face.shape[0]):
@@ -103,39 +107,51 @@ def refit(vertices, faces, leaf_face, bottom_up, level_starts, child_left, child
     # Level by level, deepest first; the nodes of a level are independent.
     for level in range(level_starts.shape[0] - 1):
         for k in numba.prange(level_starts[level], level_starts[level + 1]):
-            _refit_internal_node(bottom_up[k], child_left, child_right, node_box, node_center,
-                                 node_normal, node_moment, node_area, node_radius)
+            _refit_internal_node(bottom_up[k], child_left, child_right, node_box, child_box,
+                                 node_center, node_normal, node_moment, node_area, node_radius)
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
-def query(points, point_mesh, mesh_root, child_left, child_right, node_box, leaf_vertices,
-          leaf_face, node_center, node_normal, node_moment, node_radius, beta, want_closest, want_winding,
-          out_distance2, out_face, out_barycentric, out_winding):
-    """Closest triangle and/or winding number of every point against its mesh."""
+def query(points, point_mesh, mesh_root, mesh_closed, child_left, child_right, child_box,
+          leaf_vertices, leaf_face, node_center, node_normal, node_moment, node_radius, beta,
+          want_closest, want_winding, distance_margin, out_distance2, out_face, out_barycentric,
+          out_winding):
+    """Closest triangle and/or winding number of every point against its mesh.
+
+    Points come in Morton order for large calls, so consecutive points are
+    near each other: the previous answer seeds the next closest-triangle
+    search, and on closed meshes the winding number is carried over from a
+    recent point instead of summed again (see :func:`_closed_mesh_winding`).
+    """
     num_points = points.shape[0]
     num_internal = child_left.shape[0]
     num_tasks = (num_points + POINTS_PER_TASK - 1) // POINTS_PER_TASK
     for task in numba.prange(num_tasks):
         stack = np.empty(STACK_SIZE, np.int64)
+        stack_distance = np.empty(STACK_SIZE, np.float64)
+        recent_point = np.empty((RECENT_POINTS, 3), np.float64)
+        recent_distance = np.zeros(RECENT_POINTS, np.float64)
+        recent_winding = np.empty(RECENT_POINTS, np.float64)
+        recent_root = np.full(RECENT_POINTS, -1, np.int64)
+        recent_next = 0
         end = min(num_points, (task + 1) * POINTS_PER_TASK)
-        # Callers pass large point sets in Morton order, so consecutive points
-        # are near each other: the previous answer seeds the next search.
         hint_leaf = -1
         hint_root = -1
         for i in range(task * POINTS_PER_TASK, end):
-            if point_mesh.shape[0] == 0:
-                root = mesh_root[0]
-            else:
-                root = mesh_root[point_mesh[i]]
+            mesh = 0
+            if point_mesh.shape[0] != 0:
+                mesh = point_mesh[i]
+            root = mesh_root[mesh]
             px = points[i, 0]
             py = points[i, 1]
             pz = points[i, 2]
+            distance = 0.0
             if want_closest:
                 if root != hint_root:
                     hint_leaf = -1
                 d2, leaf, w0, w1, w2 = _closest_leaf_query(
-                    px, py, pz, root, num_internal, child_left, child_right, node_box,
-                    leaf_vertices, hint_leaf, stack)
+                    px, py, pz, root, num_internal, child_left, child_right, child_box,
+                    leaf_vertices, hint_leaf, stack, stack_distance)
                 hint_leaf = leaf
                 hint_root = root
                 out_distance2[i] = d2
@@ -143,7 +159,67 @@ def query(points, point_mesh, mesh_root, child_left, child_right, node_box, leaf
                 out_barycentric[i, 0] = w0
                 out_barycentric[i, 1] = w1
                 out_barycentric[i, 2] = w2
-            if want_winding:
+                distance = np.sqrt(np.float64(d2))
+            if not want_winding:
+                continue
+            if not mesh_closed[mesh]:
                 out_winding[i] = _winding_number_query(
                     px, py, pz, root, num_internal, child_left, child_right, leaf_vertices,
                     node_center, node_normal, node_moment, node_radius, beta, stack)
+                continue
+            winding = _closed_mesh_winding(
+                px, py, pz, distance, want_closest, root, num_internal, child_left, child_right,
+                child_box, leaf_vertices, node_center, node_normal, node_moment, node_radius,
+                beta, distance_margin, recent_point, recent_distance, recent_winding,
+                recent_root, stack)
+            out_winding[i] = winding
+            recent_point[recent_next, 0] = px
+            recent_point[recent_next, 1] = py
+            recent_point[recent_next, 2] = pz
+            recent_distance[recent_next] = distance
+            recent_winding[recent_next] = winding
+            recent_root[recent_next] = root
+            recent_next = (recent_next + 1) % RECENT_POINTS
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _closed_mesh_winding(px, py, pz, distance, have_distance, root, num_internal, child_left,
+                         child_right, child_box, leaf_vertices, node_center, node_normal,
+                         node_moment, node_radius, beta, distance_margin, recent_point,
+                         recent_distance, recent_winding, recent_root, stack):
+    """Winding number at p on a closed mesh, where it is an exact integer.
+
+    It is constant off the surface, so it is carried over, exactly, from a
+    recent point q of the same mesh when the balls around p and q free of
+    surface (radius: their distances, less a rounding margin) overlap, or
+    else across the segment q->p by counting its crossings. Only when no
+    recent point qualifies or a crossing is ambiguous is the Barnes--Hut sum
+    evaluated (and rounded).
+    """
+    nearest = -1
+    nearest_separation2 = np.inf
+    for k in range(RECENT_POINTS):
+        if recent_root[k] != root:
+            continue
+        ox = px - recent_point[k, 0]
+        oy = py - recent_point[k, 1]
+        oz = pz - recent_point[k, 2]
+        separation2 = ox * ox + oy * oy + oz * oz
+        if have_distance:
+            reach = 0.999 * (distance + recent_distance[k]) - distance_margin
+            if reach > 0.0 and separation2 < reach * reach:
+                return recent_winding[k]
+        if separation2 < nearest_separation2:
+            nearest_separation2 = separation2
+            nearest = k
+    if nearest >= 0:
+        change, ok = _segment_winding_change(
+            recent_point[nearest, 0], recent_point[nearest, 1], recent_point[nearest, 2],
+            px, py, pz, root, num_internal, child_left, child_right, child_box, leaf_vertices,
+            stack)
+        if ok:
+            return recent_winding[nearest] + change
+    winding = _winding_number_query(
+        px, py, pz, root, num_internal, child_left, child_right, leaf_vertices, node_center,
+        node_normal, node_moment, node_radius, beta, stack)
+    return np.floor(winding + 0.5)

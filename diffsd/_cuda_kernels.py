@@ -6,7 +6,9 @@ Imported only when a CUDA tensor is seen (or under the CUDA simulator,
 
 from __future__ import annotations
 
-from numba import cuda, int64
+import math
+
+from numba import cuda, float64, int64
 
 from diffsd import geometry, traversal
 from diffsd._targets import compile_module_functions
@@ -60,8 +62,9 @@ def refit_leaves(vertices, faces, leaf_face, num_internal, leaf_vertices, node_b
 
 
 @cuda.jit
-def refit_internal_nodes(parent, arrivals, child_left, child_right, node_box, node_center,
-                         node_normal, node_moment, node_area, node_radius, num_leaves):
+def refit_internal_nodes(parent, arrivals, child_left, child_right, node_box, child_box,
+                         node_center, node_normal, node_moment, node_area, node_radius,
+                         num_leaves):
     """Bottom-up sweep: the second child to arrive at a node refits it (Karras 2012)."""
     leaf = cuda.grid(1)
     if leaf >= num_leaves:
@@ -72,37 +75,45 @@ def refit_internal_nodes(parent, arrivals, child_left, child_right, node_box, no
         cuda.threadfence()
         if cuda.atomic.add(arrivals, node, 1) == 0:
             return
-        _refit_internal_node(node, child_left, child_right, node_box, node_center,
+        _refit_internal_node(node, child_left, child_right, node_box, child_box, node_center,
                              node_normal, node_moment, node_area, node_radius)
         node = parent[node]
 
 
 @cuda.jit
-def query(points, point_mesh, mesh_root, child_left, child_right, node_box, leaf_vertices,
-          leaf_face, node_center, node_normal, node_moment, node_radius, beta, want_closest, want_winding,
-          out_distance2, out_face, out_barycentric, out_winding):
+def query(points, point_mesh, mesh_root, mesh_closed, child_left, child_right, child_box,
+          leaf_vertices, leaf_face, node_center, node_normal, node_moment, node_radius, beta,
+          want_closest, want_winding, distance_margin, out_distance2, out_face, out_barycentric,
+          out_winding):
+    """One thread per point. Winding numbers of closed meshes are rounded to
+    the integer they are (the CPU kernel's carry-over between neighbouring
+    points needs a serial loop, so each thread here sums its own)."""
     i = cuda.grid(1)
     if i >= points.shape[0]:
         return
     stack = cuda.local.array(STACK_SIZE, int64)
+    stack_distance = cuda.local.array(STACK_SIZE, float64)
     num_internal = child_left.shape[0]
-    if point_mesh.shape[0] == 0:
-        root = mesh_root[0]
-    else:
-        root = mesh_root[point_mesh[i]]
+    mesh = 0
+    if point_mesh.shape[0] != 0:
+        mesh = point_mesh[i]
+    root = mesh_root[mesh]
     px = points[i, 0]
     py = points[i, 1]
     pz = points[i, 2]
     if want_closest:
         d2, leaf, w0, w1, w2 = _closest_leaf_query(
-            px, py, pz, root, num_internal, child_left, child_right, node_box,
-            leaf_vertices, -1, stack)
+            px, py, pz, root, num_internal, child_left, child_right, child_box,
+            leaf_vertices, -1, stack, stack_distance)
         out_distance2[i] = d2
         out_face[i] = leaf_face[leaf]
         out_barycentric[i, 0] = w0
         out_barycentric[i, 1] = w1
         out_barycentric[i, 2] = w2
     if want_winding:
-        out_winding[i] = _winding_number_query(
+        winding = _winding_number_query(
             px, py, pz, root, num_internal, child_left, child_right, leaf_vertices, node_center,
             node_normal, node_moment, node_radius, beta, stack)
+        if mesh_closed[mesh]:
+            winding = math.floor(winding + 0.5)
+        out_winding[i] = winding

@@ -15,6 +15,7 @@ import torch
 
 from diffsd import _backend
 from diffsd.geometry import TRAVERSAL_STACK_SIZE
+from diffsd.topology import closed_meshes
 from diffsd.validation import check_faces, check_mesh_faces_first_idx, check_points
 
 #: CPU queries of more points than this run in Morton order of the points.
@@ -49,6 +50,13 @@ class MeshBVH:
         self.mesh_faces_first_idx = check_mesh_faces_first_idx(
             mesh_faces_first_idx, faces.shape[0], device)
         self.num_meshes = self.mesh_faces_first_idx.shape[0]
+        if (self.num_meshes + 1) * vertices.shape[0] ** 2 >= 2**62:
+            raise ValueError(
+                f"{vertices.shape[0]} vertices in {self.num_meshes} meshes are more than the "
+                "64-bit edge keys hold; split the meshes into several MeshBVH")
+        #: (M,) whether each mesh is closed (exact integer winding numbers).
+        self.mesh_closed = closed_meshes(self.faces, self.mesh_faces_first_idx,
+                                         vertices.shape[0]).to(torch.uint8)
         self._build(vertices.detach().contiguous())
 
     # ------------------------------------------------------------------ build
@@ -119,6 +127,8 @@ class MeshBVH:
         num_nodes = 2 * n - 1
         self.leaf_vertices = torch.empty((n, 9), dtype=dtype, device=device)
         self.node_box = torch.empty((num_nodes, 6), dtype=dtype, device=device)  # lo, hi
+        # Both children's boxes in their parent's row, for the traversal.
+        self.child_box = torch.zeros((max(num_internal, 0), 12), dtype=dtype, device=device)
         self.node_center = torch.empty((num_nodes, 3), dtype=dtype, device=device)
         self.node_normal = torch.empty((num_nodes, 3), dtype=dtype, device=device)
         self.node_moment = torch.empty((num_nodes, 9), dtype=dtype, device=device)
@@ -152,7 +162,7 @@ class MeshBVH:
             )
         arr = _backend.as_kernel_array
         n = self.faces.shape[0]
-        nodes = (arr(self.leaf_vertices), arr(self.node_box),
+        nodes = (arr(self.leaf_vertices), arr(self.node_box), arr(self.child_box),
                  arr(self.node_center), arr(self.node_normal), arr(self.node_moment),
                  arr(self.node_area), arr(self.node_radius))
         if self.backend == "cpu":
@@ -165,7 +175,7 @@ class MeshBVH:
             return
         kernels = _backend.kernels("cuda")
         self._run(kernels.refit_leaves, n, arr(vertices), arr(self.faces), arr(self.leaf_face),
-                  n - 1, *nodes)
+                  n - 1, nodes[0], nodes[1], *nodes[3:])
         if n > 1:
             arrivals = torch.zeros(n - 1, dtype=torch.int32, device=self.device)
             self._run(kernels.refit_internal_nodes, n, arr(self.parent), arr(arrivals),
@@ -190,10 +200,11 @@ class MeshBVH:
         winding_number = torch.empty(num_points if winding else 0, dtype=dtype, device=device)
         if num_points == 0:
             return distance2, face, barycentric, winding_number
-        tree = (arr(self.mesh_root), arr(self.child_left), arr(self.child_right), arr(self.node_box),
-                arr(self.leaf_vertices), arr(self.leaf_face), arr(self.node_center),
-                arr(self.node_normal), arr(self.node_moment), arr(self.node_radius), float(beta),
-                bool(closest), bool(winding))
+        tree = (arr(self.mesh_root), arr(self.mesh_closed), arr(self.child_left),
+                arr(self.child_right), arr(self.child_box), arr(self.leaf_vertices),
+                arr(self.leaf_face), arr(self.node_center), arr(self.node_normal),
+                arr(self.node_moment), arr(self.node_radius), float(beta), bool(closest),
+                bool(winding), self._distance_margin(points))
         outputs = (distance2, face, barycentric, winding_number)
         kernels = _backend.kernels(self.backend)
         if self.backend != "cpu" or num_points < SORT_POINTS_ABOVE:
@@ -216,6 +227,18 @@ class MeshBVH:
                 if target.numel():
                     target[order] = result
         return distance2, face, barycentric, winding_number
+
+    def _distance_margin(self, points: torch.Tensor) -> float:
+        """Rounding allowance (world units) of the distances in the CPU kernel.
+
+        Distances are accurate to a few ulps of the largest coordinate; the
+        winding-number carry-over shrinks its surface-free balls by this.
+        """
+        if self.backend != "cpu" or points.shape[0] == 0:
+            return 0.0
+        scale = max(float(self.node_box[self.mesh_root].abs().max()),
+                    float(points.detach().abs().max()))
+        return 64.0 * torch.finfo(self.dtype).eps * scale
 
     @staticmethod
     def _morton_order(points: torch.Tensor) -> torch.Tensor:

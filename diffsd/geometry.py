@@ -210,6 +210,164 @@ def box_distance_squared(px, py, pz, lox, loy, loz, hix, hiy, hiz):
     return dx * dx + dy * dy + dz * dz
 
 
+# Relative tolerance of the exact-crossing tests below, computed in float64:
+# a test whose determinant is within this fraction of its magnitude is
+# called ambiguous rather than guessed, and the caller falls back.
+CROSSING_TOLERANCE = 1e-10
+CROSSING_NONE = 0
+CROSSING_AMBIGUOUS = 2
+
+
+def segment_box_overlap(ax, ay, az, dx, dy, dz, lox, loy, loz, hix, hiy, hiz):
+    """Whether the segment a + t d, t in [0, 1], meets the box [lo, hi].
+
+    Slab test in float64 on a box padded by a relative ``1e-9``, so that
+    rounding never drops a box the segment touches (a false overlap only
+    costs a triangle test).
+    """
+    t_lo = 0.0
+    t_hi = 1.0
+    for axis in range(3):
+        if axis == 0:
+            a = ax + 0.0
+            d = dx + 0.0
+            lo = lox + 0.0
+            hi = hix + 0.0
+        elif axis == 1:
+            a = ay + 0.0
+            d = dy + 0.0
+            lo = loy + 0.0
+            hi = hiy + 0.0
+        else:
+            a = az + 0.0
+            d = dz + 0.0
+            lo = loz + 0.0
+            hi = hiz + 0.0
+        pad = 1e-9 * (abs(lo) + abs(hi) + (hi - lo)) + 1e-300
+        lo -= pad
+        hi += pad
+        if d == 0.0:
+            if a < lo or a > hi:
+                return False
+        else:
+            t0 = (lo - a) / d
+            t1 = (hi - a) / d
+            if t0 > t1:
+                swap = t0
+                t0 = t1
+                t1 = swap
+            t_lo = max(t_lo, t0)
+            t_hi = min(t_hi, t1)
+            if t_lo > t_hi:
+                return False
+    return True
+
+
+def segment_triangle_crossing(ax, ay, az, bx, by, bz, v0x, v0y, v0z, v1x, v1y, v1z,
+                              v2x, v2y, v2z):
+    """How the segment from a to b crosses triangle (v0, v1, v2).
+
+    Returns +1 when it crosses the interior along the triangle's normal
+    (right-hand rule), -1 against it, ``CROSSING_NONE`` when it misses, and
+    ``CROSSING_AMBIGUOUS`` when rounding cannot decide: an endpoint on the
+    triangle's plane, or the segment through an edge or a vertex. Computed
+    in float64 from orientation determinants; a zero-area triangle is never
+    crossed (it carries no flux).
+    """
+    # "+ 0.0" promotes float32 inputs to float64 (a float64 literal) before
+    # any difference is taken.
+    ax = ax + 0.0
+    ay = ay + 0.0
+    az = az + 0.0
+    bx = bx + 0.0
+    by = by + 0.0
+    bz = bz + 0.0
+    v0x = v0x + 0.0
+    v0y = v0y + 0.0
+    v0z = v0z + 0.0
+    v1x = v1x + 0.0
+    v1y = v1y + 0.0
+    v1z = v1z + 0.0
+    v2x = v2x + 0.0
+    v2y = v2y + 0.0
+    v2z = v2z + 0.0
+    e1x = v1x - v0x
+    e1y = v1y - v0y
+    e1z = v1z - v0z
+    e2x = v2x - v0x
+    e2y = v2y - v0y
+    e2z = v2z - v0z
+    nx = e1y * e2z - e1z * e2y
+    ny = e1z * e2x - e1x * e2z
+    nz = e1x * e2y - e1y * e2x
+    n_length = math.sqrt(nx * nx + ny * ny + nz * nz)
+    if n_length == 0.0:
+        return CROSSING_NONE
+    rax = ax - v0x
+    ray = ay - v0y
+    raz = az - v0z
+    rbx = bx - v0x
+    rby = by - v0y
+    rbz = bz - v0z
+    side_a = dot3(nx, ny, nz, rax, ray, raz)
+    side_b = dot3(nx, ny, nz, rbx, rby, rbz)
+    tolerance_a = CROSSING_TOLERANCE * n_length * math.sqrt(dot3(rax, ray, raz, rax, ray, raz))
+    tolerance_b = CROSSING_TOLERANCE * n_length * math.sqrt(dot3(rbx, rby, rbz, rbx, rby, rbz))
+    if (side_a > tolerance_a and side_b > tolerance_b) or (
+            side_a < -tolerance_a and side_b < -tolerance_b):
+        return CROSSING_NONE
+    on_plane = abs(side_a) <= tolerance_a or abs(side_b) <= tolerance_b
+    # Which side of each edge the line a->b passes: signed volumes.
+    dx = bx - ax
+    dy = by - ay
+    dz = bz - az
+    d_length = math.sqrt(dx * dx + dy * dy + dz * dz)
+    positive = 0
+    negative = 0
+    unsure = 0
+    for edge in range(3):
+        if edge == 0:
+            px = v0x - ax
+            py = v0y - ay
+            pz = v0z - az
+            qx = v1x - ax
+            qy = v1y - ay
+            qz = v1z - az
+        elif edge == 1:
+            px = v1x - ax
+            py = v1y - ay
+            pz = v1z - az
+            qx = v2x - ax
+            qy = v2y - ay
+            qz = v2z - az
+        else:
+            px = v2x - ax
+            py = v2y - ay
+            pz = v2z - az
+            qx = v0x - ax
+            qy = v0y - ay
+            qz = v0z - az
+        cx = py * qz - pz * qy
+        cy = pz * qx - px * qz
+        cz = px * qy - py * qx
+        volume = dot3(dx, dy, dz, cx, cy, cz)
+        scale = CROSSING_TOLERANCE * d_length * math.sqrt(
+            dot3(px, py, pz, px, py, pz) * dot3(qx, qy, qz, qx, qy, qz))
+        if volume > scale:
+            positive += 1
+        elif volume < -scale:
+            negative += 1
+        else:
+            unsure += 1
+    if positive > 0 and negative > 0:
+        return CROSSING_NONE  # the line passes clearly outside an edge
+    if unsure > 0 or on_plane:
+        return CROSSING_AMBIGUOUS
+    if side_b > side_a:
+        return 1
+    return -1
+
+
 def expand_bits_10(v):
     """Spread the low 10 bits of v so that two zero bits separate each bit."""
     v = (v * 0x00010001) & 0xFF0000FF

@@ -8,8 +8,9 @@ Tree layout (Karras 2012): for ``n`` leaves there are ``n - 1`` internal
 nodes, numbered ``0 .. n-2``; leaf ``k`` is node ``n - 1 + k``. So a node id
 ``>= num_internal`` is a leaf. ``leaf_vertices[k]`` holds the nine
 coordinates of leaf ``k``'s triangle (stored in tree order for locality),
-``node_box`` the boxes of all ``2n - 1`` nodes (lo then hi: one row holds
-a box, one cache line for the traversal's box test), and
+``node_box`` the boxes of all ``2n - 1`` nodes (lo then hi),
+``child_box`` the boxes of both children of each internal node in one row
+(left lo, left hi, right lo, right hi: one cache line per traversal step), and
 ``node_center``/``node_normal``/``node_area``/``node_radius`` the
 Barnes--Hut dipole of each node.
 """
@@ -17,11 +18,14 @@ Barnes--Hut dipole of each node.
 import math
 
 from diffsd.geometry import (
+    CROSSING_AMBIGUOUS,
     box_distance_squared,
     closest_point_on_triangle,
     count_leading_zeros_64,
     dipole_solid_angle,
     quadrupole_solid_angle,
+    segment_box_overlap,
+    segment_triangle_crossing,
     triangle_solid_angle,
 )
 
@@ -44,75 +48,95 @@ def leaf_distance_squared(px, py, pz, leaf, leaf_vertices):
     return dx * dx + dy * dy + dz * dz, w0, w1, w2
 
 
-def closest_leaf_query(px, py, pz, root, num_internal, child_left, child_right, node_box,
-                       leaf_vertices, hint_leaf, stack):
+def nearer_leaf(px, py, pz, leaf, leaf_vertices, best, best_leaf, best_w0, best_w1, best_w2):
+    """The best answer so far, or leaf's triangle if it is nearer to p.
+
+    At exactly the same distance the lower leaf wins (a deterministic tie-break).
+    """
+    d2, w0, w1, w2 = leaf_distance_squared(px, py, pz, leaf, leaf_vertices)
+    if d2 < best or (d2 == best and leaf < best_leaf):
+        return d2, leaf, w0, w1, w2
+    return best, best_leaf, best_w0, best_w1, best_w2
+
+
+def first_leaf_below(node, num_internal, child_left):
+    """The leftmost leaf below ``node`` (a leaf id, not a node id)."""
+    while node < num_internal:
+        node = child_left[node]
+    return node - num_internal
+
+
+def closest_leaf_query(px, py, pz, root, num_internal, child_left, child_right, child_box,
+                       leaf_vertices, hint_leaf, stack_node, stack_distance):
     """Nearest triangle to p below ``root``: (squared distance, leaf, w0, w1, w2).
 
     Depth-first, nearer child first, pruning every node whose box is
-    farther than the best triangle so far. Among triangles at exactly the
-    same distance (p on a shared edge or vertex) the lowest leaf wins, so
-    the answer is the same whatever the search order. ``hint_leaf`` (or -1
-    for none) is a leaf below ``root`` likely to be near p, such as the
-    answer for the previous of a run of nearby points: its triangle bounds
-    the search from the start, so fewer nodes are opened; the answer does
-    not depend on it. ``stack`` is scratch space of
-    ``TRAVERSAL_STACK_SIZE`` node ids.
+    farther than the best triangle so far. Each internal node holds its two
+    children's boxes (``child_box``, one row), so a step reads one row, and
+    a node waiting on the stack keeps its box distance, so a pop reads none.
+    Among triangles at exactly the same distance (p on a shared edge or
+    vertex) the lowest leaf wins, so the answer is the same whatever the
+    search order. ``hint_leaf`` (or -1 for none) is a leaf below ``root``
+    likely to be near p, such as the answer for the previous of a run of
+    nearby points: its triangle bounds the search from the start, so fewer
+    nodes are opened; the answer does not depend on it. ``stack_node`` and
+    ``stack_distance`` are scratch space of ``TRAVERSAL_STACK_SIZE`` entries.
     """
-    best = math.inf
-    best_leaf = -1
-    best_w0 = 1.0
-    best_w1 = 0.0
-    best_w2 = 0.0
-    if hint_leaf >= 0:
-        best, best_w0, best_w1, best_w2 = leaf_distance_squared(px, py, pz, hint_leaf, leaf_vertices)
-        best_leaf = hint_leaf
+    if hint_leaf < 0:
+        hint_leaf = first_leaf_below(root, num_internal, child_left)
+    best, best_w0, best_w1, best_w2 = leaf_distance_squared(px, py, pz, hint_leaf, leaf_vertices)
+    best_leaf = hint_leaf
+    if root >= num_internal:
+        return best, best_leaf, best_w0, best_w1, best_w2
     node = root
     top = 0
     while True:
-        if node >= num_internal:
-            leaf = node - num_internal
-            d2, w0, w1, w2 = leaf_distance_squared(px, py, pz, leaf, leaf_vertices)
-            if d2 < best or (d2 == best and leaf < best_leaf) or best_leaf < 0:
-                best = d2
-                best_leaf = leaf
-                best_w0 = w0
-                best_w1 = w1
-                best_w2 = w2
-        else:
-            near = child_left[node]
-            far = child_right[node]
-            d_near = box_distance_squared(
-                px, py, pz, node_box[near, 0], node_box[near, 1], node_box[near, 2],
-                node_box[near, 3], node_box[near, 4], node_box[near, 5])
-            d_far = box_distance_squared(
-                px, py, pz, node_box[far, 0], node_box[far, 1], node_box[far, 2],
-                node_box[far, 3], node_box[far, 4], node_box[far, 5])
-            if d_far < d_near:
-                swap = near
-                near = far
-                far = swap
-                d_swap = d_near
-                d_near = d_far
-                d_far = d_swap
-            if d_near <= best or best_leaf < 0:
-                if d_far <= best or best_leaf < 0:
-                    stack[top] = far
+        near = child_left[node]
+        far = child_right[node]
+        d_near = box_distance_squared(
+            px, py, pz, child_box[node, 0], child_box[node, 1], child_box[node, 2],
+            child_box[node, 3], child_box[node, 4], child_box[node, 5])
+        d_far = box_distance_squared(
+            px, py, pz, child_box[node, 6], child_box[node, 7], child_box[node, 8],
+            child_box[node, 9], child_box[node, 10], child_box[node, 11])
+        if d_far < d_near:
+            swap = near
+            near = far
+            far = swap
+            d_swap = d_near
+            d_near = d_far
+            d_far = d_swap
+        next_node = -1
+        if d_near <= best:
+            if near >= num_internal:
+                best, best_leaf, best_w0, best_w1, best_w2 = nearer_leaf(
+                    px, py, pz, near - num_internal, leaf_vertices, best, best_leaf, best_w0,
+                    best_w1, best_w2)
+            else:
+                next_node = near
+            if d_far <= best:
+                if far >= num_internal:
+                    best, best_leaf, best_w0, best_w1, best_w2 = nearer_leaf(
+                        px, py, pz, far - num_internal, leaf_vertices, best, best_leaf, best_w0,
+                        best_w1, best_w2)
+                elif next_node < 0:
+                    next_node = far
+                else:
+                    stack_node[top] = far
+                    stack_distance[top] = d_far
                     top += 1
-                node = near
-                continue
+        if next_node >= 0:
+            node = next_node
+            continue
         # Pop the next node that can still hold a nearer triangle.
-        found = False
         while top > 0:
             top -= 1
-            node = stack[top]
-            d_node = box_distance_squared(
-                px, py, pz, node_box[node, 0], node_box[node, 1], node_box[node, 2],
-                node_box[node, 3], node_box[node, 4], node_box[node, 5])
-            if d_node <= best:
-                found = True
+            if stack_distance[top] <= best:
+                next_node = stack_node[top]
                 break
-        if not found:
+        if next_node < 0:
             break
+        node = next_node
     return best, best_leaf, best_w0, best_w1, best_w2
 
 
@@ -165,6 +189,68 @@ def winding_number_query(px, py, pz, root, num_internal, child_left, child_right
         top -= 1
         node = stack[top]
     return total / (4.0 * math.pi)
+
+
+def leaf_crossing(ax, ay, az, bx, by, bz, leaf, leaf_vertices):
+    """:func:`segment_triangle_crossing` of the segment a->b with leaf's triangle."""
+    return segment_triangle_crossing(
+        ax, ay, az, bx, by, bz,
+        leaf_vertices[leaf, 0], leaf_vertices[leaf, 1], leaf_vertices[leaf, 2],
+        leaf_vertices[leaf, 3], leaf_vertices[leaf, 4], leaf_vertices[leaf, 5],
+        leaf_vertices[leaf, 6], leaf_vertices[leaf, 7], leaf_vertices[leaf, 8])
+
+
+def segment_winding_change(ax, ay, az, bx, by, bz, root, num_internal, child_left, child_right,
+                           child_box, leaf_vertices, stack):
+    """Change of the winding number from a to b across the triangles below ``root``.
+
+    For a closed mesh (every edge used as often in each direction), the
+    winding number is an integer, constant off the surface, and drops by one
+    where a path crosses a triangle along its normal: so
+    ``w(b) = w(a) + change``, exactly. Returns ``(change, ok)``; ``ok`` is
+    False when a crossing is ambiguous (the segment grazes an edge, a vertex
+    or ends on a triangle's plane), and the caller must use another method.
+    """
+    ax = ax + 0.0
+    ay = ay + 0.0
+    az = az + 0.0
+    dx = bx - ax
+    dy = by - ay
+    dz = bz - az
+    change = 0
+    if root >= num_internal:
+        crossing = leaf_crossing(ax, ay, az, bx, by, bz, root - num_internal, leaf_vertices)
+        if crossing == CROSSING_AMBIGUOUS:
+            return 0, False
+        return -crossing, True
+    node = root
+    top = 0
+    while True:
+        for side in range(2):
+            if side == 0:
+                child = child_left[node]
+                offset = 0
+            else:
+                child = child_right[node]
+                offset = 6
+            if segment_box_overlap(
+                    ax, ay, az, dx, dy, dz, child_box[node, offset], child_box[node, offset + 1],
+                    child_box[node, offset + 2], child_box[node, offset + 3],
+                    child_box[node, offset + 4], child_box[node, offset + 5]):
+                if child >= num_internal:
+                    crossing = leaf_crossing(ax, ay, az, bx, by, bz, child - num_internal,
+                                             leaf_vertices)
+                    if crossing == CROSSING_AMBIGUOUS:
+                        return 0, False
+                    change -= crossing
+                else:
+                    stack[top] = child
+                    top += 1
+        if top == 0:
+            break
+        top -= 1
+        node = stack[top]
+    return change, True
 
 
 def key_prefix_length(keys, i, j, n):
@@ -262,9 +348,12 @@ def refit_leaf(leaf, num_internal, vertices, faces, leaf_face, leaf_vertices, no
         node_moment[node, k] = 0.0
 
 
-def refit_internal_node(node, child_left, child_right, node_box, node_center, node_normal,
-                        node_moment, node_area, node_radius):
+def refit_internal_node(node, child_left, child_right, node_box, child_box, node_center,
+                        node_normal, node_moment, node_area, node_radius):
     """Box, dipole and first moment of an internal node from its two children's.
+
+    The children's boxes are also copied into the node's ``child_box`` row,
+    which the closest-triangle traversal reads.
 
     The moment about the new centre c shifts each child's:
     ``M = M_l + (c_l - c) (x) N_l + M_r + (c_r - c) (x) N_r``.
@@ -283,6 +372,10 @@ def refit_internal_node(node, child_left, child_right, node_box, node_center, no
         hi = max(node_box[left, 3 + axis], node_box[right, 3 + axis])
         node_box[node, axis] = lo
         node_box[node, 3 + axis] = hi
+        child_box[node, axis] = node_box[left, axis]
+        child_box[node, 3 + axis] = node_box[left, 3 + axis]
+        child_box[node, 6 + axis] = node_box[right, axis]
+        child_box[node, 9 + axis] = node_box[right, 3 + axis]
         node_normal[node, axis] = node_normal[left, axis] + node_normal[right, axis]
         center = weight_left * node_center[left, axis] + (1.0 - weight_left) * node_center[right, axis]
         node_center[node, axis] = center

@@ -211,16 +211,17 @@ def test_closest_leaf_does_not_depend_on_the_search_hint():
 
     vertices, faces = box((1.0, 1.0, 1.0))
     bvh = MeshBVH(vertices, faces)
-    tree = [t.numpy() for t in (bvh.child_left, bvh.child_right, bvh.node_box, bvh.leaf_vertices)]
+    tree = [t.numpy() for t in (bvh.child_left, bvh.child_right, bvh.child_box, bvh.leaf_vertices)]
     root, num_internal, num_leaves = int(bvh.mesh_root[0]), faces.shape[0] - 1, faces.shape[0]
     stack = np.empty(_cpu_kernels.STACK_SIZE, np.int64)
+    stack_distance = np.empty(_cpu_kernels.STACK_SIZE, np.float64)
     directions = [(x, y, z) for x in (-1, 0, 1) for y in (-1, 0, 1) for z in (-1, 0, 1)
                   if (x, y, z) != (0, 0, 0)]
     ties = 0
     for direction in directions:
         p = 0.8 * np.array(direction, dtype=np.float64)
         answers = {_cpu_kernels._closest_leaf_query(p[0], p[1], p[2], root, num_internal, *tree,
-                                                    hint, stack)[:2]
+                                                    hint, stack, stack_distance)[:2]
                    for hint in range(-1, num_leaves)}
         assert len(answers) == 1, (direction, answers)
         d2 = [_cpu_kernels._shared.leaf_distance_squared(p[0], p[1], p[2], leaf, tree[3])[0]

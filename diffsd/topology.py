@@ -1,0 +1,48 @@
+"""Which packed meshes are closed, the condition for exact integer winding numbers."""
+
+from __future__ import annotations
+
+import torch
+
+
+def closed_meshes(faces: torch.Tensor, mesh_faces_first_idx: torch.Tensor,
+                  num_vertices: int) -> torch.Tensor:
+    """Whether each mesh is closed: every edge used as often in each direction.
+
+    That is the boundary of the mesh's triangles, as a chain, vanishing; it
+    holds for any watertight, consistently oriented mesh, also one that
+    intersects itself or has several components, and is what makes the
+    winding number an integer that changes only across the surface. Edges
+    whose two ends are the same vertex are left out (they bound nothing).
+
+    Args:
+        faces: (F, 3) int64 vertex indices.
+        mesh_faces_first_idx: (M,) first face of each mesh.
+        num_vertices: number of vertices V (all faces index below it).
+
+    Returns:
+        (M,) bool on the faces' device.
+    """
+    num_faces = faces.shape[0]
+    num_meshes = mesh_faces_first_idx.shape[0]
+    device = faces.device
+    counts = torch.diff(torch.cat([mesh_faces_first_idx,
+                                   mesh_faces_first_idx.new_tensor([num_faces])]))
+    face_mesh = torch.repeat_interleave(torch.arange(num_meshes, device=device), counts)
+    start = faces.reshape(-1)
+    end = faces[:, [1, 2, 0]].reshape(-1)
+    edge_mesh = face_mesh.repeat_interleave(3)
+    proper = start != end
+    start, end, edge_mesh = start[proper], end[proper], edge_mesh[proper]
+    # One int64 key per directed edge and mesh; its reverse must occur as often.
+    forward = (edge_mesh * num_vertices + start) * num_vertices + end
+    backward = (edge_mesh * num_vertices + end) * num_vertices + start
+    keys, inverse = torch.unique(torch.cat([forward, backward]), return_inverse=True)
+    balance = torch.zeros(keys.shape[0], dtype=torch.int64, device=device)
+    signs = torch.cat([torch.ones_like(forward), -torch.ones_like(backward)])
+    balance.scatter_add_(0, inverse, signs)
+    unbalanced = keys[balance != 0] // (num_vertices * num_vertices)
+    closed = torch.ones(num_meshes, dtype=torch.bool, device=device)
+    closed[unbalanced] = False
+    closed &= counts > 0
+    return closed
