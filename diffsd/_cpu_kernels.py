@@ -98,12 +98,12 @@ def bottom_up_order(child_left, child_right, roots, num_nodes):
 
 @numba.njit(parallel=True, cache=True, nogil=True)
 def refit(vertices, faces, leaf_face, bottom_up, level_starts, child_left, child_right,
-          leaf_vertices, node_box, child_box,
+          leaf_vertices, leaf_plane, node_box, child_box,
           node_center, node_normal, node_moment, node_area, node_radius):
     num_internal = child_left.shape[0]
     for leaf in numba.prange(leaf_face.shape[0]):
-        _refit_leaf(leaf, num_internal, vertices, faces, leaf_face, leaf_vertices, node_box,
-                    node_center, node_normal, node_moment, node_area, node_radius)
+        _refit_leaf(leaf, num_internal, vertices, faces, leaf_face, leaf_vertices, leaf_plane,
+                    node_box, node_center, node_normal, node_moment, node_area, node_radius)
     # Level by level, deepest first; the nodes of a level are independent.
     for level in range(level_starts.shape[0] - 1):
         for k in numba.prange(level_starts[level], level_starts[level + 1]):
@@ -113,7 +113,7 @@ def refit(vertices, faces, leaf_face, bottom_up, level_starts, child_left, child
 
 @numba.njit(parallel=True, cache=True, nogil=True)
 def query(points, point_mesh, mesh_root, mesh_closed, child_left, child_right, child_box,
-          leaf_vertices, leaf_face, node_center, node_normal, node_moment, node_radius, beta,
+          leaf_vertices, leaf_plane, leaf_face, node_center, node_normal, node_moment, node_radius, beta,
           want_closest, want_winding, distance_margin, out_distance2, out_face, out_barycentric,
           out_winding):
     """Closest triangle and/or winding number of every point against its mesh.
@@ -151,7 +151,7 @@ def query(points, point_mesh, mesh_root, mesh_closed, child_left, child_right, c
                     hint_leaf = -1
                 d2, leaf, w0, w1, w2 = _closest_leaf_query(
                     px, py, pz, root, num_internal, child_left, child_right, child_box,
-                    leaf_vertices, hint_leaf, stack, stack_distance)
+                    leaf_vertices, leaf_plane, distance_margin, hint_leaf, stack, stack_distance)
                 hint_leaf = leaf
                 hint_root = root
                 out_distance2[i] = d2

@@ -53,12 +53,12 @@ def build_internal_nodes(keys, child_left, child_right, parent, range_first, ran
 
 
 @cuda.jit
-def refit_leaves(vertices, faces, leaf_face, num_internal, leaf_vertices, node_box,
+def refit_leaves(vertices, faces, leaf_face, num_internal, leaf_vertices, leaf_plane, node_box,
                  node_center, node_normal, node_moment, node_area, node_radius):
     leaf = cuda.grid(1)
     if leaf < leaf_face.shape[0]:
-        _refit_leaf(leaf, num_internal, vertices, faces, leaf_face, leaf_vertices, node_box,
-                    node_center, node_normal, node_moment, node_area, node_radius)
+        _refit_leaf(leaf, num_internal, vertices, faces, leaf_face, leaf_vertices, leaf_plane,
+                    node_box, node_center, node_normal, node_moment, node_area, node_radius)
 
 
 @cuda.jit
@@ -82,7 +82,7 @@ def refit_internal_nodes(parent, arrivals, child_left, child_right, node_box, ch
 
 @cuda.jit
 def query(points, point_mesh, mesh_root, mesh_closed, child_left, child_right, child_box,
-          leaf_vertices, leaf_face, node_center, node_normal, node_moment, node_radius, beta,
+          leaf_vertices, leaf_plane, leaf_face, node_center, node_normal, node_moment, node_radius, beta,
           want_closest, want_winding, distance_margin, out_distance2, out_face, out_barycentric,
           out_winding):
     """One thread per point. Winding numbers of closed meshes are rounded to
@@ -104,7 +104,7 @@ def query(points, point_mesh, mesh_root, mesh_closed, child_left, child_right, c
     if want_closest:
         d2, leaf, w0, w1, w2 = _closest_leaf_query(
             px, py, pz, root, num_internal, child_left, child_right, child_box,
-            leaf_vertices, -1, stack, stack_distance)
+            leaf_vertices, leaf_plane, distance_margin, -1, stack, stack_distance)
         out_distance2[i] = d2
         out_face[i] = leaf_face[leaf]
         out_barycentric[i, 0] = w0

@@ -126,6 +126,7 @@ class MeshBVH:
 
         num_nodes = 2 * n - 1
         self.leaf_vertices = torch.empty((n, 9), dtype=dtype, device=device)
+        self.leaf_plane = torch.empty((n, 4), dtype=torch.float64, device=device)
         self.node_box = torch.empty((num_nodes, 6), dtype=dtype, device=device)  # lo, hi
         # Both children's boxes in their parent's row, for the traversal.
         self.child_box = torch.zeros((max(num_internal, 0), 12), dtype=dtype, device=device)
@@ -162,7 +163,8 @@ class MeshBVH:
             )
         arr = _backend.as_kernel_array
         n = self.faces.shape[0]
-        nodes = (arr(self.leaf_vertices), arr(self.node_box), arr(self.child_box),
+        nodes = (arr(self.leaf_vertices), arr(self.leaf_plane), arr(self.node_box),
+                 arr(self.child_box),
                  arr(self.node_center), arr(self.node_normal), arr(self.node_moment),
                  arr(self.node_area), arr(self.node_radius))
         if self.backend == "cpu":
@@ -175,11 +177,11 @@ class MeshBVH:
             return
         kernels = _backend.kernels("cuda")
         self._run(kernels.refit_leaves, n, arr(vertices), arr(self.faces), arr(self.leaf_face),
-                  n - 1, nodes[0], nodes[1], *nodes[3:])
+                  n - 1, *nodes[:3], *nodes[4:])
         if n > 1:
             arrivals = torch.zeros(n - 1, dtype=torch.int32, device=self.device)
             self._run(kernels.refit_internal_nodes, n, arr(self.parent), arr(arrivals),
-                      arr(self.child_left), arr(self.child_right), *nodes[1:], n)
+                      arr(self.child_left), arr(self.child_right), *nodes[2:], n)
 
     # ------------------------------------------------------------------ query
     def query(self, points: torch.Tensor, point_mesh: torch.Tensor, *, closest: bool,
@@ -202,6 +204,7 @@ class MeshBVH:
             return distance2, face, barycentric, winding_number
         tree = (arr(self.mesh_root), arr(self.mesh_closed), arr(self.child_left),
                 arr(self.child_right), arr(self.child_box), arr(self.leaf_vertices),
+                arr(self.leaf_plane),
                 arr(self.leaf_face), arr(self.node_center), arr(self.node_normal),
                 arr(self.node_moment), arr(self.node_radius), float(beta), bool(closest),
                 bool(winding), self._distance_margin(points))
@@ -231,10 +234,12 @@ class MeshBVH:
     def _distance_margin(self, points: torch.Tensor) -> float:
         """Rounding allowance (world units) of the distances in the CPU kernel.
 
-        Distances are accurate to a few ulps of the largest coordinate; the
-        winding-number carry-over shrinks its surface-free balls by this.
+        Distances are accurate to a few ulps of the largest coordinate: the
+        closest-triangle search prunes triangles by their plane only beyond
+        this, and the CPU winding-number carry-over shrinks its surface-free
+        balls by it. (On CUDA this reads two maxima back: one sync a call.)
         """
-        if self.backend != "cpu" or points.shape[0] == 0:
+        if points.shape[0] == 0:
             return 0.0
         scale = max(float(self.node_box[self.mesh_root].abs().max()),
                     float(points.detach().abs().max()))

@@ -135,6 +135,43 @@ def closest_point_on_triangle(px, py, pz, ax, ay, az, bx, by, bz, cx, cy, cz):
     return 1.0 - v - w, v, w
 
 
+def triangle_plane(ax, ay, az, bx, by, bz, cx, cy, cz):
+    """Unit normal and offset (n, n . a) of triangle abc's plane, in float64.
+
+    ``|n . p - offset|`` is then a lower bound of the distance from p to the
+    triangle, cheaper than the closest point. A sliver (smallest angle
+    under about 0.6 degrees) gets a zero normal, which bounds nothing: its
+    normal is too sensitive to rounding to prune with.
+    """
+    e1x = bx + 0.0 - ax
+    e1y = by + 0.0 - ay
+    e1z = bz + 0.0 - az
+    e2x = cx + 0.0 - ax
+    e2y = cy + 0.0 - ay
+    e2z = cz + 0.0 - az
+    e3x = cx + 0.0 - bx
+    e3y = cy + 0.0 - by
+    e3z = cz + 0.0 - bz
+    nx = e1y * e2z - e1z * e2y
+    ny = e1z * e2x - e1x * e2z
+    nz = e1x * e2y - e1y * e2x
+    length = math.sqrt(nx * nx + ny * ny + nz * nz)
+    # |n| = |ei| |ej| sin(angle between them); the longest two edges meet at
+    # the largest angle, so |n| over the product of the two shortest edges
+    # bounds the sine of the smallest angle from below.
+    l1 = dot3(e1x, e1y, e1z, e1x, e1y, e1z)
+    l2 = dot3(e2x, e2y, e2z, e2x, e2y, e2z)
+    l3 = dot3(e3x, e3y, e3z, e3x, e3y, e3z)
+    longest = max(l1, max(l2, l3))
+    shortest_pair = math.sqrt(l1 * l2 * l3 / longest) if longest > 0.0 else 0.0
+    if not (length > 1e-2 * shortest_pair) or length == 0.0:
+        return 0.0, 0.0, 0.0, 0.0
+    nx /= length
+    ny /= length
+    nz /= length
+    return nx, ny, nz, nx * ax + ny * ay + nz * az
+
+
 def triangle_solid_angle(px, py, pz, ax, ay, az, bx, by, bz, cx, cy, cz):
     """Signed solid angle of triangle abc seen from p (Van Oosterom and Strackee, 1983)."""
     x0 = ax - px

@@ -8,6 +8,7 @@ Tree layout (Karras 2012): for ``n`` leaves there are ``n - 1`` internal
 nodes, numbered ``0 .. n-2``; leaf ``k`` is node ``n - 1 + k``. So a node id
 ``>= num_internal`` is a leaf. ``leaf_vertices[k]`` holds the nine
 coordinates of leaf ``k``'s triangle (stored in tree order for locality),
+``leaf_plane[k]`` its plane (unit normal and offset, float64),
 ``node_box`` the boxes of all ``2n - 1`` nodes (lo then hi),
 ``child_box`` the boxes of both children of each internal node in one row
 (left lo, left hi, right lo, right hi: one cache line per traversal step), and
@@ -26,6 +27,7 @@ from diffsd.geometry import (
     quadrupole_solid_angle,
     segment_box_overlap,
     segment_triangle_crossing,
+    triangle_plane,
     triangle_solid_angle,
 )
 
@@ -48,11 +50,19 @@ def leaf_distance_squared(px, py, pz, leaf, leaf_vertices):
     return dx * dx + dy * dy + dz * dz, w0, w1, w2
 
 
-def nearer_leaf(px, py, pz, leaf, leaf_vertices, best, best_leaf, best_w0, best_w1, best_w2):
+def nearer_leaf(px, py, pz, leaf, leaf_vertices, leaf_plane, margin, best, best_leaf, best_w0,
+                best_w1, best_w2):
     """The best answer so far, or leaf's triangle if it is nearer to p.
 
-    At exactly the same distance the lower leaf wins (a deterministic tie-break).
+    A triangle whose plane is farther than the best distance (less
+    ``margin``, the rounding allowance of distances in world units) is
+    passed over without its closest point. At exactly the same distance the
+    lower leaf wins (a deterministic tie-break).
     """
+    gap = abs(leaf_plane[leaf, 0] * px + leaf_plane[leaf, 1] * py + leaf_plane[leaf, 2] * pz
+              - leaf_plane[leaf, 3]) - margin
+    if gap > 0.0 and gap * gap > best:
+        return best, best_leaf, best_w0, best_w1, best_w2
     d2, w0, w1, w2 = leaf_distance_squared(px, py, pz, leaf, leaf_vertices)
     if d2 < best or (d2 == best and leaf < best_leaf):
         return d2, leaf, w0, w1, w2
@@ -67,7 +77,8 @@ def first_leaf_below(node, num_internal, child_left):
 
 
 def closest_leaf_query(px, py, pz, root, num_internal, child_left, child_right, child_box,
-                       leaf_vertices, hint_leaf, stack_node, stack_distance):
+                       leaf_vertices, leaf_plane, margin, hint_leaf, stack_node,
+                       stack_distance):
     """Nearest triangle to p below ``root``: (squared distance, leaf, w0, w1, w2).
 
     Depth-first, nearer child first, pruning every node whose box is
@@ -79,7 +90,8 @@ def closest_leaf_query(px, py, pz, root, num_internal, child_left, child_right, 
     search order. ``hint_leaf`` (or -1 for none) is a leaf below ``root``
     likely to be near p, such as the answer for the previous of a run of
     nearby points: its triangle bounds the search from the start, so fewer
-    nodes are opened; the answer does not depend on it. ``stack_node`` and
+    nodes are opened; the answer does not depend on it. ``leaf_plane`` and
+    ``margin``: see :func:`nearer_leaf`. ``stack_node`` and
     ``stack_distance`` are scratch space of ``TRAVERSAL_STACK_SIZE`` entries.
     """
     if hint_leaf < 0:
@@ -110,15 +122,15 @@ def closest_leaf_query(px, py, pz, root, num_internal, child_left, child_right, 
         if d_near <= best:
             if near >= num_internal:
                 best, best_leaf, best_w0, best_w1, best_w2 = nearer_leaf(
-                    px, py, pz, near - num_internal, leaf_vertices, best, best_leaf, best_w0,
-                    best_w1, best_w2)
+                    px, py, pz, near - num_internal, leaf_vertices, leaf_plane, margin, best,
+                    best_leaf, best_w0, best_w1, best_w2)
             else:
                 next_node = near
             if d_far <= best:
                 if far >= num_internal:
                     best, best_leaf, best_w0, best_w1, best_w2 = nearer_leaf(
-                        px, py, pz, far - num_internal, leaf_vertices, best, best_leaf, best_w0,
-                        best_w1, best_w2)
+                        px, py, pz, far - num_internal, leaf_vertices, leaf_plane, margin, best,
+                        best_leaf, best_w0, best_w1, best_w2)
                 elif next_node < 0:
                     next_node = far
                 else:
@@ -312,9 +324,9 @@ def build_internal_node(i, keys, n, child_left, child_right, parent, range_first
     range_last[i] = last
 
 
-def refit_leaf(leaf, num_internal, vertices, faces, leaf_face, leaf_vertices, node_box,
-               node_center, node_normal, node_moment, node_area, node_radius):
-    """Copy leaf's triangle into tree order; set its box and its dipole."""
+def refit_leaf(leaf, num_internal, vertices, faces, leaf_face, leaf_vertices, leaf_plane,
+               node_box, node_center, node_normal, node_moment, node_area, node_radius):
+    """Copy leaf's triangle into tree order; set its plane, its box and its dipole."""
     face = leaf_face[leaf]
     node = num_internal + leaf
     ia = faces[face, 0]
@@ -344,6 +356,14 @@ def refit_leaf(leaf, num_internal, vertices, faces, leaf_face, leaf_vertices, no
     node_normal[node, 2] = nz
     node_area[node] = math.sqrt(nx * nx + ny * ny + nz * nz)
     node_radius[node] = 0.0
+    unit_x, unit_y, unit_z, offset = triangle_plane(
+        leaf_vertices[leaf, 0], leaf_vertices[leaf, 1], leaf_vertices[leaf, 2],
+        leaf_vertices[leaf, 3], leaf_vertices[leaf, 4], leaf_vertices[leaf, 5],
+        leaf_vertices[leaf, 6], leaf_vertices[leaf, 7], leaf_vertices[leaf, 8])
+    leaf_plane[leaf, 0] = unit_x
+    leaf_plane[leaf, 1] = unit_y
+    leaf_plane[leaf, 2] = unit_z
+    leaf_plane[leaf, 3] = offset
     for k in range(9):
         node_moment[node, k] = 0.0
 

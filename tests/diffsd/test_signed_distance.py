@@ -211,20 +211,39 @@ def test_closest_leaf_does_not_depend_on_the_search_hint():
 
     vertices, faces = box((1.0, 1.0, 1.0))
     bvh = MeshBVH(vertices, faces)
-    tree = [t.numpy() for t in (bvh.child_left, bvh.child_right, bvh.child_box, bvh.leaf_vertices)]
+    tree = [t.numpy() for t in (bvh.child_left, bvh.child_right, bvh.child_box, bvh.leaf_vertices,
+                                bvh.leaf_plane)]
     root, num_internal, num_leaves = int(bvh.mesh_root[0]), faces.shape[0] - 1, faces.shape[0]
     stack = np.empty(_cpu_kernels.STACK_SIZE, np.int64)
     stack_distance = np.empty(_cpu_kernels.STACK_SIZE, np.float64)
+    margin = bvh._distance_margin(vertices)
     directions = [(x, y, z) for x in (-1, 0, 1) for y in (-1, 0, 1) for z in (-1, 0, 1)
                   if (x, y, z) != (0, 0, 0)]
     ties = 0
     for direction in directions:
         p = 0.8 * np.array(direction, dtype=np.float64)
         answers = {_cpu_kernels._closest_leaf_query(p[0], p[1], p[2], root, num_internal, *tree,
-                                                    hint, stack, stack_distance)[:2]
+                                                    margin, hint, stack, stack_distance)[:2]
                    for hint in range(-1, num_leaves)}
         assert len(answers) == 1, (direction, answers)
         d2 = [_cpu_kernels._shared.leaf_distance_squared(p[0], p[1], p[2], leaf, tree[3])[0]
               for leaf in range(num_leaves)]
         ties += d2.count(min(d2)) > 1
     assert ties >= 12  # every edge and corner direction is a tie
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("offset", [0.0, 1000.0])
+def test_plane_pruning_never_changes_the_answer(dtype, offset):
+    """Triangles are passed over when their plane is beyond the best distance
+    plus a rounding margin; the answers must be those of the full search
+    (zero planes prune nothing), also far from the origin in float32."""
+    vertices, faces = MESHES["bumpy"]()
+    vertices = (vertices + offset).to(dtype)
+    points = query_points(vertices, 3000, seed=9)
+    bvh = MeshBVH(vertices, faces)
+    pruned = unsigned_distance(vertices, faces, points, bvh=bvh, refit=False)
+    bvh.leaf_plane.zero_()
+    full = unsigned_distance(vertices, faces, points, bvh=bvh, refit=False)
+    assert torch.equal(pruned.distance, full.distance)
+    assert torch.equal(pruned.closest_face, full.closest_face)
