@@ -112,16 +112,18 @@ def refit(vertices, faces, leaf_face, bottom_up, level_starts, child_left, child
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
-def query(points, point_mesh, mesh_root, mesh_closed, child_left, child_right, child_box,
-          leaf_vertices, leaf_plane, leaf_face, node_center, node_normal, node_moment, node_radius, beta,
-          want_closest, want_winding, distance_margin, out_distance2, out_face, out_barycentric,
-          out_winding):
+def query(points, point_order, point_mesh, mesh_root, mesh_closed, child_left, child_right,
+          child_box, leaf_vertices, leaf_plane, leaf_face, node_center, node_normal, node_moment,
+          node_radius, beta, want_closest, want_winding, distance_margin, out_distance2,
+          out_face, out_barycentric, out_closest, out_winding):
     """Closest triangle and/or winding number of every point against its mesh.
 
-    Points come in Morton order for large calls, so consecutive points are
-    near each other: the previous answer seeds the next closest-triangle
-    search, and on closed meshes the winding number is carried over from a
-    recent point instead of summed again (see :func:`_closed_mesh_winding`).
+    Points are visited in ``point_order`` (all of them; empty: in their own
+    order), the Morton order for large calls, so consecutive points are near
+    each other: the previous answer seeds the next closest-triangle search,
+    and on closed meshes the winding number is carried over from a recent
+    point instead of summed again (see :func:`_closed_mesh_winding`).
+    Results are written at each point's own index.
     """
     num_points = points.shape[0]
     num_internal = child_left.shape[0]
@@ -137,7 +139,10 @@ def query(points, point_mesh, mesh_root, mesh_closed, child_left, child_right, c
         end = min(num_points, (task + 1) * POINTS_PER_TASK)
         hint_leaf = -1
         hint_root = -1
-        for i in range(task * POINTS_PER_TASK, end):
+        for k in range(task * POINTS_PER_TASK, end):
+            i = k
+            if point_order.shape[0] != 0:
+                i = point_order[k]
             mesh = 0
             if point_mesh.shape[0] != 0:
                 mesh = point_mesh[i]
@@ -159,6 +164,10 @@ def query(points, point_mesh, mesh_root, mesh_closed, child_left, child_right, c
                 out_barycentric[i, 0] = w0
                 out_barycentric[i, 1] = w1
                 out_barycentric[i, 2] = w2
+                for axis in range(3):
+                    out_closest[i, axis] = (w0 * leaf_vertices[leaf, axis]
+                                            + w1 * leaf_vertices[leaf, 3 + axis]
+                                            + w2 * leaf_vertices[leaf, 6 + axis])
                 distance = np.sqrt(np.float64(d2))
             if not want_winding:
                 continue

@@ -81,11 +81,11 @@ def refit_internal_nodes(parent, arrivals, child_left, child_right, node_box, ch
 
 
 @cuda.jit
-def query(points, point_mesh, mesh_root, mesh_closed, child_left, child_right, child_box,
-          leaf_vertices, leaf_plane, leaf_face, node_center, node_normal, node_moment, node_radius, beta,
-          want_closest, want_winding, distance_margin, out_distance2, out_face, out_barycentric,
-          out_winding):
-    """One thread per point. Winding numbers of closed meshes are rounded to
+def query(points, point_order, point_mesh, mesh_root, mesh_closed, child_left, child_right,
+          child_box, leaf_vertices, leaf_plane, leaf_face, node_center, node_normal, node_moment,
+          node_radius, beta, want_closest, want_winding, distance_margin, out_distance2,
+          out_face, out_barycentric, out_closest, out_winding):
+    """One thread per point (``point_order`` is ignored). Winding numbers of closed meshes are rounded to
     the integer they are (the CPU kernel's carry-over between neighbouring
     points needs a serial loop, so each thread here sums its own)."""
     i = cuda.grid(1)
@@ -110,6 +110,10 @@ def query(points, point_mesh, mesh_root, mesh_closed, child_left, child_right, c
         out_barycentric[i, 0] = w0
         out_barycentric[i, 1] = w1
         out_barycentric[i, 2] = w2
+        for axis in range(3):
+            out_closest[i, axis] = (w0 * leaf_vertices[leaf, axis]
+                                    + w1 * leaf_vertices[leaf, 3 + axis]
+                                    + w2 * leaf_vertices[leaf, 6 + axis])
     if want_winding:
         winding = _winding_number_query(
             px, py, pz, root, num_internal, child_left, child_right, leaf_vertices, node_center,

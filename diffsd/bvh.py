@@ -189,8 +189,9 @@ class MeshBVH:
         """Run the per-point traversal kernel; see :func:`diffsd.signed_distance`.
 
         Returns:
-            (distance2 (P,), face (P,) int64, barycentric (P, 3), winding (P,)),
-            with empty tensors for what was not asked.
+            (distance2 (P,), face (P,) int64, barycentric (P, 3),
+            closest_point (P, 3), winding (P,)), with empty tensors for what
+            was not asked; nothing is differentiable.
         """
         arr = _backend.as_kernel_array
         num_points = points.shape[0]
@@ -199,37 +200,26 @@ class MeshBVH:
         distance2 = torch.empty(size, dtype=dtype, device=device)
         face = torch.empty(size, dtype=torch.int64, device=device)
         barycentric = torch.empty((size, 3), dtype=dtype, device=device)
+        closest_point = torch.empty((size, 3), dtype=dtype, device=device)
         winding_number = torch.empty(num_points if winding else 0, dtype=dtype, device=device)
+        outputs = (distance2, face, barycentric, closest_point, winding_number)
         if num_points == 0:
-            return distance2, face, barycentric, winding_number
-        tree = (arr(self.mesh_root), arr(self.mesh_closed), arr(self.child_left),
-                arr(self.child_right), arr(self.child_box), arr(self.leaf_vertices),
-                arr(self.leaf_plane),
-                arr(self.leaf_face), arr(self.node_center), arr(self.node_normal),
-                arr(self.node_moment), arr(self.node_radius), float(beta), bool(closest),
-                bool(winding), self._distance_margin(points))
-        outputs = (distance2, face, barycentric, winding_number)
-        kernels = _backend.kernels(self.backend)
-        if self.backend != "cpu" or num_points < SORT_POINTS_ABOVE:
-            args = (arr(points.detach().contiguous()), arr(point_mesh), *tree,
-                    *(arr(t) for t in outputs))
-            if self.backend != "cpu":
-                self._run(kernels.query, num_points, *args)
-            else:
-                kernels.query(*args)
-        else:
-            # Points in Morton order walk the same nodes one after another, so
-            # the tree stays in cache (2-3x on large meshes) and each answer
-            # seeds the next search; results go back to the caller's order.
+            return outputs
+        # On the CPU, large calls visit the points in Morton order: they walk
+        # the same nodes one after another, so the tree stays in cache (2-3x
+        # on large meshes), and each answer seeds the next search.
+        order = torch.empty(0, dtype=torch.int64, device=device)
+        if self.backend == "cpu" and num_points >= SORT_POINTS_ABOVE:
             order = self._morton_order(points)
-            sorted_mesh = point_mesh[order] if point_mesh.numel() else point_mesh
-            sorted_outputs = [torch.empty_like(t) for t in outputs]
-            kernels.query(arr(points.detach()[order].contiguous()), arr(sorted_mesh), *tree,
-                          *(arr(t) for t in sorted_outputs))
-            for target, result in zip(outputs, sorted_outputs):
-                if target.numel():
-                    target[order] = result
-        return distance2, face, barycentric, winding_number
+        args = (arr(points.detach().contiguous()), arr(order), arr(point_mesh),
+                arr(self.mesh_root), arr(self.mesh_closed), arr(self.child_left),
+                arr(self.child_right), arr(self.child_box), arr(self.leaf_vertices),
+                arr(self.leaf_plane), arr(self.leaf_face), arr(self.node_center),
+                arr(self.node_normal), arr(self.node_moment), arr(self.node_radius), float(beta),
+                bool(closest), bool(winding), self._distance_margin(points),
+                *(arr(t) for t in outputs))
+        self._run(_backend.kernels(self.backend).query, num_points, *args)
+        return outputs
 
     def _distance_margin(self, points: torch.Tensor) -> float:
         """Rounding allowance (world units) of the distances in the CPU kernel.

@@ -1,7 +1,11 @@
 """Differentiable signed distance from points to triangle meshes.
 
 ``d(M, p) = sgn(0.5 - WN(M, p)) * min_f dist(f, p)``: the unsigned distance by
-BVH traversal, the sign by the fast winding number over the same BVH. The
+BVH traversal, the sign by the fast winding number over the same BVH. On
+closed meshes the winding number is an integer constant off the surface, and
+the CPU kernel carries it over exactly between nearby points (overlapping
+surface-free balls, or counted crossings of the segment between them), so
+most points need no Barnes--Hut sum at all. The
 backward pass is analytic (no autograd through the traversal):
 ``dd/dp = sgn(d) (p - p*) / |p - p*|`` and ``dd/dv_i = -w_i dd/dp`` for the
 vertices of the closest triangle, ``w_i`` the barycentrics of the closest
@@ -31,8 +35,10 @@ class SignedDistance(NamedTuple):
             vertices, in the face's vertex order.
         closest_point: (P, 3) the closest point on the mesh; differentiable
             with respect to the vertices (barycentrics held fixed).
-        winding_number: (P,) generalised winding number that gave the sign
-            (about 1 inside one closed mesh, 2 where two overlap); empty for
+        winding_number: (P,) generalised winding number that gave the sign;
+            on a closed mesh (every edge used once in each direction) the
+            exact integer (1 inside, 2 where two components overlap), on an
+            open one the Barnes--Hut value. Empty for
             :func:`unsigned_distance`. Not differentiable.
     """
 
@@ -46,41 +52,48 @@ class SignedDistance(NamedTuple):
 class _DistanceFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, vertices, points, bvh, faces, point_mesh, beta, signed):
-        distance2, face, barycentric, winding = bvh.query(
+        distance2, face, barycentric, closest_point, winding = bvh.query(
             points, point_mesh, closest=True, winding=signed, beta=beta)
-        triangles = vertices.detach()[faces[face]]  # (P, 3, 3)
-        closest_point = (barycentric[:, :, None] * triangles).sum(dim=1)
-        unsigned = distance2.clamp_min(0).sqrt()
+        distance = distance2.clamp_min(0).sqrt()
         if signed:
-            sign = torch.where(winding > 0.5, -1.0, 1.0).to(points.dtype)
-        else:
-            sign = torch.ones_like(unsigned)
-        ctx.save_for_backward(points, closest_point, triangles, barycentric, face, sign)
-        ctx.num_vertices = vertices.shape[0]
+            distance = torch.where(winding > 0.5, -distance, distance)
+        ctx.save_for_backward(vertices.detach(), points.detach(), closest_point, barycentric, face,
+                              distance)
         ctx.faces = faces
         ctx.mark_non_differentiable(face, barycentric, winding)
-        return sign * unsigned, face, barycentric, winding
+        return distance, face, barycentric, closest_point, winding
 
     @staticmethod
-    def backward(ctx, grad_distance, _grad_face, _grad_barycentric, _grad_winding):
-        points, closest_point, triangles, barycentric, face, sign = ctx.saved_tensors
-        offset = points.detach() - closest_point
-        length = offset.norm(dim=1, keepdim=True)
-        # On the surface the direction is undefined: use the face normal,
-        # the limit of the gradient from either side.
-        normal = torch.linalg.cross(triangles[:, 1] - triangles[:, 0],
-                                    triangles[:, 2] - triangles[:, 0], dim=1)
-        normal = normal / normal.norm(dim=1, keepdim=True).clamp_min(torch.finfo(normal.dtype).tiny)
-        scale = triangles.abs().amax(dim=(1, 2), keepdim=False)[:, None].clamp_min(1.0)
-        on_surface = length <= 1e3 * torch.finfo(points.dtype).eps * scale
-        direction = torch.where(on_surface, normal,
-                                sign[:, None] * offset / length.clamp_min(torch.finfo(points.dtype).tiny))
-        grad_point = grad_distance[:, None] * direction
+    def backward(ctx, grad_distance, _grad_face, _grad_barycentric, grad_closest_point,
+                 _grad_winding):
+        vertices, points, closest_point, barycentric, face, distance = ctx.saved_tensors
         grad_vertices = grad_points = None
+        if grad_distance is None and grad_closest_point is None:
+            return None, None, None, None, None, None, None
+        dtype = points.dtype
+        tiny = torch.finfo(dtype).tiny
+        grad_point = torch.zeros_like(points)
+        if grad_distance is not None:
+            triangle_vertices = ctx.faces[face]  # (P, 3)
+            triangles = vertices[triangle_vertices]  # (P, 3, 3)
+            offset = points - closest_point
+            length = offset.norm(dim=1, keepdim=True)
+            # On the surface the direction is undefined: use the face normal,
+            # the limit of the gradient from either side.
+            normal = torch.linalg.cross(triangles[:, 1] - triangles[:, 0],
+                                        triangles[:, 2] - triangles[:, 0], dim=1)
+            normal = normal / normal.norm(dim=1, keepdim=True).clamp_min(tiny)
+            scale = triangles.abs().amax(dim=(1, 2))[:, None].clamp_min(1.0)
+            on_surface = length <= 1e3 * torch.finfo(dtype).eps * scale
+            sign = torch.where(distance < 0, -1.0, 1.0).to(dtype)[:, None]
+            direction = torch.where(on_surface, normal, sign * offset / length.clamp_min(tiny))
+            grad_point = grad_distance[:, None] * direction
         if ctx.needs_input_grad[0]:
+            # d distance / d v_i = -w_i (d distance / d p); d closest / d v_i = w_i I.
             contributions = -barycentric[:, :, None] * grad_point[:, None, :]  # (P, 3, 3)
-            grad_vertices = torch.zeros((ctx.num_vertices, 3), dtype=points.dtype,
-                                        device=points.device)
+            if grad_closest_point is not None:
+                contributions = contributions + barycentric[:, :, None] * grad_closest_point[:, None, :]
+            grad_vertices = torch.zeros_like(vertices)
             grad_vertices.index_add_(0, ctx.faces[face].reshape(-1), contributions.reshape(-1, 3))
         if ctx.needs_input_grad[1]:
             grad_points = grad_point
@@ -199,11 +212,10 @@ def winding_number(
     vertices, points, point_mesh, bvh = _prepare(
         vertices, faces, points, point_mesh, mesh_faces_first_idx, bvh, backend, refit)
     return bvh.query(points, point_mesh, closest=False, winding=True,
-                     beta=0.0 if exact else beta)[3]
+                     beta=0.0 if exact else beta)[4]
 
 
 def _run(vertices, points, bvh, point_mesh, beta, signed):
-    distance, face, barycentric, winding = _DistanceFunction.apply(
+    distance, face, barycentric, closest_point, winding = _DistanceFunction.apply(
         vertices, points, bvh, bvh.faces, point_mesh, float(beta), signed)
-    closest_point = (barycentric[:, :, None] * vertices[bvh.faces[face]]).sum(dim=1)
     return SignedDistance(distance, face, barycentric, closest_point, winding)

@@ -102,3 +102,29 @@ def test_gradients_with_reused_bvh_and_float32():
         optimizer.step()
         losses.append(float(loss.detach()))
     assert losses[-1] < 0.5 * losses[0]
+
+
+def test_closest_point_gradient_to_vertices_holds_barycentrics_fixed():
+    """closest_point = sum_i w_i v_i with the barycentrics fixed: its vertex
+    gradient, alone and together with the distance's, against autograd
+    through that formula."""
+    vertices, faces = MESHES["bumpy"]()
+    points = _off_surface_points(vertices, faces, 40, seed=13)
+    vertices = vertices.clone().requires_grad_(True)
+    weights = torch.randn(points.shape[0], 3, dtype=torch.float64,
+                          generator=torch.Generator().manual_seed(4))
+    for with_distance in (False, True):
+        result = signed_distance(vertices, faces, points)
+        loss = (result.closest_point * weights).sum()
+        if with_distance:
+            loss = loss + result.distance.sum()
+        (ours,) = torch.autograd.grad(loss, vertices)
+        w = result.barycentric.detach()
+        rebuilt = (w[:, :, None] * vertices[faces[result.closest_face]]).sum(1)
+        reference_loss = (rebuilt * weights).sum()
+        if with_distance:
+            reference_loss = reference_loss + (
+                torch.where(result.distance.detach() < 0, -1.0, 1.0)
+                * (points - rebuilt).norm(dim=1)).sum()
+        (reference,) = torch.autograd.grad(reference_loss, vertices)
+        torch.testing.assert_close(ours, reference, rtol=1e-9, atol=1e-12)
