@@ -22,6 +22,8 @@ STACK_SIZE = geometry.TRAVERSAL_STACK_SIZE
 # Points per parallel task: large enough to amortise scheduling, small enough
 # to balance uneven traversal costs across cores.
 POINTS_PER_TASK = 512
+# Tree levels with fewer internal nodes than this are refitted serially.
+PARALLEL_LEVEL_NODES = 2048
 # Resolved points remembered per task, to carry winding numbers over from.
 RECENT_POINTS = 8
 
@@ -105,10 +107,20 @@ def refit(vertices, faces, leaf_face, bottom_up, level_starts, child_left, child
         _refit_leaf(leaf, num_internal, vertices, faces, leaf_face, leaf_vertices, leaf_plane,
                     node_box, node_center, node_normal, node_moment, node_area, node_radius)
     # Level by level, deepest first; the nodes of a level are independent.
+    # A level too small to repay a parallel launch runs serially.
     for level in range(level_starts.shape[0] - 1):
-        for k in numba.prange(level_starts[level], level_starts[level + 1]):
-            _refit_internal_node(bottom_up[k], child_left, child_right, node_box, child_box,
-                                 node_center, node_normal, node_moment, node_area, node_radius)
+        first = level_starts[level]
+        last = level_starts[level + 1]
+        if last - first < PARALLEL_LEVEL_NODES:
+            for k in range(first, last):
+                _refit_internal_node(bottom_up[k], child_left, child_right, node_box, child_box,
+                                     node_center, node_normal, node_moment, node_area,
+                                     node_radius)
+        else:
+            for k in numba.prange(first, last):
+                _refit_internal_node(bottom_up[k], child_left, child_right, node_box, child_box,
+                                     node_center, node_normal, node_moment, node_area,
+                                     node_radius)
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)

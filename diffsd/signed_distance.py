@@ -74,19 +74,20 @@ class _DistanceFunction(torch.autograd.Function):
         tiny = torch.finfo(dtype).tiny
         grad_point = torch.zeros_like(points)
         if grad_distance is not None:
-            triangle_vertices = ctx.faces[face]  # (P, 3)
-            triangles = vertices[triangle_vertices]  # (P, 3, 3)
             offset = points - closest_point
             length = offset.norm(dim=1, keepdim=True)
-            # On the surface the direction is undefined: use the face normal,
-            # the limit of the gradient from either side.
-            normal = torch.linalg.cross(triangles[:, 1] - triangles[:, 0],
-                                        triangles[:, 2] - triangles[:, 0], dim=1)
-            normal = normal / normal.norm(dim=1, keepdim=True).clamp_min(tiny)
-            scale = triangles.abs().amax(dim=(1, 2))[:, None].clamp_min(1.0)
-            on_surface = length <= 1e3 * torch.finfo(dtype).eps * scale
             sign = torch.where(distance < 0, -1.0, 1.0).to(dtype)[:, None]
-            direction = torch.where(on_surface, normal, sign * offset / length.clamp_min(tiny))
+            direction = sign * offset / length.clamp_min(tiny)
+            # On the surface the direction is undefined: use the face normal,
+            # the limit of the gradient from either side. "On" is within
+            # rounding of the coordinates' magnitude.
+            scale = max(float(vertices.abs().max()), 1.0)
+            on_surface = (length <= 1e3 * torch.finfo(dtype).eps * scale).flatten()
+            if bool(on_surface.any()):
+                triangles = vertices[ctx.faces[face[on_surface]]]  # (S, 3, 3)
+                normal = torch.linalg.cross(triangles[:, 1] - triangles[:, 0],
+                                            triangles[:, 2] - triangles[:, 0], dim=1)
+                direction[on_surface] = normal / normal.norm(dim=1, keepdim=True).clamp_min(tiny)
             grad_point = grad_distance[:, None] * direction
         if ctx.needs_input_grad[0]:
             # d distance / d v_i = -w_i (d distance / d p); d closest / d v_i = w_i I.
