@@ -40,8 +40,11 @@ def _register_cache_locator() -> None:
     except ImportError:  # pragma: no cover
         return
 
-    base = getattr(caching, "_InTreeCacheLocator", None)
-    impl = getattr(caching, "_CacheImpl", None)
+    # The classes lost their leading underscore in Numba 0.59 or so; take
+    # either spelling.
+    base = getattr(caching, "InTreeCacheLocator", None) or getattr(
+        caching, "_InTreeCacheLocator", None)
+    impl = getattr(caching, "CacheImpl", None) or getattr(caching, "_CacheImpl", None)
     if base is None or impl is None or not hasattr(impl, "_locator_classes"):
         return  # pragma: no cover
 
