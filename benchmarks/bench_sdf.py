@@ -588,7 +588,7 @@ class Benchmark:
             self.remember_rate(mesh, signed, count, forward.median)
             self.rows.append(Row(mesh.name, count, signed, build.median, forward.median,
                                  signed_accuracy.wrong_sign, signed_accuracy.distance_error,
-                                 "sign: fast winding number, beta 2", "diffsd"))
+                                 "sign: winding number, carried over exactly between points on closed meshes (Barnes-Hut beta 2 where it cannot be)", "diffsd"))
             unsigned = measure(lambda p=p: diffsd.unsigned_distance(v, f, p, bvh=bvh, refit=False),
                                warmup=False, budget=o.budget)
             self.rows.append(Row(mesh.name, count, f"diffsd unsigned ({tag})", build.median,

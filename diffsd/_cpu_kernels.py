@@ -8,8 +8,25 @@ import numpy as np
 from diffsd import geometry, traversal
 from diffsd._targets import compile_module_functions
 
-_shared = compile_module_functions([geometry, traversal],
-                                  numba.njit(cache=True, nogil=True, inline="always"))
+# Numba calls a separately compiled function through a pointer with its own
+# calling convention (nothing inlines across them). The small functions run
+# per box, per triangle or per far-field term are therefore inlined into
+# their callers, in Numba's IR; inlining everything instead makes the first
+# compile of the query kernel take minutes.
+_INLINED = frozenset({
+    "dot3", "box_distance_squared", "closest_point_on_segment", "closest_point_on_triangle",
+    "leaf_distance_squared", "nearer_leaf", "triangle_solid_angle", "dipole_solid_angle",
+    "quadrupole_solid_angle", "segment_box_overlap", "segment_triangle_crossing",
+    "leaf_crossing",
+})
+
+
+def _compile_for_cpu(function):
+    inline = "always" if function.__name__ in _INLINED else "never"
+    return numba.njit(cache=True, nogil=True, inline=inline)(function)
+
+
+_shared = compile_module_functions([geometry, traversal], _compile_for_cpu)
 _closest_leaf_query = _shared.closest_leaf_query
 _winding_number_query = _shared.winding_number_query
 _morton_code_30 = _shared.morton_code_30
@@ -203,7 +220,7 @@ def query(points, point_order, point_mesh, mesh_root, mesh_closed, child_left, c
             recent_next = (recent_next + 1) % RECENT_POINTS
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@numba.njit(cache=True, nogil=True)
 def _closed_mesh_winding(px, py, pz, distance, have_distance, root, num_internal, child_left,
                          child_right, child_box, leaf_vertices, node_center, node_normal,
                          node_moment, node_radius, beta, distance_margin, recent_point,
