@@ -34,13 +34,16 @@ def closed_meshes(faces: torch.Tensor, mesh_faces_first_idx: torch.Tensor,
     edge_mesh = face_mesh.repeat_interleave(3)
     proper = start != end
     start, end, edge_mesh = start[proper], end[proper], edge_mesh[proper]
-    # One int64 key per directed edge and mesh; its reverse must occur as often.
-    forward = (edge_mesh * num_vertices + start) * num_vertices + end
-    backward = (edge_mesh * num_vertices + end) * num_vertices + start
-    keys, inverse = torch.unique(torch.cat([forward, backward]), return_inverse=True)
+    # One int64 key per undirected edge and mesh, +1 when used from its
+    # lower vertex, -1 from its higher: a closed mesh sums to zero on each.
+    lower = torch.minimum(start, end)
+    higher = torch.maximum(start, end)
+    keys = (edge_mesh * num_vertices + lower) * num_vertices + higher
+    direction = torch.where(start < end, 1, -1)
+    keys, order = torch.sort(keys)
+    keys, inverse = torch.unique_consecutive(keys, return_inverse=True)
     balance = torch.zeros(keys.shape[0], dtype=torch.int64, device=device)
-    signs = torch.cat([torch.ones_like(forward), -torch.ones_like(backward)])
-    balance.scatter_add_(0, inverse, signs)
+    balance.scatter_add_(0, inverse, direction[order])
     unbalanced = keys[balance != 0] // (num_vertices * num_vertices)
     closed = torch.ones(num_meshes, dtype=torch.bool, device=device)
     closed[unbalanced] = False
