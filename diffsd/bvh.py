@@ -50,10 +50,6 @@ class MeshBVH:
         self.mesh_faces_first_idx = check_mesh_faces_first_idx(
             mesh_faces_first_idx, faces.shape[0], device)
         self.num_meshes = self.mesh_faces_first_idx.shape[0]
-        if (self.num_meshes + 1) * vertices.shape[0] ** 2 >= 2**62:
-            raise ValueError(
-                f"{vertices.shape[0]} vertices in {self.num_meshes} meshes are more than the "
-                "64-bit edge keys hold; split the meshes into several MeshBVH")
         #: (M,) whether each mesh is closed (exact integer winding numbers).
         self.mesh_closed = closed_meshes(self.faces, self.mesh_faces_first_idx,
                                          vertices.shape[0]).to(torch.uint8)

@@ -26,6 +26,10 @@ def dot3(ax, ay, az, bx, by, bz):
     return ax * bx + ay * by + az * bz
 
 
+def cross3(ax, ay, az, bx, by, bz):
+    return ay * bz - az * by, az * bx - ax * bz, ax * by - ay * bx
+
+
 def closest_point_on_segment(px, py, pz, ax, ay, az, bx, by, bz):
     """Parameter t in [0, 1] of the point of segment ab closest to p."""
     ex = bx - ax
@@ -152,9 +156,7 @@ def triangle_plane(ax, ay, az, bx, by, bz, cx, cy, cz):
     e3x = cx + 0.0 - bx
     e3y = cy + 0.0 - by
     e3z = cz + 0.0 - bz
-    nx = e1y * e2z - e1z * e2y
-    ny = e1z * e2x - e1x * e2z
-    nz = e1x * e2y - e1y * e2x
+    nx, ny, nz = cross3(e1x, e1y, e1z, e2x, e2y, e2z)
     length = math.sqrt(nx * nx + ny * ny + nz * nz)
     # |n| = |ei| |ej| sin(angle between them); the longest two edges meet at
     # the largest angle, so |n| over the product of the two shortest edges
@@ -255,49 +257,50 @@ CROSSING_NONE = 0
 CROSSING_AMBIGUOUS = 2
 
 
-def segment_box_overlap(ax, ay, az, dx, dy, dz, lox, loy, loz, hix, hiy, hiz):
-    """Whether the segment a + t d, t in [0, 1], meets the box [lo, hi].
+def slab_interval(a, b, lo, hi, t_lo, t_hi):
+    """Narrow [t_lo, t_hi] to the parameters where a + t (b - a) lies in [lo, hi].
 
-    Slab test in float64 on a box padded by a relative ``1e-9``, so that
-    rounding never drops a box the segment touches (a false overlap only
-    costs a triangle test).
+    One axis of the slab test, in float64, on an interval padded by a
+    relative ``1e-9`` so that rounding never drops a box the segment touches
+    (a false overlap only costs a triangle test). Empty when t_lo > t_hi.
     """
-    t_lo = 0.0
-    t_hi = 1.0
-    for axis in range(3):
-        if axis == 0:
-            a = ax + 0.0
-            d = dx + 0.0
-            lo = lox + 0.0
-            hi = hix + 0.0
-        elif axis == 1:
-            a = ay + 0.0
-            d = dy + 0.0
-            lo = loy + 0.0
-            hi = hiy + 0.0
-        else:
-            a = az + 0.0
-            d = dz + 0.0
-            lo = loz + 0.0
-            hi = hiz + 0.0
-        pad = 1e-9 * (abs(lo) + abs(hi) + (hi - lo)) + 1e-300
-        lo -= pad
-        hi += pad
-        if d == 0.0:
-            if a < lo or a > hi:
-                return False
-        else:
-            t0 = (lo - a) / d
-            t1 = (hi - a) / d
-            if t0 > t1:
-                swap = t0
-                t0 = t1
-                t1 = swap
-            t_lo = max(t_lo, t0)
-            t_hi = min(t_hi, t1)
-            if t_lo > t_hi:
-                return False
-    return True
+    a = a + 0.0  # float64 (a float64 literal promotes float32)
+    d = b - a
+    pad = 1e-9 * (abs(lo) + abs(hi) + (hi - lo)) + 1e-300
+    lo = lo - pad
+    hi = hi + pad
+    if d == 0.0:
+        if a < lo or a > hi:
+            return 1.0, 0.0
+        return t_lo, t_hi
+    t0 = (lo - a) / d
+    t1 = (hi - a) / d
+    return max(t_lo, min(t0, t1)), min(t_hi, max(t0, t1))
+
+
+def segment_box_overlap(ax, ay, az, bx, by, bz, lox, loy, loz, hix, hiy, hiz):
+    """Whether the segment from a to b meets the box [lo, hi] (see :func:`slab_interval`)."""
+    t_lo, t_hi = slab_interval(ax, bx, lox, hix, 0.0, 1.0)
+    t_lo, t_hi = slab_interval(ay, by, loy, hiy, t_lo, t_hi)
+    t_lo, t_hi = slab_interval(az, bz, loz, hiz, t_lo, t_hi)
+    return t_lo <= t_hi
+
+
+def line_edge_side(dx, dy, dz, d_length, ux, uy, uz, wx, wy, wz):
+    """Which side of a triangle edge the line through a with direction d passes.
+
+    ``u`` and ``w`` are the edge's ends relative to a. Returns +1 or -1 by
+    the sign of the volume ``d . (u x w)``, 0 when it is within rounding.
+    """
+    cx, cy, cz = cross3(ux, uy, uz, wx, wy, wz)
+    volume = dot3(dx, dy, dz, cx, cy, cz)
+    scale = CROSSING_TOLERANCE * d_length * math.sqrt(
+        dot3(ux, uy, uz, ux, uy, uz) * dot3(wx, wy, wz, wx, wy, wz))
+    if volume > scale:
+        return 1
+    if volume < -scale:
+        return -1
+    return 0
 
 
 def segment_triangle_crossing(ax, ay, az, bx, by, bz, v0x, v0y, v0z, v1x, v1y, v1z,
@@ -311,94 +314,44 @@ def segment_triangle_crossing(ax, ay, az, bx, by, bz, v0x, v0y, v0z, v1x, v1y, v
     in float64 from orientation determinants; a zero-area triangle is never
     crossed (it carries no flux).
     """
-    # "+ 0.0" promotes float32 inputs to float64 (a float64 literal) before
-    # any difference is taken.
+    # Coordinates relative to a, in float64 (a float64 literal promotes
+    # float32) before any difference is taken.
     ax = ax + 0.0
     ay = ay + 0.0
     az = az + 0.0
-    bx = bx + 0.0
-    by = by + 0.0
-    bz = bz + 0.0
-    v0x = v0x + 0.0
-    v0y = v0y + 0.0
-    v0z = v0z + 0.0
-    v1x = v1x + 0.0
-    v1y = v1y + 0.0
-    v1z = v1z + 0.0
-    v2x = v2x + 0.0
-    v2y = v2y + 0.0
-    v2z = v2z + 0.0
-    e1x = v1x - v0x
-    e1y = v1y - v0y
-    e1z = v1z - v0z
-    e2x = v2x - v0x
-    e2y = v2y - v0y
-    e2z = v2z - v0z
-    nx = e1y * e2z - e1z * e2y
-    ny = e1z * e2x - e1x * e2z
-    nz = e1x * e2y - e1y * e2x
+    dx = bx - ax
+    dy = by - ay
+    dz = bz - az
+    u0x = v0x - ax
+    u0y = v0y - ay
+    u0z = v0z - az
+    u1x = v1x - ax
+    u1y = v1y - ay
+    u1z = v1z - az
+    u2x = v2x - ax
+    u2y = v2y - ay
+    u2z = v2z - az
+    nx, ny, nz = cross3(u1x - u0x, u1y - u0y, u1z - u0z, u2x - u0x, u2y - u0y, u2z - u0z)
     n_length = math.sqrt(nx * nx + ny * ny + nz * nz)
     if n_length == 0.0:
         return CROSSING_NONE
-    rax = ax - v0x
-    ray = ay - v0y
-    raz = az - v0z
-    rbx = bx - v0x
-    rby = by - v0y
-    rbz = bz - v0z
-    side_a = dot3(nx, ny, nz, rax, ray, raz)
-    side_b = dot3(nx, ny, nz, rbx, rby, rbz)
-    tolerance_a = CROSSING_TOLERANCE * n_length * math.sqrt(dot3(rax, ray, raz, rax, ray, raz))
-    tolerance_b = CROSSING_TOLERANCE * n_length * math.sqrt(dot3(rbx, rby, rbz, rbx, rby, rbz))
+    # Signed heights of a and b over the plane (times |n|).
+    side_a = -dot3(nx, ny, nz, u0x, u0y, u0z)
+    side_b = dot3(nx, ny, nz, dx - u0x, dy - u0y, dz - u0z)
+    tolerance_a = CROSSING_TOLERANCE * n_length * math.sqrt(dot3(u0x, u0y, u0z, u0x, u0y, u0z))
+    tolerance_b = CROSSING_TOLERANCE * n_length * math.sqrt(
+        dot3(dx - u0x, dy - u0y, dz - u0z, dx - u0x, dy - u0y, dz - u0z))
     if (side_a > tolerance_a and side_b > tolerance_b) or (
             side_a < -tolerance_a and side_b < -tolerance_b):
         return CROSSING_NONE
     on_plane = abs(side_a) <= tolerance_a or abs(side_b) <= tolerance_b
-    # Which side of each edge the line a->b passes: signed volumes.
-    dx = bx - ax
-    dy = by - ay
-    dz = bz - az
     d_length = math.sqrt(dx * dx + dy * dy + dz * dz)
-    positive = 0
-    negative = 0
-    unsure = 0
-    for edge in range(3):
-        if edge == 0:
-            px = v0x - ax
-            py = v0y - ay
-            pz = v0z - az
-            qx = v1x - ax
-            qy = v1y - ay
-            qz = v1z - az
-        elif edge == 1:
-            px = v1x - ax
-            py = v1y - ay
-            pz = v1z - az
-            qx = v2x - ax
-            qy = v2y - ay
-            qz = v2z - az
-        else:
-            px = v2x - ax
-            py = v2y - ay
-            pz = v2z - az
-            qx = v0x - ax
-            qy = v0y - ay
-            qz = v0z - az
-        cx = py * qz - pz * qy
-        cy = pz * qx - px * qz
-        cz = px * qy - py * qx
-        volume = dot3(dx, dy, dz, cx, cy, cz)
-        scale = CROSSING_TOLERANCE * d_length * math.sqrt(
-            dot3(px, py, pz, px, py, pz) * dot3(qx, qy, qz, qx, qy, qz))
-        if volume > scale:
-            positive += 1
-        elif volume < -scale:
-            negative += 1
-        else:
-            unsure += 1
-    if positive > 0 and negative > 0:
+    side_01 = line_edge_side(dx, dy, dz, d_length, u0x, u0y, u0z, u1x, u1y, u1z)
+    side_12 = line_edge_side(dx, dy, dz, d_length, u1x, u1y, u1z, u2x, u2y, u2z)
+    side_20 = line_edge_side(dx, dy, dz, d_length, u2x, u2y, u2z, u0x, u0y, u0z)
+    if max(side_01, max(side_12, side_20)) > 0 and min(side_01, min(side_12, side_20)) < 0:
         return CROSSING_NONE  # the line passes clearly outside an edge
-    if unsure > 0 or on_plane:
+    if side_01 == 0 or side_12 == 0 or side_20 == 0 or on_plane:
         return CROSSING_AMBIGUOUS
     if side_b > side_a:
         return 1

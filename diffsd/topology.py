@@ -22,9 +22,16 @@ def closed_meshes(faces: torch.Tensor, mesh_faces_first_idx: torch.Tensor,
 
     Returns:
         (M,) bool on the faces' device.
+
+    Raises:
+        ValueError: if ``(M + 1) V^2`` overflows the int64 edge keys.
     """
     num_faces = faces.shape[0]
     num_meshes = mesh_faces_first_idx.shape[0]
+    if (num_meshes + 1) * num_vertices**2 >= 2**62:
+        raise ValueError(
+            f"{num_vertices} vertices in {num_meshes} meshes are more than the 64-bit edge keys "
+            "hold; split the meshes into several MeshBVH")
     device = faces.device
     counts = torch.diff(torch.cat([mesh_faces_first_idx,
                                    mesh_faces_first_idx.new_tensor([num_faces])]))

@@ -223,12 +223,6 @@ def segment_winding_change(ax, ay, az, bx, by, bz, root, num_internal, child_lef
     False when a crossing is ambiguous (the segment grazes an edge, a vertex
     or ends on a triangle's plane), and the caller must use another method.
     """
-    ax = ax + 0.0
-    ay = ay + 0.0
-    az = az + 0.0
-    dx = bx - ax
-    dy = by - ay
-    dz = bz - az
     change = 0
     if root >= num_internal:
         crossing = leaf_crossing(ax, ay, az, bx, by, bz, root - num_internal, leaf_vertices)
@@ -246,7 +240,7 @@ def segment_winding_change(ax, ay, az, bx, by, bz, root, num_internal, child_lef
                 child = child_right[node]
                 offset = 6
             if segment_box_overlap(
-                    ax, ay, az, dx, dy, dz, child_box[node, offset], child_box[node, offset + 1],
+                    ax, ay, az, bx, by, bz, child_box[node, offset], child_box[node, offset + 1],
                     child_box[node, offset + 2], child_box[node, offset + 3],
                     child_box[node, offset + 4], child_box[node, offset + 5]):
                 if child >= num_internal:
