@@ -14,10 +14,10 @@ from diffsd._targets import compile_module_functions
 # their callers, in Numba's IR; inlining everything instead makes the first
 # compile of the query kernel take minutes.
 _INLINED = frozenset({
-    "dot3", "box_distance_squared", "closest_point_on_segment", "closest_point_on_triangle",
+    "dot3", "frame_distance_squared", "closest_point_on_segment", "closest_point_on_triangle",
     "leaf_distance_squared", "nearer_leaf", "triangle_solid_angle", "dipole_solid_angle",
-    "quadrupole_solid_angle", "segment_box_overlap", "segment_triangle_crossing",
-    "leaf_crossing",
+    "quadrupole_solid_angle", "segment_frame_overlap", "segment_triangle_crossing",
+    "leaf_crossing", "orthonormal_frame", "write_frame", "write_child_frame",
 })
 
 
@@ -33,6 +33,7 @@ _morton_code_30 = _shared.morton_code_30
 _build_internal_node = _shared.build_internal_node
 _refit_leaf = _shared.refit_leaf
 _refit_internal_node = _shared.refit_internal_node
+_refit_child_frames = _shared.refit_child_frames
 _segment_winding_change = _shared.segment_winding_change
 
 STACK_SIZE = geometry.TRAVERSAL_STACK_SIZE
@@ -117,12 +118,12 @@ def bottom_up_order(child_left, child_right, roots, num_nodes):
 
 @numba.njit(parallel=True, cache=True, nogil=True)
 def refit(vertices, faces, leaf_face, bottom_up, level_starts, child_left, child_right,
-          leaf_vertices, leaf_plane, node_box, child_box,
+          range_first, range_last, leaf_vertices, node_box, child_frame,
           node_center, node_normal, node_moment, node_area, node_radius):
     num_internal = child_left.shape[0]
     for leaf in numba.prange(leaf_face.shape[0]):
-        _refit_leaf(leaf, num_internal, vertices, faces, leaf_face, leaf_vertices, leaf_plane,
-                    node_box, node_center, node_normal, node_moment, node_area, node_radius)
+        _refit_leaf(leaf, num_internal, vertices, faces, leaf_face, leaf_vertices, node_box,
+                    node_center, node_normal, node_moment, node_area, node_radius)
     # Level by level, deepest first; the nodes of a level are independent.
     # A level too small to repay a parallel launch runs serially.
     for level in range(level_starts.shape[0] - 1):
@@ -130,19 +131,24 @@ def refit(vertices, faces, leaf_face, bottom_up, level_starts, child_left, child
         last = level_starts[level + 1]
         if last - first < PARALLEL_LEVEL_NODES:
             for k in range(first, last):
-                _refit_internal_node(bottom_up[k], child_left, child_right, node_box, child_box,
+                _refit_internal_node(bottom_up[k], child_left, child_right, node_box,
                                      node_center, node_normal, node_moment, node_area,
                                      node_radius)
         else:
             for k in numba.prange(first, last):
-                _refit_internal_node(bottom_up[k], child_left, child_right, node_box, child_box,
+                _refit_internal_node(bottom_up[k], child_left, child_right, node_box,
                                      node_center, node_normal, node_moment, node_area,
                                      node_radius)
+    # The oriented boxes need the finished boxes and dipoles; nodes are then independent.
+    for node in numba.prange(num_internal):
+        _refit_child_frames(node, child_left, child_right, range_first, range_last,
+                            leaf_vertices, node_box, node_center, node_normal, node_area,
+                            child_frame)
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
 def query(points, point_order, point_mesh, mesh_root, mesh_closed, child_left, child_right,
-          child_box, leaf_vertices, leaf_plane, leaf_face, node_center, node_normal, node_moment,
+          child_frame, leaf_vertices, leaf_face, node_center, node_normal, node_moment,
           node_radius, beta, want_closest, want_winding, distance_margin, out_distance2,
           out_face, out_barycentric, out_closest, out_winding):
     """Closest triangle and/or winding number of every point against its mesh.
@@ -184,8 +190,8 @@ def query(points, point_order, point_mesh, mesh_root, mesh_closed, child_left, c
                 if root != hint_root:
                     hint_leaf = -1
                 d2, leaf, w0, w1, w2 = _closest_leaf_query(
-                    px, py, pz, root, num_internal, child_left, child_right, child_box,
-                    leaf_vertices, leaf_plane, distance_margin, hint_leaf, stack, stack_distance)
+                    px, py, pz, root, num_internal, child_left, child_right, child_frame,
+                    leaf_vertices, distance_margin, hint_leaf, stack, stack_distance)
                 hint_leaf = leaf
                 hint_root = root
                 out_distance2[i] = d2
@@ -207,7 +213,7 @@ def query(points, point_order, point_mesh, mesh_root, mesh_closed, child_left, c
                 continue
             winding = _closed_mesh_winding(
                 px, py, pz, distance, want_closest, root, num_internal, child_left, child_right,
-                child_box, leaf_vertices, node_center, node_normal, node_moment, node_radius,
+                child_frame, leaf_vertices, node_center, node_normal, node_moment, node_radius,
                 beta, distance_margin, recent_point, recent_distance, recent_winding,
                 recent_root, stack)
             out_winding[i] = winding
@@ -222,7 +228,7 @@ def query(points, point_order, point_mesh, mesh_root, mesh_closed, child_left, c
 
 @numba.njit(cache=True, nogil=True)
 def _closed_mesh_winding(px, py, pz, distance, have_distance, root, num_internal, child_left,
-                         child_right, child_box, leaf_vertices, node_center, node_normal,
+                         child_right, child_frame, leaf_vertices, node_center, node_normal,
                          node_moment, node_radius, beta, distance_margin, recent_point,
                          recent_distance, recent_winding, recent_root, stack):
     """Winding number at p on a closed mesh, where it is an exact integer.
@@ -253,8 +259,8 @@ def _closed_mesh_winding(px, py, pz, distance, have_distance, root, num_internal
     if nearest >= 0:
         change, ok = _segment_winding_change(
             recent_point[nearest, 0], recent_point[nearest, 1], recent_point[nearest, 2],
-            px, py, pz, root, num_internal, child_left, child_right, child_box, leaf_vertices,
-            stack)
+            px, py, pz, root, num_internal, child_left, child_right, child_frame, leaf_vertices,
+            distance_margin, stack)
         if ok:
             return recent_winding[nearest] + change
     winding = _winding_number_query(

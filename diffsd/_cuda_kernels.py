@@ -20,6 +20,7 @@ _morton_code_30 = _shared.morton_code_30
 _build_internal_node = _shared.build_internal_node
 _refit_leaf = _shared.refit_leaf
 _refit_internal_node = _shared.refit_internal_node
+_refit_child_frames = _shared.refit_child_frames
 
 STACK_SIZE = geometry.TRAVERSAL_STACK_SIZE
 THREADS_PER_BLOCK = 128
@@ -53,18 +54,17 @@ def build_internal_nodes(keys, child_left, child_right, parent, range_first, ran
 
 
 @cuda.jit
-def refit_leaves(vertices, faces, leaf_face, num_internal, leaf_vertices, leaf_plane, node_box,
-                 node_center, node_normal, node_moment, node_area, node_radius):
+def refit_leaves(vertices, faces, leaf_face, num_internal, leaf_vertices, node_box, node_center,
+                 node_normal, node_moment, node_area, node_radius):
     leaf = cuda.grid(1)
     if leaf < leaf_face.shape[0]:
-        _refit_leaf(leaf, num_internal, vertices, faces, leaf_face, leaf_vertices, leaf_plane,
-                    node_box, node_center, node_normal, node_moment, node_area, node_radius)
+        _refit_leaf(leaf, num_internal, vertices, faces, leaf_face, leaf_vertices, node_box,
+                    node_center, node_normal, node_moment, node_area, node_radius)
 
 
 @cuda.jit
-def refit_internal_nodes(parent, arrivals, child_left, child_right, node_box, child_box,
-                         node_center, node_normal, node_moment, node_area, node_radius,
-                         num_leaves):
+def refit_internal_nodes(parent, arrivals, child_left, child_right, node_box, node_center,
+                         node_normal, node_moment, node_area, node_radius, num_leaves):
     """Bottom-up sweep: the second child to arrive at a node refits it (Karras 2012)."""
     leaf = cuda.grid(1)
     if leaf >= num_leaves:
@@ -75,14 +75,25 @@ def refit_internal_nodes(parent, arrivals, child_left, child_right, node_box, ch
         cuda.threadfence()
         if cuda.atomic.add(arrivals, node, 1) == 0:
             return
-        _refit_internal_node(node, child_left, child_right, node_box, child_box, node_center,
-                             node_normal, node_moment, node_area, node_radius)
+        _refit_internal_node(node, child_left, child_right, node_box, node_center, node_normal,
+                             node_moment, node_area, node_radius)
         node = parent[node]
 
 
 @cuda.jit
+def refit_child_frames(child_left, child_right, range_first, range_last, leaf_vertices,
+                       node_box, node_center, node_normal, node_area, child_frame):
+    """After the bottom-up sweep: each internal node's children's oriented boxes."""
+    node = cuda.grid(1)
+    if node < child_left.shape[0]:
+        _refit_child_frames(node, child_left, child_right, range_first, range_last,
+                            leaf_vertices, node_box, node_center, node_normal, node_area,
+                            child_frame)
+
+
+@cuda.jit
 def query(points, point_order, point_mesh, mesh_root, mesh_closed, child_left, child_right,
-          child_box, leaf_vertices, leaf_plane, leaf_face, node_center, node_normal, node_moment,
+          child_frame, leaf_vertices, leaf_face, node_center, node_normal, node_moment,
           node_radius, beta, want_closest, want_winding, distance_margin, out_distance2,
           out_face, out_barycentric, out_closest, out_winding):
     """One thread per point (``point_order`` is ignored). Winding numbers of closed meshes are rounded to
@@ -103,8 +114,8 @@ def query(points, point_order, point_mesh, mesh_root, mesh_closed, child_left, c
     pz = points[i, 2]
     if want_closest:
         d2, leaf, w0, w1, w2 = _closest_leaf_query(
-            px, py, pz, root, num_internal, child_left, child_right, child_box,
-            leaf_vertices, leaf_plane, distance_margin, -1, stack, stack_distance)
+            px, py, pz, root, num_internal, child_left, child_right, child_frame,
+            leaf_vertices, distance_margin, -1, stack, stack_distance)
         out_distance2[i] = d2
         out_face[i] = leaf_face[leaf]
         out_barycentric[i, 0] = w0

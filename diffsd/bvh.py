@@ -16,6 +16,7 @@ import torch
 from diffsd import _backend
 from diffsd.geometry import TRAVERSAL_STACK_SIZE
 from diffsd.topology import closed_meshes
+from diffsd.traversal import FRAME_SIZE
 from diffsd.validation import check_faces, check_mesh_faces_first_idx, check_points
 
 #: CPU queries of more points than this run in Morton order of the points.
@@ -85,20 +86,22 @@ class MeshBVH:
         self.child_left = torch.empty(num_internal, dtype=torch.int64, device=device)
         self.child_right = torch.empty(num_internal, dtype=torch.int64, device=device)
         self.parent = torch.full((2 * n - 1,), -1, dtype=torch.int64, device=device)
-        range_first = torch.empty(num_internal, dtype=torch.int64, device=device)
-        range_last = torch.empty(num_internal, dtype=torch.int64, device=device)
+        # First and last leaf below each internal node.
+        self.range_first = torch.empty(num_internal, dtype=torch.int64, device=device)
+        self.range_last = torch.empty(num_internal, dtype=torch.int64, device=device)
         if num_internal > 0:
             self._run(kernels.build_internal_nodes, num_internal, arr(keys),
                       arr(self.child_left), arr(self.child_right), arr(self.parent),
-                      arr(range_first), arr(range_last))
+                      arr(self.range_first), arr(self.range_last))
 
         # Root of mesh m: the node spanning exactly its leaves (a leaf for a
         # one-triangle mesh).
         last = first + counts - 1
         mesh_root = num_internal + first
         if num_internal > 0:
-            mesh_of_node = face_mesh[range_first]
-            is_root = (range_first == first[mesh_of_node]) & (range_last == last[mesh_of_node])
+            mesh_of_node = face_mesh[self.range_first]
+            is_root = ((self.range_first == first[mesh_of_node])
+                       & (self.range_last == last[mesh_of_node]))
             mesh_root = mesh_root.clone()
             mesh_root[mesh_of_node[is_root]] = torch.nonzero(is_root).flatten()
         self.mesh_root = mesh_root.contiguous()
@@ -122,10 +125,10 @@ class MeshBVH:
 
         num_nodes = 2 * n - 1
         self.leaf_vertices = torch.empty((n, 9), dtype=dtype, device=device)
-        self.leaf_plane = torch.empty((n, 4), dtype=torch.float64, device=device)
         self.node_box = torch.empty((num_nodes, 6), dtype=dtype, device=device)  # lo, hi
-        # Both children's boxes in their parent's row, for the traversal.
-        self.child_box = torch.zeros((max(num_internal, 0), 12), dtype=dtype, device=device)
+        # Both children's oriented boxes in their parent's row, for the traversals.
+        self.child_frame = torch.zeros((max(num_internal, 0), 2 * FRAME_SIZE), dtype=dtype,
+                                       device=device)
         self.node_center = torch.empty((num_nodes, 3), dtype=dtype, device=device)
         self.node_normal = torch.empty((num_nodes, 3), dtype=dtype, device=device)
         self.node_moment = torch.empty((num_nodes, 9), dtype=dtype, device=device)
@@ -159,25 +162,31 @@ class MeshBVH:
             )
         arr = _backend.as_kernel_array
         n = self.faces.shape[0]
-        nodes = (arr(self.leaf_vertices), arr(self.leaf_plane), arr(self.node_box),
-                 arr(self.child_box),
-                 arr(self.node_center), arr(self.node_normal), arr(self.node_moment),
-                 arr(self.node_area), arr(self.node_radius))
+        dipoles = (arr(self.node_center), arr(self.node_normal), arr(self.node_moment),
+                   arr(self.node_area), arr(self.node_radius))
+        frames = (arr(self.child_left), arr(self.child_right), arr(self.range_first),
+                  arr(self.range_last), arr(self.leaf_vertices), arr(self.node_box),
+                  arr(self.node_center), arr(self.node_normal), arr(self.node_area),
+                  arr(self.child_frame))
         if self.backend == "cpu":
             from diffsd import _cpu_kernels
 
             _cpu_kernels.refit(arr(vertices), arr(self.faces), arr(self.leaf_face),
                                arr(self.bottom_up), arr(self.level_starts),
                                arr(self.child_left), arr(self.child_right),
-                               *nodes)
+                               arr(self.range_first), arr(self.range_last),
+                               arr(self.leaf_vertices), arr(self.node_box),
+                               arr(self.child_frame), *dipoles)
             return
         kernels = _backend.kernels("cuda")
         self._run(kernels.refit_leaves, n, arr(vertices), arr(self.faces), arr(self.leaf_face),
-                  n - 1, *nodes[:3], *nodes[4:])
+                  n - 1, arr(self.leaf_vertices), arr(self.node_box), *dipoles)
         if n > 1:
             arrivals = torch.zeros(n - 1, dtype=torch.int32, device=self.device)
             self._run(kernels.refit_internal_nodes, n, arr(self.parent), arr(arrivals),
-                      arr(self.child_left), arr(self.child_right), *nodes[2:], n)
+                      arr(self.child_left), arr(self.child_right), arr(self.node_box), *dipoles,
+                      n)
+            self._run(kernels.refit_child_frames, n - 1, *frames)
 
     # ------------------------------------------------------------------ query
     def query(self, points: torch.Tensor, point_mesh: torch.Tensor, *, closest: bool,
@@ -209,8 +218,8 @@ class MeshBVH:
             order = self._morton_order(points)
         args = (arr(points.detach().contiguous()), arr(order), arr(point_mesh),
                 arr(self.mesh_root), arr(self.mesh_closed), arr(self.child_left),
-                arr(self.child_right), arr(self.child_box), arr(self.leaf_vertices),
-                arr(self.leaf_plane), arr(self.leaf_face), arr(self.node_center),
+                arr(self.child_right), arr(self.child_frame),
+                arr(self.leaf_vertices), arr(self.leaf_face), arr(self.node_center),
                 arr(self.node_normal), arr(self.node_moment), arr(self.node_radius), float(beta),
                 bool(closest), bool(winding), self._distance_margin(points),
                 *(arr(t) for t in outputs))
@@ -218,12 +227,13 @@ class MeshBVH:
         return outputs
 
     def _distance_margin(self, points: torch.Tensor) -> float:
-        """Rounding allowance (world units) of the distances in the CPU kernel.
+        """Rounding allowance (world units) of the distances in the kernels.
 
-        Distances are accurate to a few ulps of the largest coordinate: the
-        closest-triangle search prunes triangles by their plane only beyond
-        this, and the CPU winding-number carry-over shrinks its surface-free
-        balls by it. (On CUDA this reads two maxima back: one sync a call.)
+        Distances and projections are accurate to a few ulps of the largest
+        coordinate: the closest-triangle search prunes a node only when its
+        oriented box is farther than the best triangle by more than this,
+        and the CPU winding-number carry-over shrinks its surface-free balls
+        by it. (On CUDA this reads two maxima back: one sync a call.)
         """
         if points.shape[0] == 0:
             return 0.0

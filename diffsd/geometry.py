@@ -139,41 +139,6 @@ def closest_point_on_triangle(px, py, pz, ax, ay, az, bx, by, bz, cx, cy, cz):
     return 1.0 - v - w, v, w
 
 
-def triangle_plane(ax, ay, az, bx, by, bz, cx, cy, cz):
-    """Unit normal and offset (n, n . a) of triangle abc's plane, in float64.
-
-    ``|n . p - offset|`` is then a lower bound of the distance from p to the
-    triangle, cheaper than the closest point. A sliver (smallest angle
-    under about 0.6 degrees) gets a zero normal, which bounds nothing: its
-    normal is too sensitive to rounding to prune with.
-    """
-    e1x = bx + 0.0 - ax
-    e1y = by + 0.0 - ay
-    e1z = bz + 0.0 - az
-    e2x = cx + 0.0 - ax
-    e2y = cy + 0.0 - ay
-    e2z = cz + 0.0 - az
-    e3x = cx + 0.0 - bx
-    e3y = cy + 0.0 - by
-    e3z = cz + 0.0 - bz
-    nx, ny, nz = cross3(e1x, e1y, e1z, e2x, e2y, e2z)
-    length = math.sqrt(nx * nx + ny * ny + nz * nz)
-    # |n| = |ei| |ej| sin(angle between them); the longest two edges meet at
-    # the largest angle, so |n| over the product of the two shortest edges
-    # bounds the sine of the smallest angle from below.
-    l1 = dot3(e1x, e1y, e1z, e1x, e1y, e1z)
-    l2 = dot3(e2x, e2y, e2z, e2x, e2y, e2z)
-    l3 = dot3(e3x, e3y, e3z, e3x, e3y, e3z)
-    longest = max(l1, max(l2, l3))
-    shortest_pair = math.sqrt(l1 * l2 * l3 / longest) if longest > 0.0 else 0.0
-    if not (length > 1e-2 * shortest_pair) or length == 0.0:
-        return 0.0, 0.0, 0.0, 0.0
-    nx /= length
-    ny /= length
-    nz /= length
-    return nx, ny, nz, nx * ax + ny * ay + nz * az
-
-
 def triangle_solid_angle(px, py, pz, ax, ay, az, bx, by, bz, cx, cy, cz):
     """Signed solid angle of triangle abc seen from p (Van Oosterom and Strackee, 1983)."""
     x0 = ax - px
@@ -229,24 +194,65 @@ def quadrupole_solid_angle(px, py, pz, qx, qy, qz, m00, m01, m02, m10, m11, m12,
     return (m00 + m11 + m22) / r3 - 3.0 * quadratic / (r3 * r2)
 
 
-def box_distance_squared(px, py, pz, lox, loy, loz, hix, hiy, hiz):
-    """Squared distance from p to the axis-aligned box [lo, hi] (0 inside)."""
-    dx = 0.0
-    if px < lox:
-        dx = lox - px
-    elif px > hix:
-        dx = px - hix
-    dy = 0.0
-    if py < loy:
-        dy = loy - py
-    elif py > hiy:
-        dy = py - hiy
-    dz = 0.0
-    if pz < loz:
-        dz = loz - pz
-    elif pz > hiz:
-        dz = pz - hiz
-    return dx * dx + dy * dy + dz * dz
+def frame_distance_squared(px, py, pz, frame, row, offset, margin):
+    """Squared distance from p to an oriented box, less ``margin`` per axis (0 inside).
+
+    ``frame[row, offset:offset + 15]`` holds the box's orthonormal axes
+    (three rows of three), then its centre and half extents along them.
+    Each axis's gap is shrunk by ``margin`` (the rounding allowance of the
+    projections, world units), so the result bounds the squared distance
+    to anything in the box from below even when computed in float32.
+    """
+    total = 0.0
+    for axis in range(3):
+        k = offset + 3 * axis
+        along = frame[row, k] * px + frame[row, k + 1] * py + frame[row, k + 2] * pz
+        gap = abs(along - frame[row, offset + 9 + axis]) - frame[row, offset + 12 + axis] - margin
+        if gap > 0.0:
+            total += gap * gap
+    return total
+
+
+def orthonormal_frame(nx, ny, nz, dx, dy, dz):
+    """Axes (n, u, v) with n along the normal given, u along d off it, v = n x u.
+
+    Returns ``(ok, nx, ny, nz, ux, uy, uz, vx, vy, vz)``; ``ok`` is False
+    for a zero or non-finite normal. When d is (nearly) along n, u is
+    taken along the coordinate axis least aligned with n instead.
+    """
+    length2 = nx * nx + ny * ny + nz * nz
+    if not (length2 > 0.0) or not (length2 < math.inf):
+        return False, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0
+    inverse = 1.0 / math.sqrt(length2)
+    nx = nx * inverse
+    ny = ny * inverse
+    nz = nz * inverse
+    along = dot3(nx, ny, nz, dx, dy, dz)
+    ux = dx - along * nx
+    uy = dy - along * ny
+    uz = dz - along * nz
+    u_length2 = ux * ux + uy * uy + uz * uz
+    if not (u_length2 > 1e-6 * (dx * dx + dy * dy + dz * dz)):
+        ux = 0.0
+        uy = 0.0
+        uz = 0.0
+        if abs(nx) <= abs(ny) and abs(nx) <= abs(nz):
+            ux = 1.0
+        elif abs(ny) <= abs(nz):
+            uy = 1.0
+        else:
+            uz = 1.0
+        along = dot3(nx, ny, nz, ux, uy, uz)
+        ux = ux - along * nx
+        uy = uy - along * ny
+        uz = uz - along * nz
+        u_length2 = ux * ux + uy * uy + uz * uz
+    inverse = 1.0 / math.sqrt(u_length2)
+    ux = ux * inverse
+    uy = uy * inverse
+    uz = uz * inverse
+    vx, vy, vz = cross3(nx, ny, nz, ux, uy, uz)
+    return True, nx, ny, nz, ux, uy, uz, vx, vy, vz
 
 
 # Relative tolerance of the exact-crossing tests below, computed in float64:
@@ -257,33 +263,42 @@ CROSSING_NONE = 0
 CROSSING_AMBIGUOUS = 2
 
 
-def slab_interval(a, b, lo, hi, t_lo, t_hi):
-    """Narrow [t_lo, t_hi] to the parameters where a + t (b - a) lies in [lo, hi].
+def segment_frame_overlap(ax, ay, az, bx, by, bz, frame, row, offset, margin):
+    """Whether the segment from a to b meets an oriented box grown by ``margin``.
 
-    One axis of the slab test, in float64, on an interval padded by a
-    relative ``1e-9`` so that rounding never drops a box the segment touches
-    (a false overlap only costs a triangle test). Empty when t_lo > t_hi.
+    The box is laid out as for :func:`frame_distance_squared`. Separating
+    axes (Ericson, Real-Time Collision Detection, 5.3.3): the box's three
+    axes and their cross products with the segment, in the box's frame, in
+    float64, with no division. ``margin`` (world units) covers the rounding
+    of the projections, so a box the segment touches is never dropped (a
+    false overlap only costs a triangle test).
     """
-    a = a + 0.0  # float64 (a float64 literal promotes float32)
-    d = b - a
-    pad = 1e-9 * (abs(lo) + abs(hi) + (hi - lo)) + 1e-300
-    lo = lo - pad
-    hi = hi + pad
-    if d == 0.0:
-        if a < lo or a > hi:
-            return 1.0, 0.0
-        return t_lo, t_hi
-    t0 = (lo - a) / d
-    t1 = (hi - a) / d
-    return max(t_lo, min(t0, t1)), min(t_hi, max(t0, t1))
-
-
-def segment_box_overlap(ax, ay, az, bx, by, bz, lox, loy, loz, hix, hiy, hiz):
-    """Whether the segment from a to b meets the box [lo, hi] (see :func:`slab_interval`)."""
-    t_lo, t_hi = slab_interval(ax, bx, lox, hix, 0.0, 1.0)
-    t_lo, t_hi = slab_interval(ay, by, loy, hiy, t_lo, t_hi)
-    t_lo, t_hi = slab_interval(az, bz, loz, hiz, t_lo, t_hi)
-    return t_lo <= t_hi
+    # Midpoint and half vector, in float64 (a float64 literal promotes float32).
+    mx = 0.5 * (ax + 0.0 + bx)
+    my = 0.5 * (ay + 0.0 + by)
+    mz = 0.5 * (az + 0.0 + bz)
+    hx = 0.5 * (bx - (ax + 0.0))
+    hy = 0.5 * (by - (ay + 0.0))
+    hz = 0.5 * (bz - (az + 0.0))
+    m0 = dot3(frame[row, offset], frame[row, offset + 1], frame[row, offset + 2], mx, my, mz) \
+        - frame[row, offset + 9]
+    m1 = dot3(frame[row, offset + 3], frame[row, offset + 4], frame[row, offset + 5], mx, my, mz) \
+        - frame[row, offset + 10]
+    m2 = dot3(frame[row, offset + 6], frame[row, offset + 7], frame[row, offset + 8], mx, my, mz) \
+        - frame[row, offset + 11]
+    h0 = dot3(frame[row, offset], frame[row, offset + 1], frame[row, offset + 2], hx, hy, hz)
+    h1 = dot3(frame[row, offset + 3], frame[row, offset + 4], frame[row, offset + 5], hx, hy, hz)
+    h2 = dot3(frame[row, offset + 6], frame[row, offset + 7], frame[row, offset + 8], hx, hy, hz)
+    e0 = frame[row, offset + 12] + margin
+    e1 = frame[row, offset + 13] + margin
+    e2 = frame[row, offset + 14] + margin
+    if abs(m0) > e0 + abs(h0) or abs(m1) > e1 + abs(h1) or abs(m2) > e2 + abs(h2):
+        return False
+    if abs(m1 * h2 - m2 * h1) > e1 * abs(h2) + e2 * abs(h1):
+        return False
+    if abs(m2 * h0 - m0 * h2) > e0 * abs(h2) + e2 * abs(h0):
+        return False
+    return abs(m0 * h1 - m1 * h0) <= e0 * abs(h1) + e1 * abs(h0)
 
 
 def line_edge_side(dx, dy, dz, d_length, ux, uy, uz, wx, wy, wz):

@@ -8,10 +8,9 @@ Tree layout (Karras 2012): for ``n`` leaves there are ``n - 1`` internal
 nodes, numbered ``0 .. n-2``; leaf ``k`` is node ``n - 1 + k``. So a node id
 ``>= num_internal`` is a leaf. ``leaf_vertices[k]`` holds the nine
 coordinates of leaf ``k``'s triangle (stored in tree order for locality),
-``leaf_plane[k]`` its plane (unit normal and offset, float64),
-``node_box`` the boxes of all ``2n - 1`` nodes (lo then hi),
-``child_box`` the boxes of both children of each internal node in one row
-(left lo, left hi, right lo, right hi: one cache line per traversal step), and
+``node_box`` the axis-aligned boxes of all ``2n - 1`` nodes (lo then hi),
+``child_frame`` the oriented boxes of both children of each internal node in
+one row (see :func:`write_child_frame`), which the traversals read, and
 ``node_center``/``node_normal``/``node_area``/``node_radius`` the
 Barnes--Hut dipole of each node.
 """
@@ -20,16 +19,26 @@ import math
 
 from diffsd.geometry import (
     CROSSING_AMBIGUOUS,
-    box_distance_squared,
     closest_point_on_triangle,
     count_leading_zeros_64,
+    cross3,
     dipole_solid_angle,
+    dot3,
+    frame_distance_squared,
+    orthonormal_frame,
     quadrupole_solid_angle,
-    segment_box_overlap,
+    segment_frame_overlap,
     segment_triangle_crossing,
-    triangle_plane,
     triangle_solid_angle,
 )
+
+#: Floats per child in a ``child_frame`` row: axes (9), centre (3), half
+#: extents (3), padding (1), so that a row of two is two cache lines (float32).
+FRAME_SIZE = 16
+#: Internal nodes over more triangles than this get an axis-aligned frame:
+#: an oriented box's extents are found from all of its triangles' vertices
+#: at every refit, and high in the tree boxes are opened anyway.
+ORIENTED_MAX_LEAVES = 256
 
 
 def leaf_distance_squared(px, py, pz, leaf, leaf_vertices):
@@ -50,19 +59,12 @@ def leaf_distance_squared(px, py, pz, leaf, leaf_vertices):
     return dx * dx + dy * dy + dz * dz, w0, w1, w2
 
 
-def nearer_leaf(px, py, pz, leaf, leaf_vertices, leaf_plane, margin, best, best_leaf, best_w0,
-                best_w1, best_w2):
+def nearer_leaf(px, py, pz, leaf, leaf_vertices, best, best_leaf, best_w0, best_w1, best_w2):
     """The best answer so far, or leaf's triangle if it is nearer to p.
 
-    A triangle whose plane is farther than the best distance (less
-    ``margin``, the rounding allowance of distances in world units) is
-    passed over without its closest point. At exactly the same distance the
-    lower leaf wins (a deterministic tie-break).
+    At exactly the same distance the lower leaf wins (a deterministic
+    tie-break).
     """
-    gap = abs(leaf_plane[leaf, 0] * px + leaf_plane[leaf, 1] * py + leaf_plane[leaf, 2] * pz
-              - leaf_plane[leaf, 3]) - margin
-    if gap > 0.0 and gap * gap > best:
-        return best, best_leaf, best_w0, best_w1, best_w2
     d2, w0, w1, w2 = leaf_distance_squared(px, py, pz, leaf, leaf_vertices)
     if d2 < best or (d2 == best and leaf < best_leaf):
         return d2, leaf, w0, w1, w2
@@ -76,23 +78,24 @@ def first_leaf_below(node, num_internal, child_left):
     return node - num_internal
 
 
-def closest_leaf_query(px, py, pz, root, num_internal, child_left, child_right, child_box,
-                       leaf_vertices, leaf_plane, margin, hint_leaf, stack_node,
-                       stack_distance):
+def closest_leaf_query(px, py, pz, root, num_internal, child_left, child_right, child_frame,
+                       leaf_vertices, margin, hint_leaf, stack_node, stack_distance):
     """Nearest triangle to p below ``root``: (squared distance, leaf, w0, w1, w2).
 
-    Depth-first, nearer child first, pruning every node whose box is
-    farther than the best triangle so far. Each internal node holds its two
-    children's boxes (``child_box``, one row), so a step reads one row, and
-    a node waiting on the stack keeps its box distance, so a pop reads none.
-    Among triangles at exactly the same distance (p on a shared edge or
-    vertex) the lowest leaf wins, so the answer is the same whatever the
-    search order. ``hint_leaf`` (or -1 for none) is a leaf below ``root``
-    likely to be near p, such as the answer for the previous of a run of
-    nearby points: its triangle bounds the search from the start, so fewer
-    nodes are opened; the answer does not depend on it. ``leaf_plane`` and
-    ``margin``: see :func:`nearer_leaf`. ``stack_node`` and
-    ``stack_distance`` are scratch space of ``TRAVERSAL_STACK_SIZE`` entries.
+    Depth-first, nearer child first, pruning every node whose oriented box
+    (``child_frame``, both children of a node in one row) is farther than
+    the best triangle so far; a leaf's box is flat in its triangle's plane,
+    so few triangles need their closest point. A node waiting on the stack
+    keeps its box distance, so a pop reads none. Among triangles at exactly
+    the same distance (p on a shared edge or vertex) the lowest leaf wins,
+    so the answer is the same whatever the search order. ``hint_leaf`` (or
+    -1 for none) is a leaf below ``root`` likely to be near p, such as the
+    answer for the previous of a run of nearby points: its triangle bounds
+    the search from the start, so fewer nodes are opened; the answer does
+    not depend on it. ``margin``: the rounding allowance of the box
+    distances (see :func:`diffsd.geometry.frame_distance_squared`).
+    ``stack_node`` and ``stack_distance`` are scratch space of
+    ``TRAVERSAL_STACK_SIZE`` entries.
     """
     if hint_leaf < 0:
         hint_leaf = first_leaf_below(root, num_internal, child_left)
@@ -105,12 +108,8 @@ def closest_leaf_query(px, py, pz, root, num_internal, child_left, child_right, 
     while True:
         near = child_left[node]
         far = child_right[node]
-        d_near = box_distance_squared(
-            px, py, pz, child_box[node, 0], child_box[node, 1], child_box[node, 2],
-            child_box[node, 3], child_box[node, 4], child_box[node, 5])
-        d_far = box_distance_squared(
-            px, py, pz, child_box[node, 6], child_box[node, 7], child_box[node, 8],
-            child_box[node, 9], child_box[node, 10], child_box[node, 11])
+        d_near = frame_distance_squared(px, py, pz, child_frame, node, 0, margin)
+        d_far = frame_distance_squared(px, py, pz, child_frame, node, FRAME_SIZE, margin)
         if d_far < d_near:
             swap = near
             near = far
@@ -122,15 +121,15 @@ def closest_leaf_query(px, py, pz, root, num_internal, child_left, child_right, 
         if d_near <= best:
             if near >= num_internal:
                 best, best_leaf, best_w0, best_w1, best_w2 = nearer_leaf(
-                    px, py, pz, near - num_internal, leaf_vertices, leaf_plane, margin, best,
-                    best_leaf, best_w0, best_w1, best_w2)
+                    px, py, pz, near - num_internal, leaf_vertices, best, best_leaf, best_w0,
+                    best_w1, best_w2)
             else:
                 next_node = near
             if d_far <= best:
                 if far >= num_internal:
                     best, best_leaf, best_w0, best_w1, best_w2 = nearer_leaf(
-                        px, py, pz, far - num_internal, leaf_vertices, leaf_plane, margin, best,
-                        best_leaf, best_w0, best_w1, best_w2)
+                        px, py, pz, far - num_internal, leaf_vertices, best, best_leaf, best_w0,
+                        best_w1, best_w2)
                 elif next_node < 0:
                     next_node = far
                 else:
@@ -213,7 +212,7 @@ def leaf_crossing(ax, ay, az, bx, by, bz, leaf, leaf_vertices):
 
 
 def segment_winding_change(ax, ay, az, bx, by, bz, root, num_internal, child_left, child_right,
-                           child_box, leaf_vertices, stack):
+                           child_frame, leaf_vertices, margin, stack):
     """Change of the winding number from a to b across the triangles below ``root``.
 
     For a closed mesh (every edge used as often in each direction), the
@@ -233,16 +232,11 @@ def segment_winding_change(ax, ay, az, bx, by, bz, root, num_internal, child_lef
     top = 0
     while True:
         for side in range(2):
-            if side == 0:
-                child = child_left[node]
-                offset = 0
-            else:
+            child = child_left[node]
+            if side == 1:
                 child = child_right[node]
-                offset = 6
-            if segment_box_overlap(
-                    ax, ay, az, bx, by, bz, child_box[node, offset], child_box[node, offset + 1],
-                    child_box[node, offset + 2], child_box[node, offset + 3],
-                    child_box[node, offset + 4], child_box[node, offset + 5]):
+            if segment_frame_overlap(ax, ay, az, bx, by, bz, child_frame, node, side * FRAME_SIZE,
+                                     margin):
                 if child >= num_internal:
                     crossing = leaf_crossing(ax, ay, az, bx, by, bz, child - num_internal,
                                              leaf_vertices)
@@ -318,9 +312,9 @@ def build_internal_node(i, keys, n, child_left, child_right, parent, range_first
     range_last[i] = last
 
 
-def refit_leaf(leaf, num_internal, vertices, faces, leaf_face, leaf_vertices, leaf_plane,
-               node_box, node_center, node_normal, node_moment, node_area, node_radius):
-    """Copy leaf's triangle into tree order; set its plane, its box and its dipole."""
+def refit_leaf(leaf, num_internal, vertices, faces, leaf_face, leaf_vertices, node_box,
+               node_center, node_normal, node_moment, node_area, node_radius):
+    """Copy leaf's triangle into tree order; set its box and its dipole."""
     face = leaf_face[leaf]
     node = num_internal + leaf
     ia = faces[face, 0]
@@ -350,24 +344,122 @@ def refit_leaf(leaf, num_internal, vertices, faces, leaf_face, leaf_vertices, le
     node_normal[node, 2] = nz
     node_area[node] = math.sqrt(nx * nx + ny * ny + nz * nz)
     node_radius[node] = 0.0
-    unit_x, unit_y, unit_z, offset = triangle_plane(
-        leaf_vertices[leaf, 0], leaf_vertices[leaf, 1], leaf_vertices[leaf, 2],
-        leaf_vertices[leaf, 3], leaf_vertices[leaf, 4], leaf_vertices[leaf, 5],
-        leaf_vertices[leaf, 6], leaf_vertices[leaf, 7], leaf_vertices[leaf, 8])
-    leaf_plane[leaf, 0] = unit_x
-    leaf_plane[leaf, 1] = unit_y
-    leaf_plane[leaf, 2] = unit_z
-    leaf_plane[leaf, 3] = offset
     for k in range(9):
         node_moment[node, k] = 0.0
 
 
-def refit_internal_node(node, child_left, child_right, node_box, child_box, node_center,
-                        node_normal, node_moment, node_area, node_radius):
-    """Box, dipole and first moment of an internal node from its two children's.
+def write_frame(child_frame, row, offset, nx, ny, nz, ux, uy, uz, vx, vy, vz, lo_n, lo_u, lo_v,
+                hi_n, hi_u, hi_v):
+    """Store axes (n, u, v) and the extents [lo, hi] along them in centre/half form."""
+    child_frame[row, offset + 0] = nx
+    child_frame[row, offset + 1] = ny
+    child_frame[row, offset + 2] = nz
+    child_frame[row, offset + 3] = ux
+    child_frame[row, offset + 4] = uy
+    child_frame[row, offset + 5] = uz
+    child_frame[row, offset + 6] = vx
+    child_frame[row, offset + 7] = vy
+    child_frame[row, offset + 8] = vz
+    child_frame[row, offset + 9] = 0.5 * (lo_n + hi_n)
+    child_frame[row, offset + 10] = 0.5 * (lo_u + hi_u)
+    child_frame[row, offset + 11] = 0.5 * (lo_v + hi_v)
+    child_frame[row, offset + 12] = 0.5 * (hi_n - lo_n)
+    child_frame[row, offset + 13] = 0.5 * (hi_u - lo_u)
+    child_frame[row, offset + 14] = 0.5 * (hi_v - lo_v)
+    child_frame[row, offset + 15] = 0.0
 
-    The children's boxes are also copied into the node's ``child_box`` row,
-    which the closest-triangle traversal reads.
+
+def write_child_frame(child, num_internal, child_left, child_right, range_first, range_last,
+                      leaf_vertices, node_box, node_center, node_normal, node_area, child_frame,
+                      row, offset):
+    """Oriented box of ``child`` into ``child_frame[row, offset:offset + FRAME_SIZE]``.
+
+    Its first axis is the node's mean normal, so the box is thin where the
+    surface is flat (for a leaf: flat in its triangle's plane), and its
+    second the direction between its children's centres (for a leaf: its
+    longest edge), along which the node is longest. Extents are exact,
+    from every vertex below. Nodes whose normals do not agree (the mean's
+    length under half the area) or over more than ``ORIENTED_MAX_LEAVES``
+    triangles get the coordinate axes and their box instead.
+    """
+    ok = False
+    ux = uy = uz = vx = vy = vz = 0.0
+    if child >= num_internal:
+        first = child - num_internal
+        last = first
+        ax = leaf_vertices[first, 0]
+        ay = leaf_vertices[first, 1]
+        az = leaf_vertices[first, 2]
+        abx = leaf_vertices[first, 3] - ax
+        aby = leaf_vertices[first, 4] - ay
+        abz = leaf_vertices[first, 5] - az
+        acx = leaf_vertices[first, 6] - ax
+        acy = leaf_vertices[first, 7] - ay
+        acz = leaf_vertices[first, 8] - az
+        nx, ny, nz = cross3(abx, aby, abz, acx, acy, acz)
+        bcx = acx - abx
+        bcy = acy - aby
+        bcz = acz - abz
+        dx = abx
+        dy = aby
+        dz = abz
+        longest = dot3(abx, aby, abz, abx, aby, abz)
+        if dot3(acx, acy, acz, acx, acy, acz) > longest:
+            longest = dot3(acx, acy, acz, acx, acy, acz)
+            dx = acx
+            dy = acy
+            dz = acz
+        if dot3(bcx, bcy, bcz, bcx, bcy, bcz) > longest:
+            dx = bcx
+            dy = bcy
+            dz = bcz
+        ok, nx, ny, nz, ux, uy, uz, vx, vy, vz = orthonormal_frame(nx, ny, nz, dx, dy, dz)
+    else:
+        first = range_first[child]
+        last = range_last[child]
+        nx = node_normal[child, 0]
+        ny = node_normal[child, 1]
+        nz = node_normal[child, 2]
+        if (last - first < ORIENTED_MAX_LEAVES
+                and nx * nx + ny * ny + nz * nz > 0.25 * node_area[child] * node_area[child]):
+            left = child_left[child]
+            right = child_right[child]
+            ok, nx, ny, nz, ux, uy, uz, vx, vy, vz = orthonormal_frame(
+                nx, ny, nz, node_center[right, 0] - node_center[left, 0],
+                node_center[right, 1] - node_center[left, 1],
+                node_center[right, 2] - node_center[left, 2])
+    if not ok:
+        write_frame(child_frame, row, offset, 1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0,
+                    node_box[child, 0], node_box[child, 1], node_box[child, 2],
+                    node_box[child, 3], node_box[child, 4], node_box[child, 5])
+        return
+    lo_n = math.inf
+    lo_u = math.inf
+    lo_v = math.inf
+    hi_n = -math.inf
+    hi_u = -math.inf
+    hi_v = -math.inf
+    for leaf in range(first, last + 1):
+        for corner in range(3):
+            x = leaf_vertices[leaf, 3 * corner]
+            y = leaf_vertices[leaf, 3 * corner + 1]
+            z = leaf_vertices[leaf, 3 * corner + 2]
+            t_n = dot3(nx, ny, nz, x, y, z)
+            t_u = dot3(ux, uy, uz, x, y, z)
+            t_v = dot3(vx, vy, vz, x, y, z)
+            lo_n = min(lo_n, t_n)
+            lo_u = min(lo_u, t_u)
+            lo_v = min(lo_v, t_v)
+            hi_n = max(hi_n, t_n)
+            hi_u = max(hi_u, t_u)
+            hi_v = max(hi_v, t_v)
+    write_frame(child_frame, row, offset, nx, ny, nz, ux, uy, uz, vx, vy, vz, lo_n, lo_u, lo_v,
+                hi_n, hi_u, hi_v)
+
+
+def refit_internal_node(node, child_left, child_right, node_box, node_center, node_normal,
+                        node_moment, node_area, node_radius):
+    """Box, dipole and first moment of an internal node from its two children's.
 
     The moment about the new centre c shifts each child's:
     ``M = M_l + (c_l - c) (x) N_l + M_r + (c_r - c) (x) N_r``.
@@ -386,10 +478,6 @@ def refit_internal_node(node, child_left, child_right, node_box, child_box, node
         hi = max(node_box[left, 3 + axis], node_box[right, 3 + axis])
         node_box[node, axis] = lo
         node_box[node, 3 + axis] = hi
-        child_box[node, axis] = node_box[left, axis]
-        child_box[node, 3 + axis] = node_box[left, 3 + axis]
-        child_box[node, 6 + axis] = node_box[right, axis]
-        child_box[node, 9 + axis] = node_box[right, 3 + axis]
         node_normal[node, axis] = node_normal[left, axis] + node_normal[right, axis]
         center = weight_left * node_center[left, axis] + (1.0 - weight_left) * node_center[right, axis]
         node_center[node, axis] = center
@@ -406,3 +494,18 @@ def refit_internal_node(node, child_left, child_right, node_box, child_box, node
             node_moment[node, 3 * i + j] = (
                 node_moment[left, 3 * i + j] + shift_left * node_normal[left, j]
                 + node_moment[right, 3 * i + j] + shift_right * node_normal[right, j])
+
+
+def refit_child_frames(node, child_left, child_right, range_first, range_last, leaf_vertices,
+                       node_box, node_center, node_normal, node_area, child_frame):
+    """The oriented boxes of internal node's two children, into its ``child_frame`` row.
+
+    Needs the boxes and dipoles of the whole tree; independent across nodes.
+    """
+    num_internal = child_left.shape[0]
+    write_child_frame(child_left[node], num_internal, child_left, child_right, range_first,
+                      range_last, leaf_vertices, node_box, node_center, node_normal, node_area,
+                      child_frame, node, 0)
+    write_child_frame(child_right[node], num_internal, child_left, child_right, range_first,
+                      range_last, leaf_vertices, node_box, node_center, node_normal, node_area,
+                      child_frame, node, FRAME_SIZE)

@@ -178,6 +178,7 @@ def test_cuda_backend_bvh_matches_cpu_bvh():
         a, b = getattr(cpu, name), getattr(cuda, name)
         used = torch.cat([cpu.bottom_up, torch.arange(cpu.num_faces - 1, 2 * cpu.num_faces - 1)])
         torch.testing.assert_close(a[used], b[used], msg=name)
+    torch.testing.assert_close(cpu.child_frame, cuda.child_frame)
 
 
 def test_morton_ordered_queries_match_unordered(monkeypatch):
@@ -211,8 +212,8 @@ def test_closest_leaf_does_not_depend_on_the_search_hint():
 
     vertices, faces = box((1.0, 1.0, 1.0))
     bvh = MeshBVH(vertices, faces)
-    tree = [t.numpy() for t in (bvh.child_left, bvh.child_right, bvh.child_box, bvh.leaf_vertices,
-                                bvh.leaf_plane)]
+    tree = [t.numpy() for t in (bvh.child_left, bvh.child_right, bvh.child_frame,
+                                bvh.leaf_vertices)]
     root, num_internal, num_leaves = int(bvh.mesh_root[0]), faces.shape[0] - 1, faces.shape[0]
     stack = np.empty(_cpu_kernels.STACK_SIZE, np.int64)
     stack_distance = np.empty(_cpu_kernels.STACK_SIZE, np.float64)
@@ -232,18 +233,63 @@ def test_closest_leaf_does_not_depend_on_the_search_hint():
     assert ties >= 12  # every edge and corner direction is a tie
 
 
+def _frame_parts(bvh):
+    """Axes (K, 3, 3), centres (K, 3) and half extents (K, 3) of every child's oriented box."""
+    frames = bvh.child_frame.reshape(-1, 16)
+    return frames[:, :9].reshape(-1, 3, 3), frames[:, 9:12], frames[:, 12:15]
+
+
+def _vertices_below(bvh, child):
+    """(L, 9) triangle coordinates of every leaf below ``child`` (a node id)."""
+    num_internal = bvh.num_faces - 1
+    if child >= num_internal:
+        return bvh.leaf_vertices[child - num_internal][None]
+    return bvh.leaf_vertices[int(bvh.range_first[child]):int(bvh.range_last[child]) + 1]
+
+
+@pytest.mark.parametrize("backend", ["cpu", "cuda"])
+@pytest.mark.parametrize("name", ["bumpy", "degenerate", "open"])
+def test_oriented_boxes_are_orthonormal_and_hold_their_triangles(name, backend):
+    """Every child's oriented box (the closest-triangle search prunes by
+    them) has orthonormal axes and holds each vertex below it, also after a
+    refit to a non-rigid deformation."""
+    vertices, faces = MESHES[name]()
+    bvh = MeshBVH(vertices, faces, backend=backend)
+    moved = vertices * torch.tensor([1.3, 0.8, 1.0], dtype=torch.float64) + 0.1 * torch.sin(
+        5 * vertices)
+    for _ in range(2):
+        axes, centre, half = _frame_parts(bvh)
+        eye = torch.eye(3, dtype=axes.dtype).expand_as(axes)
+        torch.testing.assert_close(axes @ axes.transpose(1, 2), eye, atol=1e-12, rtol=0)
+        children = torch.stack([bvh.child_left, bvh.child_right], 1).flatten()
+        oriented = 0
+        for k, child in enumerate(children.tolist()):
+            corners = _vertices_below(bvh, child).reshape(-1, 3)
+            along = corners @ axes[k].T - centre[k]
+            assert bool((along.abs() <= half[k] + 1e-12).all()), (name, child)
+            # Tight: each extent is reached by some vertex.
+            torch.testing.assert_close(along.abs().max(0).values, half[k], atol=1e-12, rtol=0)
+            oriented += not torch.equal(axes[k], eye[k])
+        assert oriented > len(children) // 2  # most boxes follow the surface
+        bvh.refit(moved)
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("offset", [0.0, 1000.0])
-def test_plane_pruning_never_changes_the_answer(dtype, offset):
-    """Triangles are passed over when their plane is beyond the best distance
-    plus a rounding margin; the answers must be those of the full search
-    (zero planes prune nothing), also far from the origin in float32."""
+def test_oriented_box_pruning_matches_axis_aligned_pruning(dtype, offset):
+    """The search prunes by oriented boxes, less a rounding margin; its
+    answers must be those of the search over plain axis-aligned boxes
+    (written into the same frames), also far from the origin in float32."""
     vertices, faces = MESHES["bumpy"]()
     vertices = (vertices + offset).to(dtype)
     points = query_points(vertices, 3000, seed=9)
     bvh = MeshBVH(vertices, faces)
-    pruned = unsigned_distance(vertices, faces, points, bvh=bvh, refit=False)
-    bvh.leaf_plane.zero_()
-    full = unsigned_distance(vertices, faces, points, bvh=bvh, refit=False)
-    assert torch.equal(pruned.distance, full.distance)
-    assert torch.equal(pruned.closest_face, full.closest_face)
+    oriented = unsigned_distance(vertices, faces, points, bvh=bvh, refit=False)
+    boxes = bvh.node_box[torch.stack([bvh.child_left, bvh.child_right], 1)]
+    frames = bvh.child_frame.view(-1, 2, 16)
+    frames[:, :, :9] = torch.eye(3, dtype=dtype).flatten()
+    frames[:, :, 9:12] = 0.5 * (boxes[:, :, :3] + boxes[:, :, 3:])
+    frames[:, :, 12:15] = 0.5 * (boxes[:, :, 3:] - boxes[:, :, :3])
+    axis_aligned = unsigned_distance(vertices, faces, points, bvh=bvh, refit=False)
+    assert torch.equal(oriented.distance, axis_aligned.distance)
+    assert torch.equal(oriented.closest_face, axis_aligned.closest_face)
