@@ -251,7 +251,7 @@ class MeshBVH:
         inverse = torch.where(extent > 0, 1.0 / extent.clamp_min(1e-30), 0.0)
         keys = torch.empty(points.shape[0], dtype=torch.int64)
         _cpu_kernels.point_keys(points.numpy(), lo.numpy(), inverse.numpy(), keys.numpy())
-        return torch.argsort(keys)
+        return torch.from_numpy(_cpu_kernels.radix_order(keys.numpy()))
 
     def _run(self, kernel, count: int, *args) -> None:
         if self.backend == "cpu":

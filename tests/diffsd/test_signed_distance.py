@@ -201,6 +201,17 @@ def test_morton_ordered_queries_match_unordered(monkeypatch):
         assert torch.equal(a, b)
 
 
+@pytest.mark.parametrize("count", [0, 1, 1000, 70000])
+def test_radix_order_is_a_stable_argsort(count):
+    import numpy as np
+
+    from diffsd import _cpu_kernels
+
+    keys = np.random.default_rng(count).integers(0, 1 << 30, count)
+    keys[: count // 2] = keys[: count // 2] % 50  # many ties
+    assert np.array_equal(_cpu_kernels.radix_order(keys), np.argsort(keys, kind="stable"))
+
+
 def test_closest_leaf_does_not_depend_on_the_search_hint():
     """On the CPU each answer seeds the next point's search (``hint_leaf``).
     Ties (points off a shared edge or corner, where several triangles are
