@@ -35,6 +35,7 @@ _refit_leaf = _shared.refit_leaf
 _refit_internal_node = _shared.refit_internal_node
 _refit_child_frames = _shared.refit_child_frames
 _segment_winding_change = _shared.segment_winding_change
+_cross3 = _shared.cross3
 
 STACK_SIZE = geometry.TRAVERSAL_STACK_SIZE
 # Points per parallel task: large enough to amortise scheduling, small enough
@@ -299,3 +300,57 @@ def _closed_mesh_winding(px, py, pz, distance, have_distance, root, num_internal
         px, py, pz, root, num_internal, child_left, child_right, leaf_vertices, node_center,
         node_normal, node_moment, node_radius, beta, stack)
     return np.floor(winding + 0.5)
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def distance_backward(points, closest_point, distance, grad_distance, on_surface_length,
+                      vertices, faces, face, grad_point):
+    """d loss / d p of every point: ``grad_distance * sgn(d) (p - p*) / |p - p*|``.
+
+    Within ``on_surface_length`` of its closest point, where that direction is
+    undefined, a point takes its face's unit normal instead (the limit from
+    either side); a zero-area face gives zero.
+    """
+    for i in numba.prange(points.shape[0]):
+        dx = points[i, 0] - closest_point[i, 0]
+        dy = points[i, 1] - closest_point[i, 1]
+        dz = points[i, 2] - closest_point[i, 2]
+        length = np.sqrt(dx * dx + dy * dy + dz * dz)
+        scale = grad_distance[i]
+        if length <= on_surface_length:
+            a = faces[face[i], 0]
+            b = faces[face[i], 1]
+            c = faces[face[i], 2]
+            dx, dy, dz = _cross3(
+                vertices[b, 0] - vertices[a, 0], vertices[b, 1] - vertices[a, 1],
+                vertices[b, 2] - vertices[a, 2], vertices[c, 0] - vertices[a, 0],
+                vertices[c, 1] - vertices[a, 1], vertices[c, 2] - vertices[a, 2])
+            length = np.sqrt(dx * dx + dy * dy + dz * dz)
+        elif distance[i] < 0.0:
+            scale = -scale
+        if length > 0.0:
+            scale = scale / length
+        else:
+            scale = 0.0
+        grad_point[i, 0] = scale * dx
+        grad_point[i, 1] = scale * dy
+        grad_point[i, 2] = scale * dz
+
+
+@numba.njit(cache=True, nogil=True)
+def scatter_vertex_gradient(faces, face, barycentric, grad_point, grad_closest, grad_vertices):
+    """``grad_vertices[v_k] += w_k (grad_closest - grad_point)`` over every point's face.
+
+    Serial: faces share vertices, and this O(P) pass is cheap next to the query.
+    ``grad_closest`` may be empty (no gradient reached the closest points).
+    """
+    with_closest = grad_closest.shape[0] != 0
+    for i in range(face.shape[0]):
+        for k in range(3):
+            v = faces[face[i], k]
+            w = barycentric[i, k]
+            for axis in range(3):
+                g = -grad_point[i, axis]
+                if with_closest:
+                    g += grad_closest[i, axis]
+                grad_vertices[v, axis] += w * g

@@ -18,6 +18,7 @@ from typing import NamedTuple
 
 import torch
 
+from diffsd import _backend
 from diffsd.bvh import MeshBVH
 from diffsd.validation import check_faces, check_point_mesh, check_points
 
@@ -71,6 +72,12 @@ class _DistanceFunction(torch.autograd.Function):
         if grad_distance is None and grad_closest_point is None:
             return None, None, None, None, None, None, None
         dtype = points.dtype
+        # "On the surface" is within rounding of the coordinates' magnitude.
+        scale = max(float(vertices.abs().max()), 1.0)
+        on_surface_length = 1e3 * torch.finfo(dtype).eps * scale
+        if points.device.type == "cpu":
+            return _cpu_backward(ctx, vertices, points, closest_point, barycentric, face,
+                                 distance, grad_distance, grad_closest_point, on_surface_length)
         tiny = torch.finfo(dtype).tiny
         grad_point = torch.zeros_like(points)
         if grad_distance is not None:
@@ -79,10 +86,8 @@ class _DistanceFunction(torch.autograd.Function):
             sign = torch.where(distance < 0, -1.0, 1.0).to(dtype)[:, None]
             direction = sign * offset / length.clamp_min(tiny)
             # On the surface the direction is undefined: use the face normal,
-            # the limit of the gradient from either side. "On" is within
-            # rounding of the coordinates' magnitude.
-            scale = max(float(vertices.abs().max()), 1.0)
-            on_surface = (length <= 1e3 * torch.finfo(dtype).eps * scale).flatten()
+            # the limit of the gradient from either side.
+            on_surface = (length <= on_surface_length).flatten()
             if bool(on_surface.any()):
                 triangles = vertices[ctx.faces[face[on_surface]]]  # (S, 3, 3)
                 normal = torch.linalg.cross(triangles[:, 1] - triangles[:, 0],
@@ -99,6 +104,31 @@ class _DistanceFunction(torch.autograd.Function):
         if ctx.needs_input_grad[1]:
             grad_points = grad_point
         return grad_vertices, grad_points, None, None, None, None, None
+
+
+def _cpu_backward(ctx, vertices, points, closest_point, barycentric, face, distance,
+                  grad_distance, grad_closest_point, on_surface_length):
+    """The same backward as above, in two Numba passes instead of a dozen torch ops."""
+    from diffsd import _cpu_kernels
+
+    def arr(tensor):
+        return _backend.as_kernel_array(tensor.contiguous())
+
+    points = points.contiguous()
+    grad_point = torch.zeros_like(points)
+    if grad_distance is not None:
+        _cpu_kernels.distance_backward(
+            arr(points), arr(closest_point), arr(distance), arr(grad_distance),
+            float(on_surface_length), arr(vertices), arr(ctx.faces), arr(face), arr(grad_point))
+    grad_vertices = grad_points = None
+    if ctx.needs_input_grad[0]:
+        grad_vertices = torch.zeros_like(vertices, memory_format=torch.contiguous_format)
+        closest = grad_closest_point if grad_closest_point is not None else points.new_empty((0, 3))
+        _cpu_kernels.scatter_vertex_gradient(arr(ctx.faces), arr(face), arr(barycentric),
+                                             arr(grad_point), arr(closest), arr(grad_vertices))
+    if ctx.needs_input_grad[1]:
+        grad_points = grad_point
+    return grad_vertices, grad_points, None, None, None, None, None
 
 
 def _prepare(vertices, faces, points, point_mesh, mesh_faces_first_idx, bvh, backend, refit):
