@@ -14,7 +14,7 @@ from diffsd._targets import compile_module_functions
 # their callers, in Numba's IR; inlining everything instead makes the first
 # compile of the query kernel take minutes.
 _INLINED = frozenset({
-    "dot3", "frame_distance_squared", "closest_point_on_segment", "closest_point_on_triangle",
+    "dot3", "frame_axis_dot", "frame_distance_squared", "closest_point_on_segment", "closest_point_on_triangle",
     "leaf_distance_squared", "nearer_leaf", "triangle_solid_angle", "dipole_solid_angle",
     "quadrupole_solid_angle", "segment_frame_overlap", "segment_triangle_crossing",
     "leaf_crossing", "orthonormal_frame", "write_frame", "write_child_frame",

@@ -194,6 +194,12 @@ def quadrupole_solid_angle(px, py, pz, qx, qy, qz, m00, m01, m02, m10, m11, m12,
     return (m00 + m11 + m22) / r3 - 3.0 * quadratic / (r3 * r2)
 
 
+def frame_axis_dot(frame, row, offset, axis, x, y, z):
+    """Dot product of (x, y, z) with axis ``axis`` (0, 1 or 2) of an oriented box."""
+    k = offset + 3 * axis
+    return frame[row, k] * x + frame[row, k + 1] * y + frame[row, k + 2] * z
+
+
 def frame_distance_squared(px, py, pz, frame, row, offset, margin):
     """Squared distance from p to an oriented box, less ``margin`` per axis (0 inside).
 
@@ -205,8 +211,7 @@ def frame_distance_squared(px, py, pz, frame, row, offset, margin):
     """
     total = 0.0
     for axis in range(3):
-        k = offset + 3 * axis
-        along = frame[row, k] * px + frame[row, k + 1] * py + frame[row, k + 2] * pz
+        along = frame_axis_dot(frame, row, offset, axis, px, py, pz)
         gap = abs(along - frame[row, offset + 9 + axis]) - frame[row, offset + 12 + axis] - margin
         if gap > 0.0:
             total += gap * gap
@@ -280,15 +285,12 @@ def segment_frame_overlap(ax, ay, az, bx, by, bz, frame, row, offset, margin):
     hx = 0.5 * (bx - (ax + 0.0))
     hy = 0.5 * (by - (ay + 0.0))
     hz = 0.5 * (bz - (az + 0.0))
-    m0 = dot3(frame[row, offset], frame[row, offset + 1], frame[row, offset + 2], mx, my, mz) \
-        - frame[row, offset + 9]
-    m1 = dot3(frame[row, offset + 3], frame[row, offset + 4], frame[row, offset + 5], mx, my, mz) \
-        - frame[row, offset + 10]
-    m2 = dot3(frame[row, offset + 6], frame[row, offset + 7], frame[row, offset + 8], mx, my, mz) \
-        - frame[row, offset + 11]
-    h0 = dot3(frame[row, offset], frame[row, offset + 1], frame[row, offset + 2], hx, hy, hz)
-    h1 = dot3(frame[row, offset + 3], frame[row, offset + 4], frame[row, offset + 5], hx, hy, hz)
-    h2 = dot3(frame[row, offset + 6], frame[row, offset + 7], frame[row, offset + 8], hx, hy, hz)
+    m0 = frame_axis_dot(frame, row, offset, 0, mx, my, mz) - frame[row, offset + 9]
+    m1 = frame_axis_dot(frame, row, offset, 1, mx, my, mz) - frame[row, offset + 10]
+    m2 = frame_axis_dot(frame, row, offset, 2, mx, my, mz) - frame[row, offset + 11]
+    h0 = frame_axis_dot(frame, row, offset, 0, hx, hy, hz)
+    h1 = frame_axis_dot(frame, row, offset, 1, hx, hy, hz)
+    h2 = frame_axis_dot(frame, row, offset, 2, hx, hy, hz)
     e0 = frame[row, offset + 12] + margin
     e1 = frame[row, offset + 13] + margin
     e2 = frame[row, offset + 14] + margin

@@ -400,19 +400,14 @@ def write_child_frame(child, num_internal, child_left, child_right, range_first,
         bcx = acx - abx
         bcy = acy - aby
         bcz = acz - abz
-        dx = abx
-        dy = aby
-        dz = abz
-        longest = dot3(abx, aby, abz, abx, aby, abz)
-        if dot3(acx, acy, acz, acx, acy, acz) > longest:
-            longest = dot3(acx, acy, acz, acx, acy, acz)
-            dx = acx
-            dy = acy
-            dz = acz
-        if dot3(bcx, bcy, bcz, bcx, bcy, bcz) > longest:
-            dx = bcx
-            dy = bcy
-            dz = bcz
+        ab2 = dot3(abx, aby, abz, abx, aby, abz)
+        ac2 = dot3(acx, acy, acz, acx, acy, acz)
+        bc2 = dot3(bcx, bcy, bcz, bcx, bcy, bcz)
+        dx, dy, dz = abx, aby, abz  # the longest edge
+        if ac2 > ab2 and ac2 >= bc2:
+            dx, dy, dz = acx, acy, acz
+        elif bc2 > ab2:
+            dx, dy, dz = bcx, bcy, bcz
         ok, nx, ny, nz, ux, uy, uz, vx, vy, vz = orthonormal_frame(nx, ny, nz, dx, dy, dz)
     else:
         first = range_first[child]
