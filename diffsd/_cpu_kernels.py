@@ -9,15 +9,17 @@ from diffsd import geometry, traversal
 from diffsd._targets import compile_module_functions
 
 # Numba calls a separately compiled function through a pointer with its own
-# calling convention (nothing inlines across them). The small functions run
-# per box, per triangle or per far-field term are therefore inlined into
-# their callers, in Numba's IR; inlining everything instead makes the first
-# compile of the query kernel take minutes.
+# calling convention (nothing inlines across them), passing every array as
+# its exploded struct. The small functions run per box, per triangle or per
+# far-field term, and the per-node refit steps (a dozen arrays each), are
+# therefore inlined into their callers, in Numba's IR; inlining everything
+# instead makes the first compile of the query kernel take minutes.
 _INLINED = frozenset({
     "dot3", "frame_axis_dot", "frame_distance_squared", "closest_point_on_segment", "closest_point_on_triangle",
     "leaf_distance_squared", "nearer_leaf", "triangle_solid_angle", "dipole_solid_angle",
     "quadrupole_solid_angle", "segment_frame_overlap", "segment_triangle_crossing",
-    "leaf_crossing", "orthonormal_frame", "write_frame", "write_child_frame",
+    "leaf_crossing", "orthonormal_frame", "write_frame", "write_child_frame", "refit_leaf",
+    "refit_internal_node", "refit_child_frames",
 })
 
 
