@@ -63,13 +63,14 @@ def face_keys(vertices, faces, face_mesh, mesh_lo, mesh_inverse_extent, keys):
         keys[f] = (np.int64(m) << 30) | _morton_code_30(x, y, z)
 
 
-@numba.njit(parallel=True, cache=True, nogil=True)
-def point_keys(points, lo, inverse_extent, keys):
-    """30-bit Morton code of every point within the box of all points."""
-    for i in numba.prange(points.shape[0]):
-        keys[i] = _morton_code_30((points[i, 0] - lo[0]) * inverse_extent[0],
-                                  (points[i, 1] - lo[1]) * inverse_extent[1],
-                                  (points[i, 2] - lo[2]) * inverse_extent[2])
+@numba.njit(cache=True, nogil=True)
+def all_finite(values):
+    """Whether no entry of a 2-D array is NaN or infinite."""
+    for i in range(values.shape[0]):
+        for j in range(values.shape[1]):
+            if not np.isfinite(values[i, j]):
+                return False
+    return True
 
 
 #: Bits sorted per pass of :func:`radix_order` (two passes cover 30-bit keys).
@@ -102,6 +103,33 @@ def radix_order(keys):
             counts[bucket] += 1
         order, scratch = scratch, order
     return order
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def point_morton_order(points):
+    """Order of the points along the Morton curve of their bounding box.
+
+    One pass for the box, one (parallel) for the 30-bit codes, then
+    :func:`radix_order`: no temporaries beyond the codes.
+    """
+    n = points.shape[0]
+    lo_x = lo_y = lo_z = np.inf
+    hi_x = hi_y = hi_z = -np.inf
+    for i in numba.prange(n):
+        lo_x = min(lo_x, np.float64(points[i, 0]))
+        lo_y = min(lo_y, np.float64(points[i, 1]))
+        lo_z = min(lo_z, np.float64(points[i, 2]))
+        hi_x = max(hi_x, np.float64(points[i, 0]))
+        hi_y = max(hi_y, np.float64(points[i, 1]))
+        hi_z = max(hi_z, np.float64(points[i, 2]))
+    scale_x = 1.0 / (hi_x - lo_x) if hi_x > lo_x else 0.0
+    scale_y = 1.0 / (hi_y - lo_y) if hi_y > lo_y else 0.0
+    scale_z = 1.0 / (hi_z - lo_z) if hi_z > lo_z else 0.0
+    keys = np.empty(n, np.int64)
+    for i in numba.prange(n):
+        keys[i] = _morton_code_30((points[i, 0] - lo_x) * scale_x, (points[i, 1] - lo_y) * scale_y,
+                                  (points[i, 2] - lo_z) * scale_z)
+    return radix_order(keys)
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
@@ -339,20 +367,46 @@ def distance_backward(points, closest_point, distance, grad_distance, on_surface
         grad_point[i, 2] = scale * dz
 
 
-@numba.njit(cache=True, nogil=True)
-def scatter_vertex_gradient(faces, face, barycentric, grad_point, grad_closest, grad_vertices):
+#: The parallel vertex-gradient scatter gives each extra thread a private
+#: copy of the gradient when that costs at most this many vertices per point.
+SCATTER_COPY_VERTICES_PER_POINT = 4
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def scatter_vertex_gradient(faces, face, barycentric, grad_point, grad_closest, grad_vertices,
+                            num_threads):
     """``grad_vertices[v_k] += w_k (grad_closest - grad_point)`` over every point's face.
 
-    Serial: faces share vertices, and this O(P) pass is cheap next to the query.
-    ``grad_closest`` may be empty (no gradient reached the closest points).
+    Faces share vertices, so the points are split into parts that scatter
+    into private copies of the gradient, summed at the end; only as many
+    parts as the copies are cheap next to the points (one: serial, which
+    is also the order of the sums). ``grad_closest`` may be empty (no
+    gradient reached the closest points). ``num_threads``: Numba's current
+    thread count (asked for outside, as a cached kernel cannot call it).
     """
+    num_points = face.shape[0]
+    num_vertices = grad_vertices.shape[0]
+    num_parts = min(num_threads,
+                    1 + SCATTER_COPY_VERTICES_PER_POINT * num_points // max(num_vertices, 1))
+    num_parts = max(num_parts, 1)
+    copies = np.zeros((num_parts - 1, num_vertices, 3), grad_vertices.dtype)
     with_closest = grad_closest.shape[0] != 0
-    for i in range(face.shape[0]):
-        for k in range(3):
-            v = faces[face[i], k]
-            w = barycentric[i, k]
-            for axis in range(3):
-                g = -grad_point[i, axis]
-                if with_closest:
-                    g += grad_closest[i, axis]
-                grad_vertices[v, axis] += w * g
+    part_size = (num_points + num_parts - 1) // num_parts
+    for part in numba.prange(num_parts):
+        target = grad_vertices
+        if part > 0:
+            target = copies[part - 1]
+        for i in range(part * part_size, min(num_points, (part + 1) * part_size)):
+            for k in range(3):
+                v = faces[face[i], k]
+                w = barycentric[i, k]
+                for axis in range(3):
+                    g = -grad_point[i, axis]
+                    if with_closest:
+                        g += grad_closest[i, axis]
+                    target[v, axis] += w * g
+    if num_parts > 1:
+        for v in numba.prange(num_vertices):
+            for copy in range(num_parts - 1):
+                for axis in range(3):
+                    grad_vertices[v, axis] += copies[copy, v, axis]

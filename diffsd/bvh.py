@@ -245,13 +245,7 @@ class MeshBVH:
     def _morton_order(points: torch.Tensor) -> torch.Tensor:
         from diffsd import _cpu_kernels
 
-        points = points.detach().contiguous()
-        lo = points.min(dim=0).values
-        extent = points.max(dim=0).values - lo
-        inverse = torch.where(extent > 0, 1.0 / extent.clamp_min(1e-30), 0.0)
-        keys = torch.empty(points.shape[0], dtype=torch.int64)
-        _cpu_kernels.point_keys(points.numpy(), lo.numpy(), inverse.numpy(), keys.numpy())
-        return torch.from_numpy(_cpu_kernels.radix_order(keys.numpy()))
+        return torch.from_numpy(_cpu_kernels.point_morton_order(points.detach().contiguous().numpy()))
 
     def _run(self, kernel, count: int, *args) -> None:
         if self.backend == "cpu":

@@ -109,6 +109,8 @@ class _DistanceFunction(torch.autograd.Function):
 def _cpu_backward(ctx, vertices, points, closest_point, barycentric, face, distance,
                   grad_distance, grad_closest_point, on_surface_length):
     """The same backward as above, in two Numba passes instead of a dozen torch ops."""
+    import numba
+
     from diffsd import _cpu_kernels
 
     def arr(tensor):
@@ -125,7 +127,8 @@ def _cpu_backward(ctx, vertices, points, closest_point, barycentric, face, dista
         grad_vertices = torch.zeros_like(vertices, memory_format=torch.contiguous_format)
         closest = grad_closest_point if grad_closest_point is not None else points.new_empty((0, 3))
         _cpu_kernels.scatter_vertex_gradient(arr(ctx.faces), arr(face), arr(barycentric),
-                                             arr(grad_point), arr(closest), arr(grad_vertices))
+                                             arr(grad_point), arr(closest), arr(grad_vertices),
+                                             numba.get_num_threads())
     if ctx.needs_input_grad[1]:
         grad_points = grad_point
     return grad_vertices, grad_points, None, None, None, None, None

@@ -26,9 +26,19 @@ def check_points(name: str, points, dtype: torch.dtype | None = None) -> torch.T
             f"{name} is {points.dtype} but the mesh vertices are {dtype}; convert one of them "
             f"with .to({dtype})"
         )
-    if points.numel() and not bool(torch.isfinite(points).all()):
+    if points.numel() and not _all_finite(points):
         raise ValueError(f"{name} contains NaN or infinite coordinates")
     return points
+
+
+def _all_finite(values: torch.Tensor) -> bool:
+    if values.device.type == "cpu":
+        # One pass without temporaries; torch's isfinite().all() allocates
+        # a mask and costs as much as a small refit.
+        from diffsd._cpu_kernels import all_finite
+
+        return bool(all_finite(values.detach().numpy()))
+    return bool(torch.isfinite(values).all())
 
 
 def check_faces(faces, num_vertices: int) -> torch.Tensor:

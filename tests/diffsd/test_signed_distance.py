@@ -212,6 +212,52 @@ def test_radix_order_is_a_stable_argsort(count):
     assert np.array_equal(_cpu_kernels.radix_order(keys), np.argsort(keys, kind="stable"))
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_point_morton_order_sorts_by_the_morton_code_of_the_point_box(dtype):
+    import numpy as np
+
+    from diffsd import _cpu_kernels
+    from diffsd.geometry import morton_code_30
+
+    points = torch.randn(3000, 3, generator=torch.Generator().manual_seed(5), dtype=dtype)
+    points[:, 2] = 0.25  # a flat axis: no extent to normalise by
+    order = _cpu_kernels.point_morton_order(points.numpy())
+    assert np.array_equal(np.sort(order), np.arange(3000))
+    values = points.double().numpy()
+    lo, hi = values.min(0), values.max(0)
+    scale = np.where(hi > lo, 1.0 / np.where(hi > lo, hi - lo, 1.0), 0.0)
+    keys = [morton_code_30(*((values[i] - lo) * scale)) for i in order]
+    assert all(a <= b for a, b in zip(keys, keys[1:]))
+
+
+@pytest.mark.parametrize("num_threads", [1, 2, 3])
+def test_vertex_gradient_scatter_in_parts_matches_serial(num_threads):
+    import numpy as np
+
+    from diffsd import _cpu_kernels
+
+    vertices, faces = MESHES["sphere"]()
+    generator = torch.Generator().manual_seed(9)
+    count = 4 * vertices.shape[0]  # enough points for three private copies
+    face = torch.randint(0, faces.shape[0], (count,), generator=generator)
+    barycentric = torch.rand(count, 3, generator=generator, dtype=torch.float64)
+    grad_point = torch.randn(count, 3, generator=generator, dtype=torch.float64)
+    grad_closest = torch.randn(count, 3, generator=generator, dtype=torch.float64)
+    corners = faces[face].reshape(-1)
+
+    def reference(gradient):  # (P, 3) gradient reaching each point's closest point
+        return torch.zeros_like(vertices).index_add_(
+            0, corners, (barycentric[:, :, None] * gradient[:, None, :]).reshape(-1, 3))
+
+    for closest, expected in ((grad_closest, reference(grad_closest - grad_point)),
+                              (grad_closest[:0], reference(-grad_point))):
+        grad_vertices = np.zeros((vertices.shape[0], 3))
+        _cpu_kernels.scatter_vertex_gradient(faces.numpy(), face.numpy(), barycentric.numpy(),
+                                             grad_point.numpy(), closest.numpy(), grad_vertices,
+                                             num_threads)
+        torch.testing.assert_close(torch.from_numpy(grad_vertices), expected)
+
+
 def test_closest_leaf_does_not_depend_on_the_search_hint():
     """On the CPU each answer seeds the next point's search (``hint_leaf``).
     Ties (points off a shared edge or corner, where several triangles are
