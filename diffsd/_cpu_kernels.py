@@ -388,7 +388,6 @@ def scatter_vertex_gradient(faces, face, barycentric, grad_point, grad_closest, 
     num_vertices = grad_vertices.shape[0]
     num_parts = min(num_threads,
                     1 + SCATTER_COPY_VERTICES_PER_POINT * num_points // max(num_vertices, 1))
-    num_parts = max(num_parts, 1)
     copies = np.zeros((num_parts - 1, num_vertices, 3), grad_vertices.dtype)
     with_closest = grad_closest.shape[0] != 0
     part_size = (num_points + num_parts - 1) // num_parts
