@@ -5,7 +5,8 @@ and a ~330k-face non-convex "bumpy" shape) and three point counts (10k, 100k,
 1M points: half uniform in the mesh's bounding box enlarged by 10 %, half
 near the surface):
 
-- diffsd: BVH build, BVH refit, forward signed distance, forward unsigned
+- diffsd: BVH build (the default binned-SAH builder, and the parallel
+  Morton-code "lbvh" one), BVH refit, forward signed distance, forward unsigned
   distance, the ``.backward()`` of ``distance.sum()`` for points and vertices,
   and one optimisation step (refit + forward + backward);
 - the naive O(P F) torch implementation of :mod:`diffsd.naive` (where its
@@ -566,9 +567,15 @@ class Benchmark:
         f = mesh.faces
         build = measure(lambda: diffsd.MeshBVH(v, f), budget=o.budget)
         bvh = diffsd.MeshBVH(v, f)
+        morton_build = measure(lambda: diffsd.MeshBVH(v, f, builder="lbvh"), budget=o.budget)
+        morton_bvh = diffsd.MeshBVH(v, f, builder="lbvh")
         refit = measure(lambda: bvh.refit(v), budget=o.budget)
         self.rows.append(Row(mesh.name, None, "diffsd BVH build", build=build.median, kind="other",
-                             notes=f"{mesh.num_faces:,} faces, depth {bvh.max_depth}"))
+                             notes=f"{mesh.num_faces:,} faces, binned SAH (default), depth "
+                                   f"{bvh.max_depth}"))
+        self.rows.append(Row(mesh.name, None, "diffsd BVH build (lbvh)", build=morton_build.median,
+                             kind="other",
+                             notes=f"Morton radix tree, parallel, depth {morton_bvh.max_depth}"))
         self.rows.append(Row(mesh.name, None, "diffsd BVH refit", build=refit.median, kind="other",
                              notes=f"{100 * refit.median / build.median:.0f} % of a build"))
         sub = reference.points.to(o.dtype)
@@ -594,6 +601,13 @@ class Benchmark:
             self.rows.append(Row(mesh.name, count, f"diffsd unsigned ({tag})", build.median,
                                  unsigned.median, None, unsigned_accuracy.distance_error,
                                  "no sign", "diffsd"))
+            morton = measure(
+                lambda p=p: diffsd.signed_distance(v, f, p, bvh=morton_bvh, refit=False),
+                budget=o.budget)
+            self.rows.append(Row(mesh.name, count, f"diffsd signed over lbvh ({tag})",
+                                 morton_build.median, morton.median, notes=(
+                                     "the same query over the Morton-code tree (builder='lbvh')"),
+                                 kind="diffsd-alternative"))
             parts = self.time_step(v, f, p, bvh, o.budget)
             backward_share = parts["backward"] / forward.median
             self.rows.append(Row(mesh.name, count, "diffsd backward", None, parts["backward"],
@@ -726,14 +740,16 @@ class Benchmark:
     def diffsd_signed(self, mesh: str, count: int) -> Row | None:
         """diffsd's forward signed-distance row at this size."""
         return next((r for r in self.rows if r.mesh == mesh and r.points == count
-                     and r.method.startswith("diffsd signed") and r.rate is not None), None)
+                     and r.kind == "diffsd" and r.method.startswith("diffsd signed")
+                     and r.rate is not None), None)
 
     def compute_ratios(self) -> None:
         """diffsd rows: rate / best peer's rate; others: diffsd signed rate / rate."""
         for row in self.rows:
             if row.rate is None:
                 continue
-            if row.kind == "diffsd" and row.method.startswith("diffsd signed"):
+            if row.kind in ("diffsd", "diffsd-alternative") and row.method.startswith(
+                    "diffsd signed"):
                 best = self.best_peer(row.mesh, row.points)
                 row.ratio = row.rate / best.rate if best else None
             elif row.kind in ("peer", "naive"):
@@ -748,7 +764,8 @@ class Benchmark:
 def target_lines(bench: Benchmark) -> list[str]:
     """The issue's three targets as PASS/FAIL/SKIP lines with the measured numbers."""
     lines = []
-    rows = [r for r in bench.rows if r.method.startswith("diffsd signed") and r.rate is not None]
+    rows = [r for r in bench.rows if r.kind == "diffsd" and r.method.startswith("diffsd signed")
+            and r.rate is not None]
     compared = [(r, bench.best_peer(r.mesh, r.points)) for r in rows]
     compared = [(r, best) for r, best in compared if best is not None]
     if compared:

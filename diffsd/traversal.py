@@ -304,12 +304,19 @@ def build_internal_node(i, keys, n, child_left, child_right, parent, range_first
     right = gamma + 1
     if last == gamma + 1:
         right = num_internal + gamma + 1
-    child_left[i] = left
-    child_right[i] = right
-    parent[left] = i
-    parent[right] = i
-    range_first[i] = first
-    range_last[i] = last
+    link_node(i, left, right, first, last, child_left, child_right, parent, range_first,
+              range_last)
+
+
+def link_node(node, left, right, first, last, child_left, child_right, parent, range_first,
+              range_last):
+    """Record internal node's children, their parent links and its leaf range first..last."""
+    child_left[node] = left
+    child_right[node] = right
+    parent[left] = node
+    parent[right] = node
+    range_first[node] = first
+    range_last[node] = last
 
 
 def refit_leaf(leaf, num_internal, vertices, faces, leaf_face, leaf_vertices, node_box,
