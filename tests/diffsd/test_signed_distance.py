@@ -168,10 +168,11 @@ def test_empty_point_set(backend):
     assert result.barycentric.shape == (0, 3) and result.closest_point.shape == (0, 3)
 
 
-def test_cuda_backend_bvh_matches_cpu_bvh():
+@pytest.mark.parametrize("builder", ["sah", "lbvh"])
+def test_cuda_backend_bvh_matches_cpu_bvh(builder):
     vertices, faces = MESHES["bumpy"]()
-    cpu = MeshBVH(vertices, faces, backend="cpu")
-    cuda = MeshBVH(vertices, faces, backend="cuda")
+    cpu = MeshBVH(vertices, faces, backend="cpu", builder=builder)
+    cuda = MeshBVH(vertices, faces, backend="cuda", builder=builder)
     for name in ("leaf_face", "child_left", "child_right", "mesh_root"):
         assert torch.equal(getattr(cpu, name), getattr(cuda, name)), name
     for name in ("node_box", "node_center", "node_normal", "node_radius"):
