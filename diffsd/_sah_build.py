@@ -33,9 +33,9 @@ _link_node = _shared.link_node
 
 #: Candidate planes per axis: the centroid range is cut into this many bins.
 SAH_BINS = 16
-#: Below this depth a node falls back to the median split of its longest
-#: centroid axis, so the depth stays O(log n) below it whatever the input
-#: (the traversal stacks are of fixed size).
+#: Nodes this deep or deeper fall back to the median split of their longest
+#: centroid axis, so the subtrees below stay O(log n) deep whatever the
+#: input (the traversal stacks are of fixed size).
 SAH_MAX_DEPTH = 48
 #: Ranges of at most this many faces (or of n / PARALLEL_TASKS, if more)
 #: are left by the serial top of the build to the parallel subtree builds.
