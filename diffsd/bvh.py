@@ -22,7 +22,7 @@ from diffsd.topology import closed_meshes
 from diffsd.traversal import FRAME_SIZE
 from diffsd.validation import check_faces, check_mesh_faces_first_idx, check_points
 
-#: Tree builders: binned SAH (top-down, serial on the CPU) or the Morton-code
+#: Tree builders: binned SAH (top-down, on the CPU) or the Morton-code
 #: radix tree (parallel, on the tensors' device).
 BUILDERS = ("sah", "lbvh")
 #: CPU queries of more points than this run in Morton order of the points.
