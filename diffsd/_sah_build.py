@@ -231,8 +231,9 @@ def _grow(rows, order, node, first, last, depth, defer_up_to, num_internal, chil
     but appended to ``deferred`` as (node, first, last, depth) rows. Returns
     the new count of deferred rows.
     """
-    capacity = 2 * SAH_MAX_DEPTH + 64 + 2 * int(np.log2(last - first + 2))
-    stack = np.empty((capacity, 4), np.int64)
+    # Each level down adds one item to the stack: at most SAH_MAX_DEPTH
+    # heuristic levels, then fewer than 64 median ones.
+    stack = np.empty((SAH_MAX_DEPTH + 66, 4), np.int64)
     bin_count = np.empty((3, SAH_BINS), np.int64)
     bin_box = np.empty((3, SAH_BINS, 6), np.float64)
     sweep_box = np.empty(6, np.float64)

@@ -165,7 +165,7 @@ class MeshBVH:
         self.parent[self.mesh_root] = -1
 
     def _build_sah_topology(self, vertices: torch.Tensor) -> None:
-        """Top-down binned SAH (serial, on the CPU; the tree then moves to the device)."""
+        """Binned SAH on the CPU (:mod:`diffsd._sah_build`); the tree then moves to the device."""
         from diffsd import _sah_build
 
         n = self.faces.shape[0]

@@ -62,10 +62,11 @@ def _check_tree(bvh: MeshBVH, first_idx: torch.Tensor) -> None:
         assert (lo, hi) == (int(first_idx[m]), ends[m] - 1)
         assert bool(((faces_below >= first_idx[m]) & (faces_below < ends[m])).all())
     # Nodes above the mesh roots join the meshes; every node is used once.
+    roots = set(bvh.mesh_root.tolist())
     stack = [0] if n > 1 and len(ends) > 1 else []
     while stack:
         node = stack.pop()
-        if node in bvh.mesh_root.tolist():
+        if node in roots:
             continue
         seen[node] += 1
         stack += [left[node], right[node]]
