@@ -18,12 +18,12 @@ import time
 import numpy as np
 import torch
 
-from diffam.config import SegmentationConfig
-from diffam.fit import SpineFit
-from diffam.interpolation import VolumeSampler
-from diffam.phantom import PhantomConfig, make_phantom
-from diffam.roi import processing_volume
-from diffam.template import load_template
+from diffam.authoring.phantom import PhantomConfig, make_phantom
+from diffam.core.config import SegmentationConfig
+from diffam.core.template import load_template
+from diffam.fit.interpolation import VolumeSampler
+from diffam.fit.model import SpineFit
+from diffam.fit.roi import processing_volume
 
 PAPER_ITERATIONS = 3000
 TARGET_SECONDS = 300.0

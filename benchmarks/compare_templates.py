@@ -68,11 +68,11 @@ from pathlib import Path
 
 import numpy as np
 
-from diffam.centroids import write_centroids_csv
+from diffam.authoring.phantom import PhantomConfig, make_phantom
+from diffam.core.centroids import write_centroids_csv
+from diffam.core.image import write_image
+from diffam.core.template import VERSE_IDS, TemplateError, TemplateSet, Vertebra, load_template
 from diffam.evaluation import attempted_levels, evaluate_files, restrict_to_attempted
-from diffam.image import write_image
-from diffam.phantom import PhantomConfig, make_phantom
-from diffam.template import VERSE_IDS, TemplateError, TemplateSet, Vertebra, load_template
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = "spine"

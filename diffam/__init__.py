@@ -11,7 +11,7 @@ Conventions used throughout the package:
     * Voxel arrays are indexed ``array[k, j, i]`` for ITK index (i, j, k),
       i.e. (Z, Y, X) as SimpleITK returns them.
     * The package never imports Hydra: scripts turn configs into the
-      dataclasses of :mod:`diffam.config` and call plain functions.
+      dataclasses of :mod:`diffam.core.config` and call plain functions.
 """
 
 __version__ = "0.1.0"

@@ -169,7 +169,7 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
     Returns:
         The destination path.
     """
-    from diffam.atomic import atomic_path
+    from diffam.core.atomic import atomic_path
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -7,7 +7,7 @@ table: TotalSegmentator v2 (task "total") is built in, any other through a
 two-column CSV file (``source,verse``).
 
 This module keeps its own small table on purpose so that evaluation does not
-depend on the rest of the package; it must agree with ``diffam.labels``.
+depend on the rest of the package; it must agree with ``diffam.core.labels``.
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ def _verse_identity() -> dict[int, int]:
 
 
 def _totalsegmentator_v2() -> dict[int, int]:
-    from diffam.labels import TOTALSEGMENTATOR_TO_VERSE
+    from diffam.core.labels import TOTALSEGMENTATOR_TO_VERSE
 
     return dict(TOTALSEGMENTATOR_TO_VERSE)
 

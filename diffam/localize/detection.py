@@ -22,7 +22,7 @@ the local left axis, 1 mm apart. Then:
    period from one level to the next), so that one missing or spurious peak
    does not add or drop a vertebra. When a hint names the end level, the
    period is also pulled towards each level's typical height (body plus
-   disc, from the cited measurements of :mod:`diffam.anatomy`).
+   disc, from the cited measurements of :mod:`diffam.authoring.anatomy`).
 4. One vertebra lies between each pair of consecutive discs, plus one at
    each end of the curve when a fifth of its height is in view. Its centroid
    is the centre of the bone (above :data:`CENTROID_BONE_HU`, with the
@@ -42,9 +42,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from diffam.anatomy import DISC_BELOW, MEASURED
-from diffam.image import Volume
-from diffam.labels import level_name, segment_of
+from diffam.authoring.anatomy import DISC_BELOW, MEASURED
+from diffam.core.image import Volume
+from diffam.core.labels import level_name, segment_of
 from diffam.localize.centerline import Centerline
 from diffam.localize.orientation import local_frame
 
@@ -358,7 +358,7 @@ def period_range(verse_ids: list[int]) -> tuple[float, float]:
 def typical_period_mm(verse_id: int) -> float:
     """Typical vertebral period (mm) of one level: mean body height plus the disc below.
 
-    From the cited measurements of :mod:`diffam.anatomy` (Panjabi et al.
+    From the cited measurements of :mod:`diffam.authoring.anatomy` (Panjabi et al.
     body heights, Gilad and Nissan disc heights): about 19 mm at C3-T1,
     23 mm at T6, 31 mm at T12, 36-39 mm at L1-L5.
     """

@@ -13,7 +13,7 @@ a hint, and naming raises :class:`LocalizationError` with the options to pass.
 
 from __future__ import annotations
 
-from diffam.labels import level_name, verse_id
+from diffam.core.labels import level_name, verse_id
 
 #: The standard sequence of mobile vertebrae from head to tail.
 STANDARD_LEVELS: tuple[int, ...] = tuple(range(1, 25))  # C1 .. L5

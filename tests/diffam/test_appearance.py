@@ -1,10 +1,10 @@
-"""Tests of diffam.appearance: the Fourier-feature MLP f_theta."""
+"""Tests of diffam.fit.appearance: the Fourier-feature MLP f_theta."""
 
 import pytest
 import torch
 
-from diffam.appearance import AppearanceModel
-from diffam.optim import appearance_optimizer
+from diffam.fit.appearance import AppearanceModel
+from diffam.fit.optim import appearance_optimizer
 
 
 def test_shape_and_initial_value():

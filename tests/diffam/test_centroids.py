@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from diffam.centroids import (
+from diffam.core.centroids import (
     CentroidError,
     centroids_from_label_map,
     read_centroids,
@@ -16,7 +16,7 @@ from diffam.centroids import (
     write_centroids_csv,
     write_verse_json,
 )
-from diffam.image import Volume, read_image
+from diffam.core.image import Volume, read_image
 
 
 def lps_volume() -> Volume:

@@ -1,13 +1,13 @@
-"""Tests of diffam.deformation: SpineShapeModel and InitialTransform."""
+"""Tests of diffam.fit.deformation: SpineShapeModel and InitialTransform."""
 
 import math
 
 import pytest
 import torch
 
-from diffam.deformation import InitialTransform, SpineShapeModel
-from diffam.optim import VectorAdam
-from diffam.spectral import laplace_beltrami_basis
+from diffam.fit.deformation import InitialTransform, SpineShapeModel
+from diffam.fit.optim import VectorAdam
+from diffam.fit.spectral import laplace_beltrami_basis
 from diffsd.primitives import icosphere
 
 

@@ -16,18 +16,18 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from diffam.colortables import label_entries
-from diffam.config import SegmentationConfig
-from diffam.image import Volume, read_image, resample_like
-from diffam.labels import totalsegmentator_to_verse
-from diffam.outputs import DICOM_SEG_FILE, write_outputs
+from diffam.core.config import SegmentationConfig
+from diffam.core.image import Volume, read_image, resample_like
+from diffam.core.labels import totalsegmentator_to_verse
+from diffam.export.colortables import label_entries
+from diffam.export.writers import DICOM_SEG_FILE, write_outputs
 from tests.diffam.test_outputs import _assert_same_header, _rotation, synthetic_result
 
 highdicom = pytest.importorskip(
     "highdicom",
     reason="DICOM SEG needs the optional extra: pip install -e '.[dicom]' (highdicom, pydicom)",
 )
-from diffam.dicom_seg import (  # noqa: E402
+from diffam.export.dicom_seg import (  # noqa: E402
     DicomSegError,
     read_dicom_seg,
     read_source_datasets,
@@ -131,7 +131,7 @@ def test_real_series_through_write_outputs(real_series, tmp_path):
 
 
 def test_totalsegmentator_ids_in_the_seg(real_series, tmp_path):
-    from diffam.labels import verse_to_totalsegmentator
+    from diffam.core.labels import verse_to_totalsegmentator
 
     image, labels = real_series
     ts = image.with_array(verse_to_totalsegmentator(labels.array))

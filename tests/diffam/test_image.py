@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from diffam import atomic
-from diffam.atomic import atomic_path
-from diffam.image import (
+from diffam.core import atomic
+from diffam.core.atomic import atomic_path
+from diffam.core.image import (
     ImageReadError,
     Volume,
     label_dtype,

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from diffam.image import Volume
-from diffam.interpolation import (
+from diffam.core.image import Volume
+from diffam.fit.interpolation import (
     VolumeSampler,
     gaussian_blur,
     index_gradient,

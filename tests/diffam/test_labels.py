@@ -7,7 +7,7 @@ import csv
 import numpy as np
 import pytest
 
-from diffam.labels import (
+from diffam.core.labels import (
     LEVEL_NAMES,
     TOTALSEGMENTATOR_TO_VERSE,
     VERSE_TO_TOTALSEGMENTATOR,

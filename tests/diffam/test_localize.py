@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from diffam.image import Volume, read_image
+from diffam.core.image import Volume, read_image
 from diffam.localize import LocalizationError, localize_vertebrae
 from diffam.localize.centerline import fit_centerline
 from diffam.localize.naming import name_levels
@@ -38,7 +38,7 @@ def test_name_levels_rejects_inconsistent_or_impossible_hints():
 
 
 def test_segment_refuses_a_bad_hint_even_when_centroids_are_given():
-    from diffam.segment import SegmentationError, segment
+    from diffam.fit.pipeline import SegmentationError, segment
 
     volume = Volume(np.zeros((8, 8, 8), np.float32), [1.0] * 3, [0, 0, 0])
     with pytest.raises(SegmentationError, match=r"levels\.highest=sacrum: hints must be"):
@@ -194,7 +194,7 @@ def test_centerline_ends_stay_straight_and_frames_turn_slowly():
 
 
 def test_score_localization_follows_the_verse_definition():
-    from diffam.localize.evaluation import score_localization
+    from diffam.evaluation.localization import score_localization
 
     true = {20: np.array([0.0, 0, 0]), 21: np.array([0.0, 0, 30])}
     pred = {20: np.array([0.0, 0, 4]), 21: np.array([0.0, 0, 14])}  # 21 is closer to 20's truth
@@ -205,8 +205,8 @@ def test_score_localization_follows_the_verse_definition():
 
 
 def test_wall_to_centroid_offset_is_computed_from_a_template():
+    from diffam.core.template import load_template
     from diffam.localize.detection import wall_to_centroid_offset
-    from diffam.template import load_template
 
     offset = wall_to_centroid_offset(load_template("lumbar"))
     assert 0.0 <= offset <= 15.0  # the constant in use is reported against it
@@ -214,9 +214,9 @@ def test_wall_to_centroid_offset_is_computed_from_a_template():
 
 def _score_chest(shared_data, **hints):
     """Localise the shared chest CT; score against its complete labelled vertebrae."""
-    from diffam.centroids import centroids_from_label_map
-    from diffam.labels import totalsegmentator_to_verse
-    from diffam.localize.evaluation import complete_labels, score_localization
+    from diffam.core.centroids import centroids_from_label_map
+    from diffam.core.labels import totalsegmentator_to_verse
+    from diffam.evaluation.localization import complete_labels, score_localization
 
     folder = shared_data / "ct" / "chest_t1_l2"
     labels = read_image(folder / "labels_totalsegmentator.nii.gz")
@@ -246,9 +246,9 @@ def test_chest_scan_is_named_from_its_ribs(shared_data):
 
 @pytest.mark.slow
 def test_phantom_is_localised():
-    from diffam.localize.evaluation import score_localization
-    from diffam.phantom import PhantomConfig, make_phantom
-    from diffam.template import load_template
+    from diffam.authoring.phantom import PhantomConfig, make_phantom
+    from diffam.core.template import load_template
+    from diffam.evaluation.localization import score_localization
 
     levels = ("L1", "L2", "L3", "L4", "L5")
     phantom = make_phantom(
@@ -265,9 +265,9 @@ def test_localisation_does_not_depend_on_the_voxel_axes():
     """The same anatomy on an LPS grid, a RAS-ordered grid and an oblique grid."""
     from scipy.spatial.transform import Rotation
 
-    from diffam.localize.evaluation import score_localization
-    from diffam.phantom import PhantomConfig, make_phantom
-    from diffam.template import load_template
+    from diffam.authoring.phantom import PhantomConfig, make_phantom
+    from diffam.core.template import load_template
+    from diffam.evaluation.localization import score_localization
 
     template = load_template("lumbar")
     levels = ("L1", "L2", "L3", "L4", "L5")

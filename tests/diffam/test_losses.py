@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from diffam import losses as L
+from diffam.fit import objective as L
 
 
 def test_image_loss_is_mean_absolute_difference():

@@ -1,4 +1,4 @@
-"""Tests of diffam.mesh_ops: edges, normals, areas, sampling, topology, volume."""
+"""Tests of diffam.core.mesh_ops: edges, normals, areas, sampling, topology, volume."""
 
 import math
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from diffam.mesh_ops import (
+from diffam.core.mesh_ops import (
     connected_component_count,
     euler_characteristic,
     face_areas,

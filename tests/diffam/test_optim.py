@@ -1,11 +1,11 @@
-"""Tests of diffam.optim: VectorAdam and the per-frequency step scale."""
+"""Tests of diffam.fit.optim: VectorAdam and the per-frequency step scale."""
 
 import math
 
 import pytest
 import torch
 
-from diffam.optim import VectorAdam, appearance_optimizer, frequency_step_scale
+from diffam.fit.optim import VectorAdam, appearance_optimizer, frequency_step_scale
 
 
 def _random_rotation(seed):

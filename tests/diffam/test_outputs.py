@@ -15,24 +15,24 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from diffam.colortables import (
+from diffam.core.config import SegmentationConfig
+from diffam.core.image import Volume, read_image, write_image
+from diffam.core.labels import LEVEL_NAMES, VERSE_TO_TOTALSEGMENTATOR
+from diffam.export.colortables import (
     label_entries,
     level_color,
     read_itksnap_labels,
     read_slicer_ctbl,
 )
-from diffam.config import SegmentationConfig
-from diffam.fit import FitResult
-from diffam.image import Volume, read_image, write_image
-from diffam.labels import LEVEL_NAMES, VERSE_TO_TOTALSEGMENTATOR
-from diffam.outputs import (
+from diffam.export.qc import plane_images
+from diffam.export.writers import (
     check_output_dir,
     label_format,
     output_files,
     write_outputs,
 )
-from diffam.qc import plane_images
-from diffam.segment import SegmentationResult
+from diffam.fit.model import FitResult
+from diffam.fit.pipeline import SegmentationResult
 
 LEVELS = ("L1", "L2")
 VERSE = (20, 21)
@@ -67,7 +67,7 @@ def synthetic_ct(
 
 def synthetic_result(image: Volume, config: SegmentationConfig) -> SegmentationResult:
     """Labels = the two boxes; meshes = boxes around them in world mm."""
-    from diffam.outputs import exported_id
+    from diffam.export.writers import exported_id
 
     labels = np.zeros(image.array.shape, np.uint8)
     boxes = [
@@ -265,7 +265,7 @@ def test_itksnap_file_has_the_documented_header(tmp_path):
 def test_meshes_load_with_the_template_vertex_count(tmp_path, mesh_format):
     import trimesh
 
-    from diffam.template import load_template
+    from diffam.core.template import load_template
 
     template = load_template("lumbar")
     image = synthetic_ct()
@@ -410,7 +410,7 @@ def test_sitk_reads_what_nibabel_reads(tmp_path):
     image = synthetic_ct(OBLIQUE)
     config = _config(qc_images=False, fit_score=False)
     written = write_outputs(synthetic_result(image, config), image, tmp_path, config)
-    from diffam.image import volume_from_nibabel
+    from diffam.core.image import volume_from_nibabel
 
     other = volume_from_nibabel(nib.load(str(written["labels"])))
     _assert_same_header(other, image)

@@ -1,8 +1,8 @@
-"""Tests of diffam.schedules."""
+"""Tests of diffam.fit.schedules."""
 
 import pytest
 
-from diffam.schedules import alpha_schedule, blur_sigma_schedule, linear_schedule
+from diffam.fit.schedules import alpha_schedule, blur_sigma_schedule, linear_schedule
 
 
 def test_alpha_schedule():

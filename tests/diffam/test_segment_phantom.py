@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from diffam.config import SegmentationConfig
-from diffam.phantom import PhantomConfig, make_phantom
-from diffam.rasterize import rasterize_meshes
-from diffam.segment import initial_placement, segment
-from diffam.template import load_template
+from diffam.authoring.phantom import PhantomConfig, make_phantom
+from diffam.core.config import SegmentationConfig
+from diffam.core.template import load_template
+from diffam.fit.pipeline import initial_placement, segment
+from diffam.fit.rasterize import rasterize_meshes
 
 
 def _dice(a: np.ndarray, b: np.ndarray) -> float:

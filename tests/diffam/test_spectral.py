@@ -1,11 +1,11 @@
-"""Tests of diffam.spectral: cotangent Laplacian, mass, eigenbasis, projection."""
+"""Tests of diffam.fit.spectral: cotangent Laplacian, mass, eigenbasis, projection."""
 
 import numpy as np
 import pytest
 import torch
 
-from diffam.mesh_ops import face_areas
-from diffam.spectral import (
+from diffam.core.mesh_ops import face_areas
+from diffam.fit.spectral import (
     cotangent_laplacian,
     laplace_beltrami_basis,
     lumped_mass,

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from diffam.template import (
+from diffam.core.template import (
     STANDARD_LEVELS,
     VERSE_IDS,
     TemplateError,

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from diffam import template_from_data as tfd
-from diffam.mesh_ops import genus
-from diffam.template import TemplateSet
-from diffam.template_metrics import compare_surfaces, load_reference
+from diffam.authoring import template_from_data as tfd
+from diffam.authoring.template_metrics import compare_surfaces, load_reference
+from diffam.core.mesh_ops import genus
+from diffam.core.template import TemplateSet
 
 
 def _torus_mask(shape=(40, 50, 60), r_major=14.0, r_minor=5.0):

@@ -5,11 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from diffam import remesh
-from diffam.anatomy import LEVELS, level_params
-from diffam.template import STANDARD_LEVELS, VERSE_IDS, load_template, mesh_genus
-from diffam.template_builder import BuildOptions, base_mesh, morph_mesh, spine_frames
-from diffam.vertebra_shape import VertebraParams, body_sdf, canal_sdf, vertebra_bounds, vertebra_sdf
+from diffam.authoring import remesh
+from diffam.authoring.anatomy import LEVELS, level_params
+from diffam.authoring.template_builder import BuildOptions, base_mesh, morph_mesh, spine_frames
+from diffam.authoring.vertebra_shape import (
+    VertebraParams,
+    body_sdf,
+    canal_sdf,
+    vertebra_bounds,
+    vertebra_sdf,
+)
+from diffam.core.template import STANDARD_LEVELS, VERSE_IDS, load_template, mesh_genus
 
 
 def test_every_level_has_parameters():
@@ -113,7 +119,7 @@ def test_lumbar_is_a_subset_of_spine():
 def test_shipped_lumbar_against_reference_shapes(shared_data):
     """Mean symmetric surface distance (similarity-aligned) of the shipped L1-L5 to the open
     reference surfaces: L2-L5 vs the lumbar mean shapes, L1 vs the L1 reference."""
-    from diffam.template_metrics import measure_template
+    from diffam.authoring.template_metrics import measure_template
 
     res = measure_template(load_template("lumbar"), shared_data / "meshes")
     for lv, r in res.items():
@@ -128,7 +134,7 @@ def test_shipped_lumbar_against_reference_shapes(shared_data):
 @pytest.mark.slow
 def test_regenerated_lumbar_matches_shipped():
     """The shipped files are in sync with the generator (deterministic rebuild)."""
-    from diffam.template_builder import build_template_set
+    from diffam.authoring.template_builder import build_template_set
 
     built = build_template_set(["L1", "L2", "L3", "L4", "L5"], "lumbar")
     shipped = load_template("lumbar")

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from diffam.runner import (
+from diffam.cli.runner import (
     SettingsError,
     _done_state,
     find_jobs,
@@ -99,7 +99,7 @@ def test_folder_mode_names_scans_by_stem_and_by_path_when_stems_repeat(tmp_path)
 
 def test_done_state(tmp_path):
     scan, other = tmp_path / "a.nii.gz", tmp_path / "elsewhere" / "a.nii.gz"
-    from diffam.runner import Job
+    from diffam.cli.runner import Job
 
     job = Job(str(scan), tmp_path / "out")
     assert _done_state(job) is None
@@ -197,10 +197,10 @@ def test_two_scan_multirun_with_joblib_launcher(tmp_path):
         "hydra_plugins.hydra_joblib_launcher",
         reason="hydra-joblib-launcher is not installed (pip install -e '.[test]')",
     )
-    from diffam.centroids import write_centroids_csv
-    from diffam.image import write_image
-    from diffam.phantom import PhantomConfig, make_phantom
-    from diffam.template import load_template
+    from diffam.authoring.phantom import PhantomConfig, make_phantom
+    from diffam.core.centroids import write_centroids_csv
+    from diffam.core.image import write_image
+    from diffam.core.template import load_template
 
     scans, ctd, sweep = tmp_path / "scans", tmp_path / "ctd", tmp_path / "results"
     scans.mkdir(), ctd.mkdir()

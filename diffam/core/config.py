@@ -1,0 +1,139 @@
+"""Typed configuration of a segmentation run.
+
+Scripts turn the Hydra config into these dataclasses (:func:`from_mapping`);
+the library takes only them. Defaults are the published DiffAM settings
+(Kim and Park 2024; ``../shared/docs/METHOD.md`` section 2).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class LossWeights:
+    """Weights of the five losses; 0 switches a loss off (the paper's ablations)."""
+
+    image: float = 1.0
+    edge: float = 0.02
+    normal: float = 0.1
+    overlap: float = 1.0
+    variance: float = 0.02
+
+
+@dataclass
+class ShapeConfig:
+    """Deformation model: per-vertebra affine plus spectral (Laplace--Beltrami) modes."""
+
+    num_eigenvectors: int = 64
+    affine: bool = True
+    spectral: bool = True
+    alpha_start: float = 1.0
+    alpha_end: float = 0.4
+    #: Initial per-vertebra scale from the spacing of the given centroids
+    #: against the template's, clamped to this range (1, 1 disables it).
+    initial_scale_range: tuple[float, float] = (0.75, 1.35)
+    #: Rotate each template so its cranio-caudal axis follows the centroid curve.
+    align_to_centroids: bool = True
+
+
+@dataclass
+class AppearanceConfig:
+    """Fourier-feature MLP from signed distance to intensity."""
+
+    num_frequencies: int = 16
+    frequency_std: float = 8.0
+    hidden: int = 64
+    layers: int = 3
+    activation: str = "silu"
+    #: Intensities are divided by this (HU) before fitting.
+    intensity_scale: float = 1000.0
+
+
+@dataclass
+class OptimConfig:
+    """Optimisation schedule (published values)."""
+
+    iterations: int = 3000
+    num_image_points: int = 10000
+    num_surface_points: int = 10000
+    sample_sigma_mm: float = 9.6
+    unit_mm: float = 64.0
+    lr: float = 0.01
+    betas: tuple[float, float] = (0.9, 0.9)
+    blur_start_mm: float = 2.56
+    blur_end_fraction: float = 0.8
+    #: Opening ratio of the Barnes--Hut winding number during fitting.
+    winding_beta: float = 1.25
+    #: Scans are cropped around the spine and resampled to this spacing for
+    #: fitting (the paper used 1 mm isotropic data); 0 keeps the scan's grid.
+    processing_spacing_mm: float = 1.0
+    #: Margin around the initial template kept when cropping, mm.
+    crop_margin_mm: float = 40.0
+
+
+@dataclass
+class ExportConfig:
+    """What the output folder holds (see :mod:`diffam.export.writers`)."""
+
+    labels: str = "verse"  # or "totalsegmentator"
+    per_vertebra_masks: bool = False
+    meshes: bool = True
+    mesh_format: str = "ply"
+    #: File format of the label map (and masks): nii.gz, nii, mha, nrrd, or
+    #: auto for the input's own format (NIfTI for DICOM input and the phantom).
+    format: str = "nii.gz"
+    #: Colour/name tables beside the label map (3D Slicer .ctbl, ITK-SNAP .txt).
+    color_tables: bool = True
+    #: DICOM SEG for DICOM input: auto (when highdicom is installed), true
+    #: (required: fail without highdicom), false.
+    dicom_seg: Any = "auto"
+    #: Quality-control pictures (qc/sagittal.png, qc/coronal.png, qc/losses.png).
+    qc_images: bool = True
+    #: Per-vertebra fit score (image residual near the surface) in the reports.
+    fit_score: bool = True
+    #: A vertebra whose predicted and observed intensities near its surface
+    #: correlate less than this is flagged as doubtful (diffam.fit.quality).
+    fit_score_min_correlation: float = 0.4
+
+
+@dataclass
+class SegmentationConfig:
+    """Everything :func:`diffam.fit.pipeline.segment` needs besides the image."""
+
+    template: str = "spine"
+    levels: list[str] | None = None
+    losses: LossWeights = field(default_factory=LossWeights)
+    shape: ShapeConfig = field(default_factory=ShapeConfig)
+    appearance: AppearanceConfig = field(default_factory=AppearanceConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
+    device: str = "auto"
+    seed: int = 0
+
+
+def from_mapping(cls, mapping: dict[str, Any] | None):
+    """Build dataclass ``cls`` from a plain (nested) dict, refusing unknown keys.
+
+    Lists become tuples where the field's default is a tuple.
+    """
+    if mapping is None:
+        return cls()
+    if dataclasses.is_dataclass(mapping):
+        return mapping
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(mapping) - set(known))
+    if unknown:
+        raise ValueError(f"unknown option(s) {unknown} for {cls.__name__}; valid: {sorted(known)}")
+    values = {}
+    for name, value in mapping.items():
+        f = known[name]
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        if dataclasses.is_dataclass(default) and isinstance(value, dict):
+            value = from_mapping(type(default), value)
+        elif isinstance(default, tuple) and isinstance(value, list | tuple):
+            value = tuple(value)
+        values[name] = value
+    return cls(**values)

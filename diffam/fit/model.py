@@ -1,0 +1,401 @@
+"""The DiffAM optimisation: shape and appearance fitted to one scan.
+
+Every iteration samples points around the current spine surface, predicts
+their intensity from their signed distance to the spine through the
+appearance MLP, and descends the weighted sum of the five losses of
+:mod:`diffam.fit.objective` on the appearance (Adam) and on each vertebra's affine
+and spectral parameters (VectorAdam with the per-frequency step).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+import diffsd
+from diffam.core.config import SegmentationConfig
+from diffam.core.mesh_ops import face_normals, sample_surface, unique_edges
+from diffam.core.template import TemplateSet
+from diffam.fit import objective as L
+from diffam.fit.appearance import AppearanceModel
+from diffam.fit.deformation import InitialTransform, SpineShapeModel
+from diffam.fit.interpolation import VolumeSampler
+from diffam.fit.optim import VectorAdam, appearance_optimizer, frequency_step_scale
+from diffam.fit.schedules import blur_sigma_schedule, linear_schedule
+from diffam.fit.spectral import laplace_beltrami_basis
+
+LOSS_NAMES = ("image", "edge", "normal", "overlap", "variance")
+
+
+@dataclass
+class FitResult:
+    """Fitted shapes.
+
+    Attributes:
+        vertices: (M, V, 3) fitted vertices, LPS mm, template vertex order.
+        faces: (F, 3) shared faces.
+        verse_ids: VerSe id of each of the M vertebrae.
+        levels: level name of each vertebra.
+        history: per iteration, the weighted total and each raw loss.
+        seconds: wall time of the iterations.
+        appearance_profile: (2, S) signed distance (mm) and predicted HU of
+            the fitted appearance function, for reports.
+        completed_iterations: iterations run (less than configured if stopped).
+    """
+
+    vertices: np.ndarray
+    faces: np.ndarray
+    verse_ids: list[int]
+    levels: list[str]
+    history: list[dict[str, float]] = field(default_factory=list)
+    seconds: float = 0.0
+    appearance_profile: np.ndarray | None = None
+    completed_iterations: int = 0
+
+
+def _rotation_between(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Smallest rotation taking unit vector a to unit vector b, (3, 3)."""
+    a = a / np.linalg.norm(a)
+    b = b / np.linalg.norm(b)
+    v = np.cross(a, b)
+    c = float(a @ b)
+    if c < -0.999999:
+        axis = np.cross(a, [1.0, 0, 0]) if abs(a[0]) < 0.9 else np.cross(a, [0, 1.0, 0])
+        axis /= np.linalg.norm(axis)
+        return 2 * np.outer(axis, axis) - np.eye(3)
+    skew = np.array([[0, -v[2], v[1]], [v[2], 0, -v[0]], [-v[1], v[0], 0]])
+    return np.eye(3) + skew + skew @ skew / (1 + c)
+
+
+def _tangents(points: np.ndarray) -> np.ndarray:
+    """Unit tangents of a polyline (M, 3) by central differences."""
+    gradient = np.gradient(points, axis=0)
+    return gradient / np.linalg.norm(gradient, axis=1, keepdims=True).clip(1e-9)
+
+
+def initial_placement(
+    template: TemplateSet, target: np.ndarray, config: SegmentationConfig
+) -> InitialTransform:
+    """Similarity per vertebra moving template centroids onto ``target`` (M, 3) mm.
+
+    With two or more vertebrae, each template is tilted so that its
+    cranio-caudal tangent follows the curve through the targets, and all are
+    scaled by the ratio of target to template inter-centroid spacing.
+    """
+    source = np.stack([v.centroid() for v in template.vertebrae])
+    m = len(source)
+    rotation = np.repeat(np.eye(3)[None], m, axis=0)
+    scale = np.ones(m)
+    if m >= 2:
+        if config.shape.align_to_centroids:
+            for i, (a, b) in enumerate(zip(_tangents(source), _tangents(target))):
+                rotation[i] = _rotation_between(a, b)
+        low, high = config.shape.initial_scale_range
+        ratio = np.median(
+            np.linalg.norm(np.diff(target, axis=0), axis=1)
+            / np.linalg.norm(np.diff(source, axis=0), axis=1).clip(1e-9)
+        )
+        scale[:] = float(np.clip(ratio, low, high))
+    return InitialTransform.from_centroids(source, target, rotation=rotation, scale=scale)
+
+
+class SpineFit:
+    """State of one fit: models, optimisers, samplers; one :meth:`step` per iteration.
+
+    Args:
+        sampler: the scan (HU) on the compute device.
+        template: the template set, already restricted to the levels to fit,
+            in cranio-caudal order; all vertebrae share one connectivity.
+        target_centroids: (M, 3) initial centroid of each template vertebra, mm.
+        config: the run's configuration.
+        device: compute device.
+    """
+
+    def __init__(
+        self,
+        sampler: VolumeSampler,
+        template: TemplateSet,
+        target_centroids: np.ndarray,
+        config: SegmentationConfig,
+        device: torch.device,
+    ):
+        self.config = config
+        self.device = device
+        self.sampler = sampler
+        self.template = template
+        self.iteration = 0
+        self.history: list[dict[str, float]] = []
+        #: Set to True to accumulate per-stage seconds in ``stage_seconds``.
+        self.time_stages = False
+        self.stage_seconds: dict[str, float] = {}
+        optim = config.optim
+        self.unit = optim.unit_mm
+        self.dtype = torch.float32
+        faces = torch.as_tensor(template.faces)
+        # The shared basis lives on the average vertebra, taken in each level's
+        # own frame when the template has frames (levels are tilted along the spine).
+        if all(getattr(v, "frame", None) is not None for v in template.vertebrae):
+            mean_shape = template.mean_local_shape()
+        else:
+            mean_shape = np.mean([v.vertices - v.vertices.mean(0) for v in template.vertebrae], 0)
+        basis = _basis_for(template, mean_shape, faces.numpy(), config.shape.num_eigenvectors)
+        placement = initial_placement(template, np.asarray(target_centroids, float), config)
+        self.shape = SpineShapeModel(
+            [torch.as_tensor(v.vertices) for v in template.vertebrae],
+            faces,
+            torch.as_tensor(basis.eigenvectors),
+            torch.as_tensor(basis.eigenvalues),
+            unit_mm=self.unit,
+            basis_unit_mm=1.0,
+            initial_transform=placement,
+            dtype=self.dtype,
+        ).to(device)
+        a = config.appearance
+        self.appearance = AppearanceModel(
+            n_frequencies=a.num_frequencies,
+            frequency_std=a.frequency_std,
+            hidden=a.hidden,
+            n_hidden_layers=a.layers,
+            activation=a.activation,
+            intensity_scale=a.intensity_scale,
+        ).to(device)
+        self.generator = torch.Generator(device=device).manual_seed(config.seed)
+
+        groups = []
+        for group in self.shape.param_groups():
+            enabled = config.shape.affine if group["name"] == "affine" else config.shape.spectral
+            if enabled:
+                groups.append(group)
+            else:
+                for p in group["params"]:
+                    p.requires_grad_(False)
+        self.shape_optimizer = (
+            VectorAdam(groups, lr=optim.lr, betas=optim.betas) if groups else None
+        )
+        self.appearance_optimizer = appearance_optimizer(
+            self.appearance.parameters(), lr=optim.lr, betas=optim.betas
+        )
+
+        self.faces = self.shape.faces
+        self.packed_faces = self.shape.packed_faces
+        self.num_faces = self.faces.shape[0]
+        self.edges = torch.as_tensor(unique_edges(self.faces.cpu().numpy()), device=device)
+        m = self.shape.num_meshes
+        vertices = self.shape.packed(self.shape()).detach()
+        self.union_bvh = diffsd.MeshBVH(vertices, self.packed_faces)
+        self.mesh_bvh = diffsd.MeshBVH(
+            vertices, self.packed_faces, torch.arange(m, device=device) * self.num_faces
+        )
+        # Start the appearance at the mean intensity around the template.
+        with torch.no_grad():
+            points = self._image_points(vertices)
+            mean = self.appearance.normalize(self.sampler.sample(points)).mean()
+        self.appearance.set_output_bias(float(mean))
+
+    # ------------------------------------------------------------------ pieces
+    def _image_points(self, packed_vertices: torch.Tensor) -> torch.Tensor:
+        """N points on the surfaces plus Gaussian noise (mm), detached, (N, 3)."""
+        optim = self.config.optim
+        points, face, _ = sample_surface(
+            packed_vertices.detach(),
+            self.packed_faces,
+            optim.num_image_points,
+            generator=self.generator,
+        )
+        noise = torch.randn(
+            points.shape, generator=self.generator, device=self.device, dtype=points.dtype
+        )
+        return points + optim.sample_sigma_mm * noise
+
+    def _overlap(self, packed_vertices, points, union_winding) -> torch.Tensor:
+        """L_O over the sample points, in model units.
+
+        Only a point inside two meshes contributes, and there the winding
+        number of the union is about 2: the per-mesh distances are computed
+        for those candidates alone (against every mesh), not for all points.
+        """
+        m = self.shape.num_meshes
+        candidates = points[union_winding > 1.25]
+        if m < 2 or candidates.shape[0] == 0:
+            return packed_vertices.new_zeros(())
+        repeated = candidates.repeat(m, 1)
+        point_mesh = torch.arange(m, device=self.device).repeat_interleave(candidates.shape[0])
+        distance = diffsd.signed_distance(
+            packed_vertices, self.mesh_bvh.faces, repeated, point_mesh=point_mesh,
+            bvh=self.mesh_bvh, beta=self.config.optim.winding_beta).distance / self.unit
+        depth = torch.relu(-distance).reshape(m, -1)  # (M, C)
+        # sum over pairs a < b of depth_a * depth_b
+        return 0.5 * (depth.sum(0) ** 2 - (depth ** 2).sum(0)).sum()
+
+    # ------------------------------------------------------------------ step
+    def step(self) -> dict[str, float]:
+        """One iteration; returns the weighted total and every raw loss."""
+        config, optim, weights = self.config, self.config.optim, self.config.losses
+        total_iterations = optim.iterations
+        sigma = blur_sigma_schedule(
+            self.iteration, total_iterations, optim.blur_start_mm, optim.blur_end_fraction
+        )
+        alpha = linear_schedule(
+            config.shape.alpha_start, config.shape.alpha_end, self.iteration, total_iterations
+        )
+        values: dict[str, torch.Tensor] = {}
+
+        with self.stage_timer("sampling"):
+            target_sampler = self.sampler.blurred(sigma)
+            vertices = self.shape()  # (M, V, 3) mm
+            packed = self.shape.packed(vertices)
+            points = self._image_points(packed)
+            if weights.normal > 0:
+                surface, face, _ = sample_surface(
+                    packed, self.packed_faces, optim.num_surface_points, generator=self.generator
+                )
+        with self.stage_timer("signed_distance"):
+            if weights.image > 0 or weights.overlap > 0:
+                union = diffsd.signed_distance(
+                    packed, self.union_bvh.faces, points, bvh=self.union_bvh,
+                    beta=optim.winding_beta,
+                )
+            if weights.overlap > 0:
+                values["overlap"] = self._overlap(packed, points, union.winding_number)
+        with self.stage_timer("losses"):
+            if weights.image > 0:
+                predicted = self.appearance(union.distance / self.unit)
+                with torch.no_grad():
+                    observed = self.appearance.normalize(target_sampler.sample(points))
+                values["image"] = L.image_loss(predicted, observed)
+            if weights.edge > 0:
+                values["edge"] = L.edge_length_loss(vertices / self.unit, self.edges)
+            if weights.normal > 0:
+                normals = face_normals(packed, self.packed_faces)[face]
+                _, gradient = target_sampler.sample_with_gradient(surface)
+                # HU per mm -> normalised intensity per model unit.
+                gradient = gradient * (self.unit / self.appearance.intensity_scale)
+                values["normal"] = L.normal_loss(normals, gradient)
+            if weights.variance > 0 and config.shape.spectral:
+                values["variance"] = L.variance_loss(
+                    self.shape.coefficients, self.shape.eigenvalues)
+            total = sum(getattr(weights, name) * value for name, value in values.items())
+
+        with self.stage_timer("backward"):
+            self.appearance_optimizer.zero_grad(set_to_none=True)
+            if self.shape_optimizer is not None:
+                self.shape_optimizer.zero_grad(set_to_none=True)
+                if config.shape.spectral:
+                    self.shape_optimizer.set_frequency_scale(
+                        frequency_step_scale(self.shape.eigenvalues, alpha), "spectral"
+                    )
+            total.backward()
+        with self.stage_timer("update"):
+            self.appearance_optimizer.step()
+            if self.shape_optimizer is not None:
+                self.shape_optimizer.step()
+        self.iteration += 1
+        record = {
+            "iteration": self.iteration,
+            "total": float(total.detach()),
+            "blur_mm": sigma,
+            "alpha": alpha,
+        }
+        record.update({name: float(value.detach()) for name, value in values.items()})
+        self.history.append(record)
+        return record
+
+    @contextlib.contextmanager
+    def stage_timer(self, name: str):
+        """Accumulate wall time per stage in :attr:`stage_seconds` (synchronising CUDA)."""
+        if not self.time_stages:
+            yield
+            return
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        tick = time.perf_counter()
+        yield
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        self.stage_seconds[name] = self.stage_seconds.get(name, 0.0) + time.perf_counter() - tick
+
+    def run(
+        self,
+        callback: Callable[[dict[str, float]], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> FitResult:
+        """Iterate up to the configured count (from :attr:`iteration`, so a restored fit resumes).
+
+        Args:
+            callback: called with each iteration's record (progress display).
+            should_stop: polled every iteration; True ends the run early
+                (e.g. after Ctrl-C), keeping the state consistent.
+        """
+        start = time.perf_counter()
+        while self.iteration < self.config.optim.iterations:
+            if should_stop is not None and should_stop():
+                break
+            record = self.step()
+            if callback is not None:
+                callback(record)
+        return self.result(time.perf_counter() - start)
+
+    def result(self, seconds: float = 0.0) -> FitResult:
+        with torch.no_grad():
+            vertices = self.shape().cpu().numpy().astype(np.float64)
+            distance = torch.linspace(-20, 20, 81, device=self.device)
+            profile = self.appearance.denormalize(self.appearance(distance / self.unit))
+        return FitResult(
+            vertices=vertices,
+            faces=self.faces.cpu().numpy(),
+            verse_ids=[v.verse_id for v in self.template.vertebrae],
+            levels=self.template.levels,
+            history=list(self.history),
+            seconds=seconds,
+            appearance_profile=np.stack([distance.cpu().numpy(), profile.cpu().numpy()]),
+            completed_iterations=self.iteration,
+        )
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict:
+        """Everything needed to continue the fit exactly."""
+        return {
+            "iteration": self.iteration,
+            "history": self.history,
+            "shape": self.shape.state_dict(),
+            "appearance": self.appearance.state_dict(),
+            "shape_optimizer": self.shape_optimizer.state_dict() if self.shape_optimizer else None,
+            "appearance_optimizer": self.appearance_optimizer.state_dict(),
+            "generator": self.generator.get_state(),
+            "levels": self.template.levels,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        if list(state["levels"]) != self.template.levels:
+            raise ValueError(
+                f"checkpoint is for levels {state['levels']}, this run fits "
+                f"{self.template.levels}: start without resume=true"
+            )
+        self.iteration = int(state["iteration"])
+        self.history = list(state["history"])
+        self.shape.load_state_dict(state["shape"])
+        self.appearance.load_state_dict(state["appearance"])
+        if self.shape_optimizer is not None and state["shape_optimizer"] is not None:
+            self.shape_optimizer.load_state_dict(state["shape_optimizer"])
+        self.appearance_optimizer.load_state_dict(state["appearance_optimizer"])
+        self.generator.set_state(state["generator"])
+
+
+def _basis_for(template: TemplateSet, mean_shape: np.ndarray, faces: np.ndarray, k: int):
+    """The shared eigenbasis: the template's stored one when it has enough modes."""
+    stored = template.eigenvectors
+    if (
+        stored is not None
+        and template.eigenvalues is not None
+        and stored.shape[1] >= k
+        and stored.shape[0] == mean_shape.shape[0]
+    ):
+        from diffam.fit.spectral import SpectralBasis
+
+        return SpectralBasis(template.eigenvalues[:k], stored[:, :k], np.ones(len(stored)))
+    return laplace_beltrami_basis(mean_shape, faces, min(k, len(mean_shape) - 2))

@@ -1,0 +1,241 @@
+"""Segment one CT scan: the library entry point behind ``scripts/segment.py``.
+
+Takes a :class:`diffam.core.image.Volume` and typed configuration, returns the
+label map on the scan's own grid together with the fitted meshes; it never
+reads a command line and never writes files (see :mod:`diffam.export.writers`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from diffam.core.centroids import check_inside
+from diffam.core.config import SegmentationConfig
+from diffam.core.image import Volume
+from diffam.core.labels import level_name, verse_to_totalsegmentator
+from diffam.core.template import TemplateSet, load_template
+from diffam.fit.interpolation import VolumeSampler
+from diffam.fit.model import FitResult, SpineFit, initial_placement
+from diffam.fit.rasterize import rasterize_meshes
+from diffam.fit.roi import processing_volume
+
+log = logging.getLogger(__name__)
+
+#: Below this HU no vertebra can be seen: a scan (or region) without bone.
+MIN_BONE_HU = 150.0
+
+
+class SegmentationError(ValueError):
+    """The scan, its centroids or the configuration cannot be segmented; says why and what to do."""
+
+
+@dataclass
+class SegmentationResult:
+    """What :func:`segment` returns.
+
+    Attributes:
+        labels: label map on the input grid (VerSe ids, or TotalSegmentator
+            v2 ids if configured), same geometry as the input.
+        fit: the fitted meshes and the loss history.
+        centroids: VerSe id -> (3,) LPS mm initial centroids used.
+        centroid_source: how they were obtained ("given", or the localiser's naming).
+        completed: False when the run was stopped before the last iteration
+            (the labels then reflect the state reached).
+        timings: seconds per stage.
+    """
+
+    labels: Volume
+    fit: FitResult
+    centroids: dict[int, np.ndarray]
+    centroid_source: str
+    completed: bool
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA when available; ``cuda`` without a GPU is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise SegmentationError("device=cuda was asked for but no CUDA GPU is available; "
+                                "use device=cpu or device=auto")
+    if name != "cpu" and not name.startswith("cuda"):
+        raise SegmentationError(f"device must be auto, cpu or cuda, got {name!r}")
+    return torch.device(name)
+
+
+def select_template(template: TemplateSet, centroids: dict[int, np.ndarray],
+                    levels: list[str] | None) -> TemplateSet:
+    """The template's vertebrae that have a centroid (and are in ``levels``), in order."""
+    wanted = [v.level for v in template.vertebrae if v.verse_id in centroids
+              and (levels is None or v.level in levels)]
+    if not wanted:
+        have = sorted(level_name(k) if 0 < k < 29 else str(k) for k in centroids)
+        raise SegmentationError(
+            f"none of the centroid levels {have} is in template {template.name!r} (levels "
+            f"{template.levels}); choose a template that covers them (template=...)")
+    return template.subset(wanted)
+
+
+def check_bone(volume: Volume, centroids: dict[int, np.ndarray], radius_mm: float = 15.0) -> None:
+    """Refuse a scan with no bone near the centroids (wrong scan, MR, or wrong coordinates)."""
+    brightest = -np.inf
+    for point in centroids.values():
+        index = np.round(volume.world_to_index(point[None])[0]).astype(int)
+        half = np.ceil(radius_mm / volume.spacing).astype(int)
+        lo = np.clip(index - half, 0, np.array(volume.shape_ijk) - 1)
+        hi = np.clip(index + half + 1, 1, np.array(volume.shape_ijk))
+        block = volume.array[lo[2]:hi[2], lo[1]:hi[1], lo[0]:hi[0]]
+        if block.size:
+            brightest = max(brightest, float(np.percentile(block, 99)))
+    if brightest < MIN_BONE_HU:
+        raise SegmentationError(
+            f"no bone near the centroids: the brightest voxels there are {brightest:.0f} HU, "
+            f"below {MIN_BONE_HU:.0f} HU. Is this a CT in Hounsfield units, and are the "
+            "centroids in world LPS millimetres (csv) or voxel indices (VerSe json)?")
+
+
+def check_level_hints(hint_lowest: str | None, hint_highest: str | None) -> None:
+    """Raise :class:`SegmentationError` for a hint that is not a vertebra level."""
+    from diffam.localize.naming import LocalizationError, check_hints
+
+    try:
+        check_hints(hint_lowest, hint_highest)
+    except LocalizationError as error:
+        raise SegmentationError(str(error)) from None
+
+
+def find_centroids(image: Volume, hint_lowest: str | None, hint_highest: str | None):
+    """Initial centroids from the image alone (see :mod:`diffam.localize`)."""
+    try:
+        from diffam.localize import LocalizationError, localize_vertebrae
+    except ImportError as error:  # pragma: no cover - the localiser ships with the package
+        raise SegmentationError("no centroids were given and the automatic localiser is not "
+                                "available: pass centroids=path.json|csv") from error
+    try:
+        found = localize_vertebrae(image, hint_lowest=hint_lowest, hint_highest=hint_highest)
+    except LocalizationError as error:
+        raise SegmentationError(str(error)) from error
+    return found.centroids, found.naming
+
+
+def segment(
+    image: Volume,
+    config: SegmentationConfig | None = None,
+    *,
+    centroids: dict[int, np.ndarray] | None = None,
+    template: TemplateSet | None = None,
+    hint_lowest: str | None = None,
+    hint_highest: str | None = None,
+    progress: Callable[[dict[str, float]], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    checkpoint: Path | None = None,
+    resume: bool = False,
+    checkpoint_every: int = 250,
+) -> SegmentationResult:
+    """Fit the spine template to ``image`` and label its vertebrae.
+
+    Args:
+        image: CT in HU, any orientation and spacing.
+        config: run configuration (default: the published settings).
+        centroids: VerSe id -> (3,) LPS mm initial centroid; found
+            automatically when None.
+        template: a loaded template set (default: ``config.template``).
+        hint_lowest, hint_highest: level names that help the localiser
+            name the vertebrae it finds (e.g. "L5", "T10").
+        progress: called with every iteration's losses.
+        should_stop: polled every iteration; True stops early (Ctrl-C).
+        checkpoint: file to save the fit state to (every
+            ``checkpoint_every`` iterations and when stopped).
+        resume: continue from ``checkpoint`` if it exists.
+
+    Returns:
+        :class:`SegmentationResult`.
+    """
+    config = config or SegmentationConfig()
+    check_level_hints(hint_lowest, hint_highest)
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    device = resolve_device(config.device)
+    torch.manual_seed(config.seed)
+    template = template or load_template(config.template)
+
+    if centroids is None:
+        centroids, source = find_centroids(image, hint_lowest, hint_highest)
+    else:
+        source = "given"
+    try:
+        check_inside(centroids, image)
+    except ValueError as error:
+        raise SegmentationError(str(error)) from error
+    check_bone(image, centroids)
+    chosen = select_template(template, centroids, config.levels)
+    target = np.stack([centroids[v.verse_id] for v in chosen.vertebrae])
+    timings["initialise"] = time.perf_counter() - start
+
+    # Crop around the placed template (plus margin) and resample for fitting.
+    tick = time.perf_counter()
+    placement = initial_placement(chosen, target, config)
+    placed = placement.apply(torch.as_tensor(chosen.stacked_vertices())).numpy()
+    margin = config.optim.crop_margin_mm
+    roi = processing_volume(image, placed.reshape(-1, 3).min(0) - margin,
+                            placed.reshape(-1, 3).max(0) + margin,
+                            config.optim.processing_spacing_mm)
+    sampler = VolumeSampler.from_volume(roi, outside_value=float(np.median(roi.array)),
+                                        sigma_step_mm=0.16, device=device)
+    fit = SpineFit(sampler, chosen, target, config, device)
+    if resume and checkpoint is not None and Path(checkpoint).exists():
+        fit.load_state_dict(torch.load(checkpoint, map_location=device, weights_only=False))
+        log.info("resumed from %s at iteration %d", checkpoint, fit.iteration)
+    timings["prepare"] = time.perf_counter() - tick
+
+    tick = time.perf_counter()
+    stop_requested = False
+
+    def stop() -> bool:
+        nonlocal stop_requested
+        stop_requested = bool(should_stop and should_stop())
+        return stop_requested
+
+    def on_iteration(record):
+        if checkpoint is not None and checkpoint_every and \
+                record["iteration"] % checkpoint_every == 0:
+            save_checkpoint(fit, checkpoint)
+        if progress is not None:
+            progress(record)
+
+    result = fit.run(on_iteration, stop)
+    completed = fit.iteration >= config.optim.iterations
+    if checkpoint is not None and not completed:
+        save_checkpoint(fit, checkpoint)
+    timings["fit"] = time.perf_counter() - tick
+
+    tick = time.perf_counter()
+    labels, _ = rasterize_meshes([(v, result.faces) for v in result.vertices],
+                                 result.verse_ids, image, device=device)
+    if config.export.labels == "totalsegmentator":
+        labels = verse_to_totalsegmentator(labels, unmapped="drop")
+    elif config.export.labels != "verse":
+        raise SegmentationError(
+            f"export.labels must be verse or totalsegmentator, got {config.export.labels!r}")
+    from diffam.core.image import label_dtype
+
+    label_volume = image.with_array(labels.astype(label_dtype(labels)))
+    timings["export"] = time.perf_counter() - tick
+    timings["total"] = time.perf_counter() - start
+    return SegmentationResult(label_volume, result, dict(centroids), source, completed, timings)
+
+
+def save_checkpoint(fit: SpineFit, path: Path) -> None:
+    """Write the fit state atomically (a half-written checkpoint never replaces a good one)."""
+    from diffam.core.atomic import atomic_path
+
+    with atomic_path(path, overwrite=True) as temporary:
+        torch.save(fit.state_dict(), temporary)
