@@ -17,8 +17,8 @@ from scipy import ndimage
 from scipy.spatial.transform import Rotation
 
 import diffsd
-from diffam.core.image import Volume
 from diffam.core.template import TemplateSet
+from diffam.core.volume import Volume
 from diffam.fit.rasterize import rasterize_meshes
 
 

@@ -82,9 +82,9 @@ def surface_from_mask(
 
     Args:
         mask: Boolean array ``(Z, Y, X)`` = ``array[k, j, i]`` (the
-            :class:`diffam.core.image.Volume` layout).
+            :class:`diffam.core.volume.Volume` layout).
         affine_lps: (4, 4) index ``(i, j, k, 1)`` -> LPS mm
-            (:attr:`diffam.core.image.Volume.affine_lps`).
+            (:attr:`diffam.core.volume.Volume.affine_lps`).
         smooth_iterations: Taubin smoothing iterations (0: none).
 
     Returns:

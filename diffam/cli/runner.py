@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from diffam.core.atomic import write_json_atomic
 from diffam.core.config import (
     AppearanceConfig,
     ExportConfig,
@@ -214,7 +215,7 @@ def run_from_settings(settings: dict, should_stop: Callable[[], bool] | None = N
     except (SettingsError, ValueError, TypeError) as error:
         log.error("%s", error)
         if batch:
-            _write_json(batch_record, [_entry(Job(str(settings.get("scan") or
+            write_json_atomic(batch_record, [_entry(Job(str(settings.get("scan") or
                                                       settings.get("scans")),
                                                   Path(settings["output_dir"])),
                                               "failed", error=str(error))])
@@ -267,7 +268,7 @@ def run_from_settings(settings: dict, should_stop: Callable[[], bool] | None = N
         path = write_batch_summary(Path(settings["output_dir"]), entries, mode="folder")
         log.info("batch summary written to %s", path)
     if batch:
-        _write_json(batch_record, entries)
+        write_json_atomic(batch_record, entries)
     return code or (1 if failed else 0)
 
 
@@ -314,17 +315,7 @@ def write_batch_summary(folder: Path, entries: list[dict], mode: str) -> Path:
     """
     summary = {"mode": mode, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                "counts": batch_counts(entries), "scans": entries}
-    return _write_json(Path(folder) / BATCH_SUMMARY_FILE, summary)
-
-
-def _write_json(path: Path, data) -> Path:
-    from diffam.core.atomic import atomic_path
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path, overwrite=True) as temporary:
-        temporary.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    return path
+    return write_json_atomic(Path(folder) / BATCH_SUMMARY_FILE, summary)
 
 
 def _done_state(job: Job) -> str | None:
@@ -333,7 +324,7 @@ def _done_state(job: Job) -> str | None:
     A folder holding another scan's result (two scans with one file stem in a
     multirun) or an unfinished run (stopped, checkpoint left) is not skipped.
     """
-    from diffam.export.writers import REPORT_FILE, output_files
+    from diffam.export.files import REPORT_FILE, output_files
 
     files = output_files(job.output_dir)
     if not any(p.exists() for p in files):
@@ -369,7 +360,8 @@ def run_one(job: Job, settings: dict, config: SegmentationConfig, overwrite: boo
     """Segment one scan and write its output folder; True when the fit completed."""
     from diffam.core.centroids import read_centroids
     from diffam.core.image import read_image
-    from diffam.export.writers import check_output_dir, write_outputs
+    from diffam.export.files import check_output_dir
+    from diffam.export.writers import write_outputs
     from diffam.fit.pipeline import segment
 
     output_dir = job.output_dir

@@ -10,10 +10,15 @@ file system).
 from __future__ import annotations
 
 import contextlib
+import json
+import math
 import os
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 # Suffixes made of two parts: the temporary file must keep them, since image
 # libraries choose the file format from the name.
@@ -108,3 +113,39 @@ def atomic_path(path: str | os.PathLike, *, overwrite: bool = False) -> Iterator
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+
+
+def write_text_atomic(path: str | os.PathLike, text: str, *, overwrite: bool = True) -> Path:
+    """Write text to ``path`` through :func:`atomic_path`; the folder is created if needed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path, overwrite=overwrite) as temporary:
+        temporary.write_text(text, encoding="utf-8", newline="")
+    return path
+
+
+def json_ready(value: Any) -> Any:
+    """``value`` with numpy arrays and scalars, tuples and paths turned into JSON types.
+
+    NaN and infinities become ``null`` (strict JSON has no such numbers).
+    """
+    if isinstance(value, np.ndarray):
+        return json_ready(value.tolist())
+    if isinstance(value, np.generic):
+        return json_ready(value.item())
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def write_json_atomic(path: str | os.PathLike, data: Any, *, overwrite: bool = True) -> Path:
+    """Write ``data`` as indented JSON (see :func:`json_ready`) through :func:`atomic_path`."""
+    return write_text_atomic(
+        path, json.dumps(json_ready(data), indent=2) + "\n", overwrite=overwrite
+    )

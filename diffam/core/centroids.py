@@ -28,8 +28,8 @@ from typing import Literal
 import numpy as np
 
 from diffam.core.atomic import atomic_path
-from diffam.core.image import Volume
 from diffam.core.labels import level_name, totalsegmentator_to_verse, verse_id
+from diffam.core.volume import Volume
 
 Centroids = dict[int, np.ndarray]
 

@@ -168,3 +168,16 @@ def verse_to_totalsegmentator(
     elif unmapped != "drop":
         raise ValueError(f"unmapped must be 'error' or 'drop', not {unmapped!r}")
     return _lookup(labels, VERSE_TO_TOTALSEGMENTATOR, "verse_to_totalsegmentator")
+
+
+#: Label conventions of exported label maps (``export.labels``).
+LABEL_CONVENTIONS = ("verse", "totalsegmentator")
+
+
+def exported_id(verse: int, convention: str) -> int:
+    """Value of a vertebra (by VerSe id) in a label map of ``convention``; 0 if it has none."""
+    if convention == "totalsegmentator":
+        return VERSE_TO_TOTALSEGMENTATOR.get(int(verse), 0)
+    if convention == "verse":
+        return int(verse)
+    raise ValueError(f"label convention must be one of {LABEL_CONVENTIONS}, got {convention!r}")

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from diffam.core.image import Volume
+from diffam.core.volume import Volume
 
 
 @dataclass

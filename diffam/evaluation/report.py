@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict
@@ -30,6 +29,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from diffam.core.atomic import write_json_atomic, write_text_atomic
 
 from .case import CaseResult, VertebraResult
 from .vertebrae import SEGMENTS
@@ -159,25 +160,6 @@ def markdown_per_vertebra(rows: Sequence[VertebraResult]) -> str:
     return "\n".join(lines)
 
 
-def write_text_atomic(path: str | Path, text: str) -> Path:
-    """Write text to ``path`` through a temporary file in the same folder and ``os.replace``.
-
-    Args:
-        path: Destination file; its folder is created if needed.
-        text: Content.
-
-    Returns:
-        The destination path.
-    """
-    from diffam.core.atomic import atomic_path
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path, overwrite=True) as temporary:
-        temporary.write_text(text, encoding="utf-8", newline="")
-    return path
-
-
 def _csv_value(v: Any) -> Any:
     if v is None:
         return ""
@@ -208,33 +190,6 @@ def write_csv(path: str | Path, rows: Sequence[dict[str, Any]], columns: Sequenc
     return write_text_atomic(path, buf.getvalue())
 
 
-def _json_clean(obj: Any) -> Any:
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {str(k): _json_clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_clean(v) for v in obj]
-    if isinstance(obj, Path):
-        return str(obj)
-    if isinstance(obj, np.generic):
-        return _json_clean(obj.item())
-    return obj
-
-
-def write_json(path: str | Path, data: Any) -> Path:
-    """Write JSON atomically; NaN and infinities become ``null``.
-
-    Args:
-        path: Destination file.
-        data: JSON-serialisable data (Paths and numpy scalars allowed).
-
-    Returns:
-        The destination path.
-    """
-    return write_text_atomic(path, json.dumps(_json_clean(data), indent=2) + "\n")
-
-
 def write_report(
     output_dir: str | Path,
     cases: Sequence[CaseResult],
@@ -263,7 +218,7 @@ def write_report(
         "per_vertebra_csv": write_csv(out / "per_vertebra.csv", dict_rows, PER_VERTEBRA_COLUMNS),
         "summary_csv": write_csv(out / "summary.csv", summary, SUMMARY_COLUMNS),
     }
-    paths["json"] = write_json(
+    paths["json"] = write_json_atomic(
         out / "evaluation.json",
         {
             "settings": settings or {},

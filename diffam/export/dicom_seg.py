@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from diffam.core.atomic import atomic_path, check_writable
-from diffam.core.image import Volume
+from diffam.core.volume import Volume
 from diffam.export.colortables import LabelEntry
 
 log = logging.getLogger(__name__)

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from diffam.core.atomic import atomic_path
-from diffam.core.image import Volume
+from diffam.core.volume import Volume
 from diffam.export.colortables import LabelEntry
 
 #: Bone window (HU).

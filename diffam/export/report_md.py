@@ -1,6 +1,6 @@
 """``report.md``: the run report (``report.json``) written for a person.
 
-Made from the same dictionary as ``report.json`` (:func:`diffam.export.writers.build_report`),
+Made from the same dictionary as ``report.json`` (:func:`diffam.export.report.build_report`),
 so the two never disagree: what was segmented, a table per vertebra (volume,
 fit score, doubtful flag), the QC pictures, the final losses, timings, the
 files written and the software versions.

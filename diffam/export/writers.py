@@ -1,161 +1,77 @@
-"""Write a run's output folder: label map, tables, DICOM SEG, meshes, centroids, reports, QC.
+"""Write a run's output folder: one writer per output, switched by the export config.
 
-Every file is written atomically, and an existing output is refused unless
-``overwrite`` is set, so neither an interrupted run nor a second run can
-destroy a previous result. ``report.json`` is written last: its presence
-marks a finished run.
-
-An output folder holds::
-
-    labels.nii.gz          label map on the input grid (export.format: nii.gz, nii, mha,
-                           nrrd, or auto = the input's format)
-    labels.ctbl            3D Slicer colour table (names and colours of the levels)
-    labels_itksnap.txt     ITK-SNAP label description file
-    labels_seg.dcm         DICOM SEG referencing the input series (DICOM input only)
-    masks/<level>.nii.gz   one mask per vertebra (export.per_vertebra_masks)
-    meshes/<level>.ply     fitted surfaces, world LPS mm, template vertex order
-    centroids.json/.csv    the initial centroids used
-    qc/sagittal.png, qc/coronal.png, qc/losses.png
-    report.json, report.md
+Each entry of :data:`OUTPUT_WRITERS` says when it runs (a test on
+:class:`~diffam.core.config.ExportConfig`) and writes its files into the
+folder; adding an output is one writer here plus its config field. Every file
+is written atomically, and an existing output is refused unless ``overwrite``
+is set (:func:`diffam.export.files.check_output_dir`). ``report.json`` is
+written last: its presence marks a finished run. File names are in
+:mod:`diffam.export.files`.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import platform
-from dataclasses import asdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from diffam.core.atomic import atomic_path, check_writable
+from diffam.core.atomic import atomic_path, write_json_atomic
 from diffam.core.centroids import write_centroids_csv, write_verse_json
-from diffam.core.config import SegmentationConfig
-from diffam.core.image import Volume, write_image
-from diffam.core.labels import VERSE_TO_TOTALSEGMENTATOR, level_name
+from diffam.core.config import ExportConfig, SegmentationConfig
+from diffam.core.image import write_image
+from diffam.core.labels import exported_id
+from diffam.core.volume import Volume
+from diffam.export.files import (
+    CENTROID_FILES,
+    DICOM_SEG_FILE,
+    ITKSNAP_TABLE_FILE,
+    QC_DIR,
+    REPORT_FILE,
+    REPORT_MD_FILE,
+    SLICER_TABLE_FILE,
+    label_format,
+    labels_path,
+)
 from diffam.fit.pipeline import SegmentationResult
 
 log = logging.getLogger(__name__)
 
-LABELS_STEM = "labels"
-LABELS_FILE = "labels.nii.gz"
-REPORT_FILE = "report.json"
-REPORT_MD_FILE = "report.md"
-SLICER_TABLE_FILE = "labels.ctbl"
-ITKSNAP_TABLE_FILE = "labels_itksnap.txt"
-DICOM_SEG_FILE = "labels_seg.dcm"
-QC_DIR = "qc"
-QC_FILES = ("sagittal.png", "coronal.png", "losses.png")
-#: Label map formats (``export.format``), besides ``auto``.
-LABEL_FORMATS = ("nii.gz", "nii", "mha", "nrrd")
+_TRUE = ("true", "1", "yes", "on")
+_FALSE = ("false", "0", "no", "off")
 
 
-# ---------------------------------------------------------------------- names
-def label_format(export_format: str, image: Volume | None = None) -> str:
-    """The label map's file suffix (without dot) for ``export.format``.
+@dataclass
+class OutputContext:
+    """What the writers share: the run's result, where it goes, and what they add to the report."""
 
-    ``auto`` follows the input: ``.nii``/``.nii.gz``, ``.mha`` for MetaImage
-    (``.mhd`` too: a two-file format cannot be written atomically), ``.nrrd``
-    for NRRD; NIfTI (``nii.gz``) for DICOM input, the phantom and other formats.
-    """
-    export_format = str(export_format).lower().lstrip(".")
-    if export_format in LABEL_FORMATS:
-        return export_format
-    if export_format != "auto":
-        raise ValueError(
-            f"export.format must be auto or one of {', '.join(LABEL_FORMATS)}, "
-            f"got {export_format!r}"
-        )
-    source = image.source if image is not None else None
-    if source is None:
-        return "nii.gz"
-    if source.format == "nifti":
-        return "nii" if str(source.path).lower().endswith(".nii") else "nii.gz"
-    return {"metaimage": "mha", "nrrd": "nrrd"}.get(source.format, "nii.gz")
+    result: SegmentationResult
+    image: Volume
+    output_dir: Path
+    config: SegmentationConfig
+    overwrite: bool
+    label_format: str
+    #: Label table entries (value, name, colour) of ``config.export.labels``.
+    entries: list
+    #: Problems with optional outputs; they go to the report, the run still succeeds.
+    warnings: list[str] = field(default_factory=list)
+    #: Keys a writer adds to report.json.
+    report: dict = field(default_factory=dict)
+    #: Per-vertebra fit scores (:func:`diffam.fit.quality.fit_scores`), when computed.
+    scores: list | None = None
 
 
-def labels_path(output_dir: Path, fmt: str = "nii.gz") -> Path:
-    return Path(output_dir) / f"{LABELS_STEM}.{fmt}"
+@dataclass(frozen=True)
+class OutputWriter:
+    """One output: written when ``enabled(export_config)``; returns name -> path written."""
+
+    name: str
+    enabled: Callable[[ExportConfig], bool]
+    write: Callable[[OutputContext], dict[str, Path]]
 
 
-def _existing_labels(output_dir: Path) -> list[Path]:
-    return [
-        labels_path(output_dir, f) for f in LABEL_FORMATS if labels_path(output_dir, f).exists()
-    ]
-
-
-def output_files(output_dir: Path, fmt: str | None = None) -> list[Path]:
-    """The main files a finished run leaves (used to skip finished scans in batch mode).
-
-    Args:
-        output_dir: the run's folder.
-        fmt: the label map's format; None: whichever ``labels.*`` exists
-            (``labels.nii.gz`` when none does).
-    """
-    output_dir = Path(output_dir)
-    if fmt is None:
-        existing = _existing_labels(output_dir)
-        labels = existing[0] if existing else output_dir / LABELS_FILE
-    else:
-        labels = labels_path(output_dir, fmt)
-    return [labels, output_dir / REPORT_FILE]
-
-
-def _all_output_names(output_dir: Path) -> list[Path]:
-    output_dir = Path(output_dir)
-    names = [labels_path(output_dir, f) for f in LABEL_FORMATS]
-    names += [
-        output_dir / n
-        for n in (
-            REPORT_FILE,
-            REPORT_MD_FILE,
-            SLICER_TABLE_FILE,
-            ITKSNAP_TABLE_FILE,
-            DICOM_SEG_FILE,
-        )
-    ]
-    names += [output_dir / QC_DIR / n for n in QC_FILES]
-    names += [output_dir / "centroids.json", output_dir / "centroids.csv"]
-    for folder in ("meshes", "masks"):  # any earlier mesh or mask would stop the writing
-        if (output_dir / folder).is_dir():
-            names += sorted(p for p in (output_dir / folder).iterdir() if p.is_file())
-    return names
-
-
-def check_output_dir(output_dir: Path, overwrite: bool) -> None:
-    """Refuse to start a run whose results would replace an existing one.
-
-    Creates the folder, checks that it is writable and that none of the files
-    a run writes exists (unless ``overwrite``), before any work is done.
-
-    Raises:
-        FileExistsError: a result exists and ``overwrite`` is false.
-        PermissionError, NotADirectoryError, FileNotFoundError: the folder
-            cannot be created or written (one-line message naming it).
-    """
-    output_dir = Path(output_dir)
-    if output_dir.exists() and not output_dir.is_dir():
-        raise NotADirectoryError(
-            f"output_dir={output_dir} is a file, not a folder; choose another output_dir"
-        )
-    try:
-        output_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise PermissionError(
-            f"cannot create output folder {output_dir} "
-            f"({error.strerror or error}); choose another output_dir"
-        ) from None
-    for path in _all_output_names(output_dir):
-        if path.exists() and not overwrite:
-            raise FileExistsError(
-                f"{path} exists from an earlier run; pass overwrite=true to replace the results "
-                "(or resume=true to continue a stopped run), or choose another output_dir"
-            )
-    check_writable(output_dir / REPORT_FILE, overwrite=True)
-
-
-# ---------------------------------------------------------------------- pieces
 def write_mesh(vertices: np.ndarray, faces: np.ndarray, path: Path, overwrite: bool) -> None:
     """PLY or STL (by suffix) in world LPS mm, vertex order of the template.
 
@@ -169,39 +85,174 @@ def write_mesh(vertices: np.ndarray, faces: np.ndarray, path: Path, overwrite: b
         mesh.export(temporary, file_type=path.suffix.lstrip("."))
 
 
-def exported_id(verse_id: int, config: SegmentationConfig) -> int:
-    """Value of a vertebra (by VerSe id) in the exported label map; 0 if it has none."""
-    if config.export.labels == "totalsegmentator":
-        return VERSE_TO_TOTALSEGMENTATOR.get(int(verse_id), 0)
-    return int(verse_id)
+# ---------------------------------------------------------------------- writers
+def _labels(ctx: OutputContext) -> dict[str, Path]:
+    path = labels_path(ctx.output_dir, ctx.label_format)
+    return {"labels": write_image(ctx.result.labels, path, label_map=True,
+                                  overwrite=ctx.overwrite)}
 
 
-_exported_id = exported_id  # earlier name
+def _color_tables(ctx: OutputContext) -> dict[str, Path]:
+    from diffam.export.colortables import write_itksnap_labels, write_slicer_ctbl
+
+    return {
+        "slicer_table": write_slicer_ctbl(
+            ctx.entries, ctx.output_dir / SLICER_TABLE_FILE, overwrite=ctx.overwrite),
+        "itksnap_table": write_itksnap_labels(
+            ctx.entries, ctx.output_dir / ITKSNAP_TABLE_FILE, overwrite=ctx.overwrite),
+    }
 
 
-def _label_entries(config: SegmentationConfig):
-    from diffam.export.colortables import label_entries
+def _per_vertebra_masks(ctx: OutputContext) -> dict[str, Path]:
+    fit, labels = ctx.result.fit, ctx.result.labels
+    mask_dir = ctx.output_dir / "masks"
+    mask_dir.mkdir(exist_ok=True)
+    written = {}
+    for verse, level in zip(fit.verse_ids, fit.levels):
+        mask = (labels.array == exported_id(verse, ctx.config.export.labels)).astype(np.uint8)
+        written[f"mask_{level}"] = write_image(
+            labels.with_array(mask), mask_dir / f"{level}.{ctx.label_format}",
+            label_map=True, overwrite=ctx.overwrite,
+        )
+    return written
 
-    return label_entries(config.export.labels)
+
+def _meshes(ctx: OutputContext) -> dict[str, Path]:
+    fit = ctx.result.fit
+    mesh_dir = ctx.output_dir / "meshes"
+    mesh_dir.mkdir(exist_ok=True)
+    written = {}
+    for level, vertices in zip(fit.levels, fit.vertices):
+        path = mesh_dir / f"{level}.{ctx.config.export.mesh_format}"
+        write_mesh(vertices, fit.faces, path, ctx.overwrite)
+        written[f"mesh_{level}"] = path
+    return written
 
 
-def _want_dicom_seg(setting, image: Volume) -> bool | None:
+def dicom_seg_wanted(setting, image: Volume) -> bool | None:
     """True: write it, and fail if impossible; None: write it if possible; False: no."""
     text = str(setting).strip().lower()
-    if text in ("false", "0", "no", "off"):
+    if text in _FALSE:
         return False
+    if text not in _TRUE and text != "auto":
+        raise ValueError(f"export.dicom_seg must be auto, true or false, got {setting!r}")
     if image.source is None or not image.source.is_dicom or len(image.source.dicom_files) < 2:
-        if text in ("true", "1", "yes", "on"):
+        if text in _TRUE:
             log.info("export.dicom_seg=true but the input is not a DICOM series: no DICOM SEG")
         return False
-    if text in ("true", "1", "yes", "on"):
-        return True
-    if text == "auto":
-        return None
-    raise ValueError(f"export.dicom_seg must be auto, true or false, got {setting!r}")
+    return True if text in _TRUE else None
 
 
-# ---------------------------------------------------------------------- main
+def _dicom_seg(ctx: OutputContext) -> dict[str, Path]:
+    import diffam
+    from diffam.export import dicom_seg
+
+    want = dicom_seg_wanted(ctx.config.export.dicom_seg, ctx.image)
+    if want is False:
+        return {}
+    try:
+        if not dicom_seg.available():
+            raise dicom_seg.DicomSegError(
+                'no DICOM SEG written: highdicom is not installed (pip install -e ".[dicom]")'
+            )
+        info = dicom_seg.write_dicom_seg(
+            ctx.result.labels, ctx.image.source.dicom_files, ctx.entries,
+            ctx.output_dir / DICOM_SEG_FILE, overwrite=ctx.overwrite,
+            software_version=diffam.__version__,
+        )
+    except (dicom_seg.DicomSegError, OSError) as error:
+        if want:
+            raise
+        log.warning("%s", error)
+        ctx.warnings.append(str(error))
+        return {}
+    if info.repaired:
+        ctx.warnings.append("the DICOM series lacks " + ", ".join(info.repaired)
+                            + "; the DICOM SEG references repaired values")
+    ctx.report["dicom_seg"] = {
+        "file": info.path.name,
+        "series_instance_uid": info.series_instance_uid,
+        "segments": info.segments,
+        "repaired_source_attributes": info.repaired,
+    }
+    return {"dicom_seg": info.path}
+
+
+def _centroids(ctx: OutputContext) -> dict[str, Path]:
+    json_path, csv_path = (ctx.output_dir / name for name in CENTROID_FILES)
+    write_verse_json(ctx.result.centroids, ctx.image, json_path, overwrite=ctx.overwrite)
+    write_centroids_csv(ctx.result.centroids, csv_path, overwrite=ctx.overwrite)
+    return {"centroids_json": json_path, "centroids_csv": csv_path}
+
+
+def _fit_scores(ctx: OutputContext) -> dict[str, Path]:
+    """No file: the scores go into the reports and flag doubtful vertebrae in the log."""
+    fit, export = ctx.result.fit, ctx.config.export
+    if fit.appearance_profile is None or not len(fit.levels):
+        return {}
+    try:
+        from diffam.fit.quality import fit_scores
+
+        ctx.scores = fit_scores(fit.vertices, fit.faces, fit.levels, fit.appearance_profile,
+                                ctx.image, min_correlation=export.fit_score_min_correlation)
+    except Exception as error:  # noqa: BLE001 - a report extra must not lose the run
+        log.warning("fit score not computed: %s", error)
+        ctx.warnings.append(f"fit score not computed: {error}")
+        return {}
+    for score in ctx.scores:
+        if score.doubtful and not np.isfinite(score.correlation):
+            log.warning("%s looks doubtful: too few points near its surface lie in the image "
+                        "to score it", score.level)
+        elif score.doubtful:
+            log.warning("%s looks doubtful: the fitted surface explains the scan poorly "
+                        "(correlation %.2f < %.2f, residual %.0f HU); check it in qc/ and in a "
+                        "viewer", score.level, score.correlation,
+                        export.fit_score_min_correlation, score.residual_hu)
+    return {}
+
+
+def _qc_images(ctx: OutputContext) -> dict[str, Path]:
+    from diffam.export.qc import write_loss_png, write_plane_png
+
+    result, image = ctx.result, ctx.image
+    written: dict[str, Path] = {}
+    qc_dir = ctx.output_dir / QC_DIR
+    title = Path(str(image.source.path)).name if image.source is not None else ""
+    try:
+        qc_dir.mkdir(exist_ok=True)
+        if len(result.fit.levels):
+            for view in ("sagittal", "coronal"):
+                written[f"qc_{view}"] = write_plane_png(
+                    image, result.labels, result.fit.vertices, ctx.entries, view,
+                    qc_dir / f"{view}.png", overwrite=ctx.overwrite, title=title,
+                )
+        path = write_loss_png(result.fit.history, qc_dir / "losses.png", overwrite=ctx.overwrite,
+                              title=f"Losses over the iterations {title}".strip())
+        if path is not None:
+            written["qc_losses"] = path
+    except Exception as error:  # noqa: BLE001 - pictures must not lose the run
+        log.warning("QC pictures not written: %s", error)
+        ctx.warnings.append(f"QC pictures not written: {error}")
+    return written
+
+
+def _always(export: ExportConfig) -> bool:
+    return True
+
+
+#: Every output but the reports, in the order written.
+OUTPUT_WRITERS: tuple[OutputWriter, ...] = (
+    OutputWriter("labels", _always, _labels),
+    OutputWriter("color_tables", lambda e: e.color_tables, _color_tables),
+    OutputWriter("per_vertebra_masks", lambda e: e.per_vertebra_masks, _per_vertebra_masks),
+    OutputWriter("meshes", lambda e: e.meshes, _meshes),
+    OutputWriter("dicom_seg", _always, _dicom_seg),  # decides from the input, see dicom_seg_wanted
+    OutputWriter("centroids", _always, _centroids),
+    OutputWriter("fit_score", lambda e: e.fit_score, _fit_scores),
+    OutputWriter("qc_images", lambda e: e.qc_images, _qc_images),
+)
+
+
 def write_outputs(
     result: SegmentationResult,
     image: Volume,
@@ -211,7 +262,7 @@ def write_outputs(
     overwrite: bool = False,
     inputs: dict | None = None,
 ) -> dict[str, Path]:
-    """Write everything a user opens after a run.
+    """Write everything a user opens after a run, then ``report.md`` and ``report.json``.
 
     Files that only help (tables, DICOM SEG in ``auto`` mode, fit scores, QC
     pictures) never make the run fail: a failure is logged and listed in the
@@ -220,289 +271,31 @@ def write_outputs(
     Returns:
         name -> path of every file written.
     """
-    import diffam
+    from diffam.export.colortables import label_entries
+    from diffam.export.report import build_report
+    from diffam.export.report_md import write_markdown_report
 
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    export = config.export
-    fmt = label_format(export.format, image)
-    fit = result.fit
-    warnings: list[str] = []
-    written: dict[str, Path] = {}
-    written["labels"] = write_image(
-        result.labels, labels_path(output_dir, fmt), label_map=True, overwrite=overwrite
+    ctx = OutputContext(
+        result=result, image=image, output_dir=output_dir, config=config, overwrite=overwrite,
+        label_format=label_format(config.export.format, image),
+        entries=label_entries(config.export.labels),
     )
-    entries = _label_entries(config)
-    if export.color_tables:
-        from diffam.export.colortables import write_itksnap_labels, write_slicer_ctbl
-
-        written["slicer_table"] = write_slicer_ctbl(
-            entries, output_dir / SLICER_TABLE_FILE, overwrite=overwrite
-        )
-        written["itksnap_table"] = write_itksnap_labels(
-            entries, output_dir / ITKSNAP_TABLE_FILE, overwrite=overwrite
-        )
-    if export.per_vertebra_masks:
-        mask_dir = output_dir / "masks"
-        mask_dir.mkdir(exist_ok=True)
-        for verse_id, level in zip(fit.verse_ids, fit.levels):
-            mask = (result.labels.array == exported_id(verse_id, config)).astype(np.uint8)
-            written[f"mask_{level}"] = write_image(
-                result.labels.with_array(mask),
-                mask_dir / f"{level}.{fmt}",
-                label_map=True,
-                overwrite=overwrite,
-            )
-    if export.meshes:
-        mesh_dir = output_dir / "meshes"
-        mesh_dir.mkdir(exist_ok=True)
-        for level, vertices in zip(fit.levels, fit.vertices):
-            path = mesh_dir / f"{level}.{export.mesh_format}"
-            write_mesh(vertices, fit.faces, path, overwrite)
-            written[f"mesh_{level}"] = path
-    dicom_seg_info = None
-    want_seg = _want_dicom_seg(export.dicom_seg, image)
-    if want_seg is not False:
-        from diffam.export import dicom_seg
-
-        try:
-            if not dicom_seg.available():
-                raise dicom_seg.DicomSegError(
-                    'no DICOM SEG written: highdicom is not installed (pip install -e ".[dicom]")'
-                )
-            dicom_seg_info = dicom_seg.write_dicom_seg(
-                result.labels,
-                image.source.dicom_files,
-                entries,
-                output_dir / DICOM_SEG_FILE,
-                overwrite=overwrite,
-                software_version=diffam.__version__,
-            )
-            written["dicom_seg"] = dicom_seg_info.path
-        except (dicom_seg.DicomSegError, OSError) as error:
-            if want_seg:
-                raise
-            log.warning("%s", error)
-            warnings.append(str(error))
-    written["centroids_json"] = output_dir / "centroids.json"
-    write_verse_json(result.centroids, image, written["centroids_json"], overwrite=overwrite)
-    written["centroids_csv"] = output_dir / "centroids.csv"
-    write_centroids_csv(result.centroids, written["centroids_csv"], overwrite=overwrite)
-
-    scores = None
-    if export.fit_score and fit.appearance_profile is not None and len(fit.levels):
-        try:
-            from diffam.fit.quality import fit_scores
-
-            scores = fit_scores(
-                fit.vertices,
-                fit.faces,
-                fit.levels,
-                fit.appearance_profile,
-                image,
-                min_correlation=export.fit_score_min_correlation,
-            )
-            for score in scores:
-                if score.doubtful and not np.isfinite(score.correlation):
-                    log.warning(
-                        "%s looks doubtful: too few points near its surface lie in the "
-                        "image to score it",
-                        score.level,
-                    )
-                elif score.doubtful:
-                    log.warning(
-                        "%s looks doubtful: the fitted surface explains the scan poorly "
-                        "(correlation %.2f < %.2f, residual %.0f HU); check it in qc/ "
-                        "and in a viewer",
-                        score.level,
-                        score.correlation,
-                        export.fit_score_min_correlation,
-                        score.residual_hu,
-                    )
-        except Exception as error:  # noqa: BLE001 - a report extra must not lose the run
-            log.warning("fit score not computed: %s", error)
-            warnings.append(f"fit score not computed: {error}")
-    if export.qc_images:
-        written.update(_write_qc(result, image, output_dir, entries, overwrite, warnings))
-
-    if dicom_seg_info is not None and dicom_seg_info.repaired:
-        warnings.append(
-            "the DICOM series lacks "
-            + ", ".join(dicom_seg_info.repaired)
-            + "; the DICOM SEG references repaired values"
-        )
-    report = build_report(result, image, config, inputs or {}, scores=scores)
-    report["label_file_format"] = fmt
-    report["warnings"] = warnings
-    if dicom_seg_info is not None:
-        report["dicom_seg"] = {
-            "file": dicom_seg_info.path.name,
-            "series_instance_uid": dicom_seg_info.series_instance_uid,
-            "segments": dicom_seg_info.segments,
-            "repaired_source_attributes": dicom_seg_info.repaired,
-        }
+    written: dict[str, Path] = {}
+    for writer in OUTPUT_WRITERS:
+        if writer.enabled(config.export):
+            written.update(writer.write(ctx))
+    report = build_report(result, image, config, inputs or {}, scores=ctx.scores)
+    report["label_file_format"] = ctx.label_format
+    report["warnings"] = ctx.warnings
+    report.update(ctx.report)
     written["report_md"] = output_dir / REPORT_MD_FILE
     written["report"] = output_dir / REPORT_FILE
     report["files"] = {
         name: str(path.relative_to(output_dir)) if path.is_relative_to(output_dir) else str(path)
         for name, path in written.items()
     }
-    from diffam.export.report_md import write_markdown_report
-
     write_markdown_report(report, written["report_md"], overwrite=overwrite)
-    with atomic_path(written["report"], overwrite=overwrite) as temporary:
-        temporary.write_text(json.dumps(report, indent=2, default=_json_default), encoding="utf-8")
+    write_json_atomic(written["report"], report, overwrite=overwrite)
     return written
-
-
-def _write_qc(
-    result: SegmentationResult,
-    image: Volume,
-    output_dir: Path,
-    entries,
-    overwrite: bool,
-    warnings: list[str],
-) -> dict[str, Path]:
-    from diffam.export.qc import write_loss_png, write_plane_png
-
-    written: dict[str, Path] = {}
-    qc_dir = output_dir / QC_DIR
-    title = Path(str(image.source.path)).name if image.source is not None else ""
-    try:
-        qc_dir.mkdir(exist_ok=True)
-        if len(result.fit.levels):
-            for view in ("sagittal", "coronal"):
-                written[f"qc_{view}"] = write_plane_png(
-                    image,
-                    result.labels,
-                    result.fit.vertices,
-                    entries,
-                    view,
-                    qc_dir / f"{view}.png",
-                    overwrite=overwrite,
-                    title=title,
-                )
-        path = write_loss_png(
-            result.fit.history,
-            qc_dir / "losses.png",
-            overwrite=overwrite,
-            title=f"Losses over the iterations {title}".strip(),
-        )
-        if path is not None:
-            written["qc_losses"] = path
-    except Exception as error:  # noqa: BLE001 - pictures must not lose the run
-        log.warning("QC pictures not written: %s", error)
-        warnings.append(f"QC pictures not written: {error}")
-    return written
-
-
-def _label_statistics(labels: Volume, values: list[int]) -> dict[int, tuple[int, np.ndarray]]:
-    """Voxel count and world centroid (LPS mm; None when empty) of each label value."""
-    from scipy import ndimage
-
-    array = labels.array
-    counts = np.bincount(array.reshape(-1).astype(np.int64), minlength=max(values, default=0) + 1)
-    present = [v for v in values if v > 0 and counts[v] > 0]
-    centres = (
-        ndimage.center_of_mass(np.ones(array.shape, np.uint8), array, present) if present else []
-    )
-    out = {v: (int(counts[v]) if v > 0 else 0, None) for v in values}
-    for value, zyx in zip(present, centres):
-        out[value] = (int(counts[value]), labels.index_to_world(np.array(zyx[::-1])))
-    return out
-
-
-def build_report(
-    result: SegmentationResult, image: Volume, config: SegmentationConfig, inputs: dict, scores=None
-) -> dict:
-    """A JSON-ready summary of the run (``scores``: :func:`diffam.fit.quality.fit_scores`)."""
-    import diffam
-
-    voxel_ml = float(np.prod(image.spacing)) / 1000.0
-    fit = result.fit
-    values = [exported_id(v, config) for v in fit.verse_ids]
-    statistics = _label_statistics(result.labels, values)
-    by_level = {s.level: s for s in scores} if scores else {}
-    vertebrae = []
-    for verse_id, level, value in zip(fit.verse_ids, fit.levels, values):
-        count, centre = statistics[value]
-        entry = {
-            "level": level,
-            "verse_id": verse_id,
-            "label_value": value,
-            "volume_ml": count * voxel_ml,
-            "initial_centroid_mm": result.centroids.get(verse_id),
-            "label_centroid_mm": centre,
-        }
-        score = by_level.get(level)
-        if score is not None:
-            entry.update(
-                {
-                    "fit_residual_hu": score.as_dict()["residual_hu"],
-                    "fit_correlation": score.as_dict()["correlation"],
-                    "fit_score_points": score.points,
-                    "doubtful": score.doubtful,
-                }
-            )
-        vertebrae.append(entry)
-    final = fit.history[-1] if fit.history else {}
-    return {
-        "inputs": inputs,
-        "image": {
-            "shape_ijk": list(image.shape_ijk),
-            "spacing_mm": image.spacing,
-            "origin_mm": image.origin,
-            "direction": image.direction,
-            "orientation": image.orientation_code(),
-        },
-        "centroids_source": result.centroid_source,
-        "completed": result.completed,
-        "iterations": fit.completed_iterations,
-        "iterations_configured": config.optim.iterations,
-        "timings_s": result.timings,
-        "final_losses": final,
-        "label_convention": config.export.labels,
-        "vertebrae": vertebrae,
-        "levels_found": [level_name(v) for v in fit.verse_ids],
-        "doubtful_levels": [v["level"] for v in vertebrae if v.get("doubtful")],
-        "fit_score_min_correlation": config.export.fit_score_min_correlation if scores else None,
-        "appearance_profile": None
-        if fit.appearance_profile is None
-        else {
-            "distance_mm": np.round(fit.appearance_profile[0], 3),
-            "predicted_hu": np.round(fit.appearance_profile[1], 1),
-        },
-        "config": asdict(config),
-        "versions": _versions(diffam.__version__),
-    }
-
-
-def _versions(own: str) -> dict[str, str]:
-    import numba
-    import SimpleITK
-    import torch
-
-    versions = {
-        "diffam": own,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "numba": numba.__version__,
-        "SimpleITK": SimpleITK.Version_VersionString(),
-    }
-    try:
-        import highdicom
-
-        versions["highdicom"] = highdicom.__version__
-    except ImportError:
-        pass
-    return versions
-
-
-def _json_default(value):
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")

@@ -1,7 +1,7 @@
 """Differentiable sampling of a CT volume at world points (torch).
 
 Points are LPS millimetres; a ``(4, 4)`` world->index matrix (the inverse of
-:attr:`diffam.core.image.Volume.affine_lps`) maps them to continuous ITK indices
+:attr:`diffam.core.volume.Volume.affine_lps`) maps them to continuous ITK indices
 ``(i, j, k)``, whose integer values are voxel centres. The volume tensor is
 ``(Z, Y, X)`` = ``[k, j, i]``, so for ``torch.nn.functional.grid_sample``
 (with ``align_corners=True``) grid ``x`` is ``i`` (the last array axis),
@@ -296,7 +296,7 @@ class VolumeSampler:
 
     @classmethod
     def from_volume(cls, volume, **kwargs) -> VolumeSampler:
-        """A sampler for a :class:`diffam.core.image.Volume` (its array and geometry)."""
+        """A sampler for a :class:`diffam.core.volume.Volume` (its array and geometry)."""
         array = np.asarray(volume.array, dtype=np.float32)
         return cls(torch.from_numpy(array), volume.world_to_index_affine, volume.spacing, **kwargs)
 

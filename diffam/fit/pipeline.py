@@ -1,6 +1,6 @@
 """Segment one CT scan: the library entry point behind ``scripts/segment.py``.
 
-Takes a :class:`diffam.core.image.Volume` and typed configuration, returns the
+Takes a :class:`diffam.core.volume.Volume` and typed configuration, returns the
 label map on the scan's own grid together with the fitted meshes; it never
 reads a command line and never writes files (see :mod:`diffam.export.writers`).
 """
@@ -18,9 +18,9 @@ import torch
 
 from diffam.core.centroids import check_inside
 from diffam.core.config import SegmentationConfig
-from diffam.core.image import Volume
 from diffam.core.labels import level_name, verse_to_totalsegmentator
 from diffam.core.template import TemplateSet, load_template
+from diffam.core.volume import Volume
 from diffam.fit.interpolation import VolumeSampler
 from diffam.fit.model import FitResult, SpineFit, initial_placement
 from diffam.fit.rasterize import rasterize_meshes

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from diffam.core.image import Volume
+from diffam.core.volume import Volume
 
 #: Correlation below which a vertebra is flagged as doubtful (see the module notes).
 DEFAULT_MIN_CORRELATION = 0.4

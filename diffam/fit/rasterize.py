@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 import diffsd
-from diffam.core.image import Volume
+from diffam.core.volume import Volume
 
 
 def _index_box(reference: Volume, vertices: np.ndarray, margin_voxels: int = 1):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from diffam.core.image import Volume, resample
+from diffam.core.volume import Volume, resample
 
 
 def crop_to_world_box(volume: Volume, lo_mm: np.ndarray, hi_mm: np.ndarray) -> Volume:

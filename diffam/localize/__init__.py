@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from diffam.core.image import Volume
 from diffam.core.labels import level_name, verse_id
+from diffam.core.volume import Volume
 from diffam.localize.centerline import Centerline, extend_centerline, fit_centerline
 from diffam.localize.detection import Detection, detect_vertebrae, period_range
 from diffam.localize.grid import to_working_grid

@@ -43,8 +43,8 @@ import numpy as np
 from scipy import ndimage
 
 from diffam.authoring.anatomy import DISC_BELOW, MEASURED
-from diffam.core.image import Volume
 from diffam.core.labels import level_name, segment_of
+from diffam.core.volume import Volume
 from diffam.localize.centerline import Centerline
 from diffam.localize.orientation import local_frame
 

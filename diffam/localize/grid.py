@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import SimpleITK as sitk
 
-from diffam.core.image import Volume
+from diffam.core.volume import Volume
 
 #: Value outside the scan (air in HU).
 OUTSIDE_HU = -1024.0

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from diffam.core.image import Volume
+from diffam.core.volume import Volume
 from diffam.localize.centerline import Centerline
 from diffam.localize.detection import straighten
 from diffam.localize.spine_column import blood_pool_mask

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from diffam.core.image import Volume
+from diffam.core.volume import Volume
 from diffam.localize.grid import grid_to_world
 
 #: Longest gap (mm) along z between linked canal sections in the second pass.

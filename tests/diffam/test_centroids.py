@@ -16,7 +16,8 @@ from diffam.core.centroids import (
     write_centroids_csv,
     write_verse_json,
 )
-from diffam.core.image import Volume, read_image
+from diffam.core.image import read_image
+from diffam.core.volume import Volume
 
 
 def lps_volume() -> Volume:

@@ -17,10 +17,12 @@ import pytest
 import SimpleITK as sitk
 
 from diffam.core.config import SegmentationConfig
-from diffam.core.image import Volume, read_image, resample_like
+from diffam.core.image import read_image
 from diffam.core.labels import totalsegmentator_to_verse
+from diffam.core.volume import Volume, resample_like
 from diffam.export.colortables import label_entries
-from diffam.export.writers import DICOM_SEG_FILE, write_outputs
+from diffam.export.files import DICOM_SEG_FILE
+from diffam.export.writers import write_outputs
 from tests.diffam.test_outputs import _assert_same_header, _rotation, synthetic_result
 
 highdicom = pytest.importorskip(

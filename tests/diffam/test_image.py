@@ -12,18 +12,16 @@ import SimpleITK as sitk
 
 from diffam.core import atomic
 from diffam.core.atomic import atomic_path
-from diffam.core.image import (
+from diffam.core.image import label_dtype, read_image, write_image
+from diffam.core.volume import (
     ImageReadError,
     Volume,
-    label_dtype,
     lps_to_ras_affine,
     ras_to_lps_affine,
-    read_image,
     resample,
     resample_like,
     volume_from_nibabel,
     volume_to_nibabel,
-    write_image,
 )
 
 C30, S30 = math.cos(math.radians(30)), math.sin(math.radians(30))

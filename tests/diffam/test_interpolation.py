@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from diffam.core.image import Volume
+from diffam.core.volume import Volume
 from diffam.fit.interpolation import (
     VolumeSampler,
     gaussian_blur,

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from diffam.core.image import Volume, read_image
+from diffam.core.image import read_image
+from diffam.core.volume import Volume
 from diffam.localize import LocalizationError, localize_vertebrae
 from diffam.localize.centerline import fit_centerline
 from diffam.localize.naming import name_levels

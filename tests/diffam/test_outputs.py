@@ -16,21 +16,18 @@ import pytest
 import SimpleITK as sitk
 
 from diffam.core.config import SegmentationConfig
-from diffam.core.image import Volume, read_image, write_image
+from diffam.core.image import read_image, write_image
 from diffam.core.labels import LEVEL_NAMES, VERSE_TO_TOTALSEGMENTATOR
+from diffam.core.volume import Volume
 from diffam.export.colortables import (
     label_entries,
     level_color,
     read_itksnap_labels,
     read_slicer_ctbl,
 )
+from diffam.export.files import check_output_dir, label_format, output_files
 from diffam.export.qc import plane_images
-from diffam.export.writers import (
-    check_output_dir,
-    label_format,
-    output_files,
-    write_outputs,
-)
+from diffam.export.writers import write_outputs
 from diffam.fit.model import FitResult
 from diffam.fit.pipeline import SegmentationResult
 
@@ -67,7 +64,7 @@ def synthetic_ct(
 
 def synthetic_result(image: Volume, config: SegmentationConfig) -> SegmentationResult:
     """Labels = the two boxes; meshes = boxes around them in world mm."""
-    from diffam.export.writers import exported_id
+    from diffam.core.labels import exported_id
 
     labels = np.zeros(image.array.shape, np.uint8)
     boxes = [
@@ -76,7 +73,7 @@ def synthetic_result(image: Volume, config: SegmentationConfig) -> SegmentationR
     ]
     vertices, faces = [], None
     for verse, (kz, jy, ix) in zip(VERSE, boxes):
-        labels[kz, jy, ix] = exported_id(verse, config)
+        labels[kz, jy, ix] = exported_id(verse, config.export.labels)
         lo = np.array([ix.start, jy.start, kz.start]) - 0.5
         hi = np.array([ix.stop, jy.stop, kz.stop]) - 0.5
         corners = image.index_to_world(np.array([lo, hi]))
@@ -410,7 +407,7 @@ def test_sitk_reads_what_nibabel_reads(tmp_path):
     image = synthetic_ct(OBLIQUE)
     config = _config(qc_images=False, fit_score=False)
     written = write_outputs(synthetic_result(image, config), image, tmp_path, config)
-    from diffam.core.image import volume_from_nibabel
+    from diffam.core.volume import volume_from_nibabel
 
     other = volume_from_nibabel(nib.load(str(written["labels"])))
     _assert_same_header(other, image)
