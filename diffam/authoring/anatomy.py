@@ -59,13 +59,7 @@ the posterior arch and the spinous process the posterior tubercle. C2 adds a den
 from __future__ import annotations
 
 from diffam.authoring.vertebra_shape import VertebraParams
-
-#: Level names C1..L5 in cranio-caudal order.
-LEVELS: tuple[str, ...] = tuple(
-    [f"C{i}" for i in range(1, 8)]
-    + [f"T{i}" for i in range(1, 13)]
-    + [f"L{i}" for i in range(1, 6)]
-)
+from diffam.core.labels import STANDARD_LEVELS
 
 _M_KEYS = (
     "body_width",
@@ -563,7 +557,7 @@ def level_params(level: str, *, fitted: bool = True) -> VertebraParams:
         KeyError: Unknown level.
     """
     if level not in MEASURED:
-        raise KeyError(f"no measurements for level {level!r}; known: {', '.join(LEVELS)}")
+        raise KeyError(f"no measurements for level {level!r}; known: {', '.join(STANDARD_LEVELS)}")
     m = dict(MEASURED[level])
     sap_w = m.pop("sap_width")
     vals = {**_model_params(level, {**m, "sap_width": sap_w}), **m, "sap_width": sap_w}

@@ -10,7 +10,8 @@ from collections.abc import Callable
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.sparse.csgraph import connected_components
+
+from diffam.core.mesh_ops import largest_component, signed_volume, vertex_normals
 
 Sdf = Callable[[np.ndarray], np.ndarray]
 
@@ -44,22 +45,6 @@ def polygonise(
     return verts.astype(np.float64), faces
 
 
-def signed_volume(v: np.ndarray, f: np.ndarray) -> float:
-    """Signed enclosed volume, mm^3."""
-    return float(np.einsum("ij,ij->i", v[f[:, 0]], np.cross(v[f[:, 1]], v[f[:, 2]])).sum() / 6.0)
-
-
-def largest_component(v: np.ndarray, f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Keep the connected component with the most faces; drop unused vertices."""
-    n = len(v)
-    e = f[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2)
-    adj = sp.coo_matrix((np.ones(len(e)), (e[:, 0], e[:, 1])), shape=(n, n))
-    _, lab = connected_components(adj, directed=False)
-    flab = lab[f[:, 0]]
-    keep = flab == np.bincount(flab).argmax()
-    return compact(v, f[keep])
-
-
 def compact(v: np.ndarray, f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Drop vertices not referenced by any face and renumber."""
     used = np.unique(f)
@@ -83,15 +68,6 @@ def face_normals(v: np.ndarray, f: np.ndarray, normalise: bool = True) -> np.nda
     if normalise:
         n = n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-15)
     return n
-
-
-def vertex_normals(v: np.ndarray, f: np.ndarray) -> np.ndarray:
-    """(V, 3) area-weighted unit vertex normals."""
-    fn = face_normals(v, f, normalise=False)
-    vn = np.zeros_like(v)
-    for i in range(3):
-        np.add.at(vn, f[:, i], fn)
-    return vn / np.maximum(np.linalg.norm(vn, axis=1, keepdims=True), 1e-15)
 
 
 def sdf_gradient(sdf: Sdf, p: np.ndarray, h: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
@@ -203,12 +179,6 @@ def triangle_quality(v: np.ndarray, f: np.ndarray) -> np.ndarray:
     area = 0.5 * np.linalg.norm(np.cross(b - a, c - a), axis=1)
     s = ((b - a) ** 2).sum(1) + ((c - b) ** 2).sum(1) + ((a - c) ** 2).sum(1)
     return 4.0 * np.sqrt(3.0) * area / np.maximum(s, 1e-15)
-
-
-def edge_lengths(v: np.ndarray, f: np.ndarray) -> np.ndarray:
-    """Lengths of the unique edges, mm."""
-    e = np.unique(np.sort(f[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2), axis=1), axis=0)
-    return np.linalg.norm(v[e[:, 0]] - v[e[:, 1]], axis=1)
 
 
 def folded_faces(sdf: Sdf, v: np.ndarray, f: np.ndarray) -> np.ndarray:

@@ -22,14 +22,15 @@ from pathlib import Path
 import numpy as np
 
 from diffam.authoring import remesh
-from diffam.authoring.anatomy import DISC_BELOW, LEVELS, SAGITTAL_TILT, level_params
+from diffam.authoring.anatomy import DISC_BELOW, SAGITTAL_TILT, level_params
 from diffam.authoring.vertebra_shape import (
     VertebraParams,
     control_points,
     vertebra_bounds,
     vertebra_sdf,
 )
-from diffam.core.template import VERSE_IDS, TemplateError, TemplateSet, Vertebra, check_mesh
+from diffam.core.labels import STANDARD_LEVELS, VERSE_IDS
+from diffam.core.template import TemplateError, TemplateSet, Vertebra, check_mesh
 
 BASE_LEVEL = "L3"
 
@@ -227,7 +228,7 @@ def build_template_set(
         far = min(ids) if direction < 0 else max(ids)
         seq = [
             lv
-            for lv in LEVELS
+            for lv in STANDARD_LEVELS
             if (VERSE_IDS[lv] - base_id) * direction >= 0
             and abs(VERSE_IDS[lv] - base_id) <= abs(far - base_id)
         ]
@@ -272,7 +273,7 @@ def write_shipped_templates(folder: Path, *, overwrite: bool = False,
     existing = [str(p) for p in targets if p.exists()]
     if existing and not overwrite:
         raise FileExistsError(f"{', '.join(existing)} exist: pass overwrite=true to replace them")
-    spine = build_template_set(list(LEVELS), "spine", verbose=verbose)
+    spine = build_template_set(list(STANDARD_LEVELS), "spine", verbose=verbose)
     lumbar = spine.subset([f"L{i}" for i in range(1, 6)])
     lumbar.name = "lumbar"
     lumbar.description = spine.description.replace("C1-L5", "L1-L5")

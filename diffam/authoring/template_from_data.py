@@ -42,7 +42,9 @@ from scipy.spatial import cKDTree
 import diffsd
 from diffam.authoring import remesh
 from diffam.authoring.template_metrics import sample_surface, umeyama
-from diffam.core.template import VERSE_IDS, TemplateError, TemplateSet, Vertebra, load_template
+from diffam.core.labels import VERSE_IDS
+from diffam.core.mesh_ops import largest_component, signed_volume
+from diffam.core.template import TemplateError, TemplateSet, Vertebra, load_template
 from diffam.fit.spectral import laplace_beltrami_basis
 
 Mesh = tuple[np.ndarray, np.ndarray]
@@ -111,8 +113,8 @@ def surface_from_mask(
     a = np.asarray(affine_lps, dtype=np.float64)
     v = ijk @ a[:3, :3].T + a[:3, 3]
     f = faces.astype(np.int64)
-    v, f = remesh.largest_component(v, f)
-    if remesh.signed_volume(v, f) < 0:
+    v, f = largest_component(v, f)
+    if signed_volume(v, f) < 0:
         f = f[:, ::-1].copy()
     if smooth_iterations > 0:
         v = taubin_smooth(v, f, smooth_iterations)
@@ -170,8 +172,8 @@ def load_mesh(path: str | Path) -> Mesh:
     m = trimesh.load(str(path), force="mesh", process=True)
     v = np.asarray(m.vertices, dtype=np.float64)
     f = np.asarray(m.faces, dtype=np.int64)
-    v, f = remesh.largest_component(v, f)
-    if remesh.signed_volume(v, f) < 0:
+    v, f = largest_component(v, f)
+    if signed_volume(v, f) < 0:
         f = f[:, ::-1].copy()
     return v, f
 

@@ -20,15 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from diffam.core.atomic import write_json_atomic
-from diffam.core.config import (
-    AppearanceConfig,
-    ExportConfig,
-    LossWeights,
-    OptimConfig,
-    SegmentationConfig,
-    ShapeConfig,
-    from_mapping,
-)
+from diffam.core.config import SegmentationConfig, segmentation_config
 from diffam.localize.naming import check_hints
 
 log = logging.getLogger("diffam")
@@ -38,22 +30,6 @@ PHANTOM_SCAN = "builtin:phantom"
 
 class SettingsError(ValueError):
     """The settings are inconsistent; the message says which option to change."""
-
-
-def segmentation_config(settings: dict) -> SegmentationConfig:
-    """Typed configuration from the plain settings of ``configs/segment.yaml``."""
-    template = settings.get("template") or {}
-    return SegmentationConfig(
-        template=str(template.get("name", "lumbar")),
-        levels=list(template["levels"]) if template.get("levels") else None,
-        losses=from_mapping(LossWeights, settings.get("losses")),
-        shape=from_mapping(ShapeConfig, settings.get("shape")),
-        appearance=from_mapping(AppearanceConfig, settings.get("appearance")),
-        optim=from_mapping(OptimConfig, settings.get("optim")),
-        export=from_mapping(ExportConfig, settings.get("export")),
-        device=str(settings.get("device", "auto")),
-        seed=int(settings.get("seed", 0)),
-    )
 
 
 @dataclass
@@ -426,38 +402,37 @@ def _make_phantom(settings, config, output_dir: Path, overwrite: bool):
 
 def _report_phantom_dice(predicted: np.ndarray, truth: np.ndarray, verse_ids) -> None:
     from diffam.core.labels import level_name
+    from diffam.evaluation.metrics import dice
 
     scores = []
     for value in verse_ids:
-        a, b = predicted == value, truth == value
-        dice = 2 * np.logical_and(a, b).sum() / max(1, a.sum() + b.sum())
-        scores.append(dice)
-        log.info("Dice %s: %.3f", level_name(value), dice)
+        score = dice(predicted == value, truth == value)
+        scores.append(score)
+        log.info("Dice %s: %.3f", level_name(value), score)
     log.info("mean Dice against the phantom's ground truth: %.3f", float(np.mean(scores)))
 
 
 class _progress_bar:
-    """tqdm bar over iterations showing the losses; a no-op without tqdm."""
+    """tqdm bar over iterations showing the total and every active loss."""
+
+    #: Iterations between refreshes of the loss figures (formatting them costs time).
+    POSTFIX_EVERY = 10
 
     def __init__(self, total: int):
-        self.start = time.perf_counter()
-        try:
-            from tqdm import tqdm
+        from tqdm import tqdm
 
-            self.bar = tqdm(total=total, desc="fitting", unit="it", dynamic_ncols=True)
-        except ImportError:  # pragma: no cover
-            self.bar = None
+        self.start = time.perf_counter()
+        self.bar = tqdm(total=total, desc="fitting", unit="it", dynamic_ncols=True)
 
     def update_record(self, record: dict) -> None:
-        if self.bar is None:
-            return
+        from diffam.fit.objective import LOSS_TERMS
+
         if self.bar.n == 0 and record["iteration"] > 1:  # resumed
             self.bar.update(record["iteration"] - 1)
         self.bar.update(1)
-        if record["iteration"] % 10 == 0:
-            self.bar.set_postfix({k: f"{record[k]:.4f}" for k in
-                                  ("total", "image", "normal", "overlap") if k in record})
+        if record["iteration"] % self.POSTFIX_EVERY == 0:
+            self.bar.set_postfix({k: f"{record[k]:.4f}" for k in ("total", *LOSS_TERMS)
+                                  if k in record})
 
     def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
+        self.bar.close()

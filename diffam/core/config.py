@@ -65,8 +65,13 @@ class OptimConfig:
     betas: tuple[float, float] = (0.9, 0.9)
     blur_start_mm: float = 2.56
     blur_end_fraction: float = 0.8
+    #: Blur widths are rounded to multiples of this (mm), so blurred copies of
+    #: the scan are made once per step of the schedule, not every iteration.
+    blur_step_mm: float = 0.16
     #: Opening ratio of the Barnes--Hut winding number during fitting.
     winding_beta: float = 1.25
+    #: The fit state is saved to output_dir/checkpoint.pt this often (0: only when stopped).
+    checkpoint_every_iterations: int = 250
     #: Scans are cropped around the spine and resampled to this spacing for
     #: fitting (the paper used 1 mm isotropic data); 0 keeps the scan's grid.
     processing_spacing_mm: float = 1.0
@@ -137,3 +142,25 @@ def from_mapping(cls, mapping: dict[str, Any] | None):
             value = tuple(value)
         values[name] = value
     return cls(**values)
+
+
+def segmentation_config(settings: dict[str, Any]) -> SegmentationConfig:
+    """Typed configuration from the plain settings of ``configs/segment.yaml``.
+
+    ``settings`` holds the config groups as nested dicts (``{"optim": {...},
+    "template": {"name": ..., "levels": ...}, "device": ..., "seed": ...}``);
+    what it lacks keeps the dataclass default.
+    """
+    defaults = SegmentationConfig()
+    template = settings.get("template") or {}
+    return SegmentationConfig(
+        template=str(template.get("name", defaults.template)),
+        levels=list(template["levels"]) if template.get("levels") else defaults.levels,
+        losses=from_mapping(LossWeights, settings.get("losses")),
+        shape=from_mapping(ShapeConfig, settings.get("shape")),
+        appearance=from_mapping(AppearanceConfig, settings.get("appearance")),
+        optim=from_mapping(OptimConfig, settings.get("optim")),
+        export=from_mapping(ExportConfig, settings.get("export")),
+        device=str(settings.get("device", defaults.device)),
+        seed=int(settings.get("seed", defaults.seed)),
+    )

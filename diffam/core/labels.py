@@ -23,7 +23,7 @@ from typing import Literal
 
 import numpy as np
 
-Segment = Literal["cervical", "thoracic", "lumbar", "sacral"]
+Segment = Literal["cervical", "thoracic", "lumbar", "sacrum"]
 
 #: Level name -> VerSe id.
 VERSE_IDS: dict[str, int] = {
@@ -36,6 +36,19 @@ VERSE_IDS: dict[str, int] = {
 
 #: VerSe id -> level name.
 LEVEL_NAMES: dict[int, str] = {v: k for k, v in VERSE_IDS.items()}
+
+#: The 24 regular levels C1-L5 in cranio-caudal order (templates hold these).
+STANDARD_LEVELS: tuple[str, ...] = (
+    tuple(f"C{n}" for n in range(1, 8))
+    + tuple(f"T{n}" for n in range(1, 13))
+    + tuple(f"L{n}" for n in range(1, 6))
+)
+#: VerSe ids of :data:`STANDARD_LEVELS` (1-24).
+STANDARD_VERSE_IDS: tuple[int, ...] = tuple(VERSE_IDS[lv] for lv in STANDARD_LEVELS)
+
+#: Segments of the summary tables, in the order of the paper's Table 1 (the
+#: sacrum is reported per vertebra but belongs to none of them).
+SEGMENTS: tuple[str, ...] = ("cervical", "thoracic", "lumbar")
 
 #: TotalSegmentator v2 ("total" task) id of the sacrum and of S1.
 TS_SACRUM = 25
@@ -96,7 +109,7 @@ def segment_of(level: str | int) -> Segment:
 
     Returns:
         ``'cervical'`` (C1-C7), ``'thoracic'`` (T1-T13), ``'lumbar'`` (L1-L6) or
-        ``'sacral'`` (sacrum).
+        ``'sacrum'``.
     """
     v = verse_id(level)
     if v <= 7:
@@ -105,22 +118,55 @@ def segment_of(level: str | int) -> Segment:
         return "thoracic"
     if v <= 25:
         return "lumbar"
-    return "sacral"
+    return "sacrum"
 
 
-def _lookup(label_array: np.ndarray, table: dict[int, int], name: str) -> np.ndarray:
+def anatomical_order(verse: int) -> float:
+    """Sort key placing VerSe ids head to tail (T13 between T12 and L1, the sacrum last)."""
+    return 19.5 if verse == VERSE_IDS["T13"] else float(verse)
+
+
+#: Largest label value a label map may hold (larger values mean an intensity image).
+MAX_LABEL_VALUE = 2**24
+
+
+def relabel(label_array: np.ndarray, table: dict[int, int]) -> tuple[np.ndarray, list[int]]:
+    """Map the values of a label map through ``table`` (values not in it become 0).
+
+    Args:
+        label_array: integer label map, any shape.
+        table: source value -> new value (0-255).
+
+    Returns:
+        ``(relabelled, ignored)``: the uint8 map, same shape, and the sorted
+        non-zero source values present but not in ``table``.
+
+    Raises:
+        ValueError: the array holds non-integer, negative or huge values
+            (an intensity or probability image, not a label map).
+    """
     labels = np.asarray(label_array)
     if labels.dtype.kind not in "iub":
-        if labels.size and not np.all(np.equal(np.mod(labels, 1), 0)):
-            raise ValueError(f"{name}: the label array holds non-integer values; pass a label map")
+        rounded = np.rint(labels)
+        if labels.size and not np.array_equal(rounded, labels):
+            raise ValueError("the label map holds non-integer values: give a label image, "
+                             "not an intensity or probability image")
+        labels = rounded
     labels = labels.astype(np.int64, copy=False)
-    if labels.size and labels.min() < 0:
-        raise ValueError(f"{name}: the label array holds negative values; pass a label map")
-    top = int(labels.max()) if labels.size else 0
-    lut = np.zeros(max(top, max(table)) + 1, dtype=np.uint8)
+    if labels.size == 0:
+        return np.zeros(labels.shape, np.uint8), []
+    lo, hi = int(labels.min()), int(labels.max())
+    if lo < 0:
+        raise ValueError(f"the label map holds negative values ({lo}): not a label image")
+    if hi > MAX_LABEL_VALUE:
+        raise ValueError(f"the label map holds a value of {hi}: not a label image")
+    lut = np.zeros(max(hi, max(table, default=0)) + 1, dtype=np.uint8)
     for src, dst in table.items():
-        lut[src] = dst
-    return lut[labels]
+        if src >= 0:
+            lut[src] = dst
+    present = np.flatnonzero(np.bincount(labels.ravel().astype(np.intp, copy=False)))
+    ignored = [int(v) for v in present if v != 0 and lut[v] == 0]
+    return lut[labels], ignored
 
 
 def totalsegmentator_to_verse(label_array: np.ndarray) -> np.ndarray:
@@ -135,7 +181,7 @@ def totalsegmentator_to_verse(label_array: np.ndarray) -> np.ndarray:
     Returns:
         uint8 array of the same shape with VerSe ids.
     """
-    return _lookup(label_array, TOTALSEGMENTATOR_TO_VERSE, "totalsegmentator_to_verse")
+    return relabel(label_array, TOTALSEGMENTATOR_TO_VERSE)[0]
 
 
 def verse_to_totalsegmentator(
@@ -167,7 +213,7 @@ def verse_to_totalsegmentator(
             )
     elif unmapped != "drop":
         raise ValueError(f"unmapped must be 'error' or 'drop', not {unmapped!r}")
-    return _lookup(labels, VERSE_TO_TOTALSEGMENTATOR, "verse_to_totalsegmentator")
+    return relabel(labels, VERSE_TO_TOTALSEGMENTATOR)[0]
 
 
 #: Label conventions of exported label maps (``export.labels``).

@@ -84,21 +84,6 @@ def face_normals(vertices: torch.Tensor, faces: torch.Tensor, eps: float = 1e-12
     return cross / cross.norm(dim=-1, keepdim=True).clamp_min(eps)
 
 
-def vertex_normals(vertices: torch.Tensor, faces: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
-    """Area-weighted unit vertex normals, (V, 3); differentiable.
-
-    Each vertex averages the normals of its faces weighted by their areas
-    (the sum of the unnormalised face cross products). Unreferenced vertices
-    get a zero vector.
-    """
-    cross = _face_cross(vertices, faces)
-    faces = faces.to(device=vertices.device, dtype=torch.int64)
-    acc = torch.zeros_like(vertices)
-    for i in range(3):
-        acc = acc.index_add(0, faces[:, i], cross)
-    return acc / acc.norm(dim=-1, keepdim=True).clamp_min(eps)
-
-
 def sample_surface(
     vertices: torch.Tensor, faces: torch.Tensor, n: int, generator: torch.Generator | None = None
 ):
@@ -133,18 +118,6 @@ def sample_surface(
     corners = vertices[faces[face_idx]]  # (n, 3, 3)
     points = (bary.unsqueeze(-1) * corners).sum(1)
     return points, face_idx, bary
-
-
-def signed_volume(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
-    """Enclosed volume of a closed mesh (positive for outward orientation); scalar tensor.
-
-    Sum over faces of det(v0, v1, v2) / 6 (divergence theorem), in cubed
-    vertex units; differentiable.
-    """
-    _check_vertices_faces(vertices, faces)
-    faces = faces.to(device=vertices.device, dtype=torch.int64)
-    v0, v1, v2 = (vertices[faces[:, i]] for i in range(3))
-    return (v0 * torch.cross(v1, v2, dim=-1)).sum() / 6.0
 
 
 def _edge_face_incidence(f: np.ndarray):
@@ -236,3 +209,53 @@ def genus(faces) -> int:
         raise ValueError("faces: genus needs a closed, consistently oriented manifold mesh")
     chi = euler_characteristic(faces)
     return (2 * connected_component_count(faces) - chi) // 2
+
+
+# ---------------------------------------------------------------------- NumPy measures
+def signed_volume(vertices: np.ndarray, faces: np.ndarray) -> float:
+    """Signed volume (cubed vertex units) enclosed by a closed mesh; positive when outward.
+
+    Args:
+        vertices: (V, 3) float.
+        faces: (F, 3) int.
+    """
+    v = np.asarray(vertices, dtype=np.float64)
+    f = np.asarray(faces, dtype=np.int64)
+    a, b, c = v[f[:, 0]], v[f[:, 1]], v[f[:, 2]]
+    return float(np.einsum("ij,ij->i", a, np.cross(b, c)).sum() / 6.0)
+
+
+def solid_centroid(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """Centroid (3,) of the solid enclosed by a closed mesh (divergence theorem)."""
+    v = np.asarray(vertices, dtype=np.float64)
+    f = np.asarray(faces, dtype=np.int64)
+    a, b, c = v[f[:, 0]], v[f[:, 1]], v[f[:, 2]]
+    vol6 = np.einsum("ij,ij->i", a, np.cross(b, c))
+    total = vol6.sum()
+    if abs(total) < 1e-12:
+        return v.mean(axis=0)
+    return ((a + b + c) * vol6[:, None]).sum(axis=0) / (4.0 * total)
+
+
+def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """Area-weighted unit vertex normals ``(V, 3)`` of a mesh ``(V, 3)``, ``(F, 3)``."""
+    v = np.asarray(vertices, dtype=np.float64)
+    f = np.asarray(faces, dtype=np.int64)
+    a, b, c = (v[f[:, i]] for i in range(3))
+    face_normal = np.cross(b - a, c - a)
+    normals = np.zeros_like(v)
+    for i in range(3):
+        np.add.at(normals, f[:, i], face_normal)
+    return normals / np.linalg.norm(normals, axis=1, keepdims=True).clip(1e-15)
+
+
+def largest_component(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The connected component with the most faces, unused vertices dropped (trimesh)."""
+    import trimesh
+
+    mesh = trimesh.Trimesh(vertices=vertices, faces=faces, process=False)
+    parts = mesh.split(only_watertight=False)
+    if len(parts) > 1:
+        mesh = max(parts, key=lambda part: len(part.faces))
+    mesh.remove_unreferenced_vertices()
+    return np.asarray(mesh.vertices, dtype=np.float64), np.asarray(mesh.faces, dtype=np.int64)

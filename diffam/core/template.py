@@ -37,34 +37,19 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from diffam.core import mesh_ops
+from diffam.core.labels import VERSE_IDS
+from diffam.core.mesh_ops import signed_volume, solid_centroid
 from diffam.core.resources import template_dirs
 
 FORMAT_NAME = "diffam-template"
 FORMAT_VERSION = 1
-
-#: VerSe label of every vertebra level (METHOD.md section 3); L6 and T13 are
-#: transitional levels that VerSe labels 25 and 28.
-VERSE_IDS: dict[str, int] = {
-    **{f"C{i}": i for i in range(1, 8)},
-    **{f"T{i}": 7 + i for i in range(1, 13)},
-    **{f"L{i}": 19 + i for i in range(1, 6)},
-    "L6": 25,
-    "T13": 28,
-}
-#: Level name of every VerSe label.
-LEVEL_NAMES: dict[int, str] = {v: k for k, v in VERSE_IDS.items()}
-#: The 24 regular levels in cranio-caudal order.
-STANDARD_LEVELS: tuple[str, ...] = tuple(
-    [f"C{i}" for i in range(1, 8)]
-    + [f"T{i}" for i in range(1, 13)]
-    + [f"L{i}" for i in range(1, 6)]
-)
 
 
 class TemplateError(ValueError):
@@ -485,39 +470,6 @@ def load_template(name_or_path: str | os.PathLike, *, validate: bool = True) -> 
 
 
 # ---------------------------------------------------------------------- mesh checks
-def signed_volume(vertices: np.ndarray, faces: np.ndarray) -> float:
-    """Signed volume (mm^3) enclosed by a closed triangle mesh; positive when outward.
-
-    Args:
-        vertices: (V, 3) float.
-        faces: (F, 3) int.
-    """
-    v = np.asarray(vertices, dtype=np.float64)
-    a, b, c = v[faces[:, 0]], v[faces[:, 1]], v[faces[:, 2]]
-    return float(np.einsum("ij,ij->i", a, np.cross(b, c)).sum() / 6.0)
-
-
-def solid_centroid(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """Centroid (3,) of the solid enclosed by a closed mesh (divergence theorem)."""
-    v = np.asarray(vertices, dtype=np.float64)
-    a, b, c = v[faces[:, 0]], v[faces[:, 1]], v[faces[:, 2]]
-    vol6 = np.einsum("ij,ij->i", a, np.cross(b, c))
-    total = vol6.sum()
-    if abs(total) < 1e-12:
-        return v.mean(axis=0)
-    return ((a + b + c) * vol6[:, None]).sum(axis=0) / (4.0 * total)
-
-
-def mesh_genus(vertices: np.ndarray, faces: np.ndarray) -> int:
-    """Genus of a closed, connected, orientable triangle mesh from its Euler characteristic."""
-    faces = np.asarray(faces, dtype=np.int64)
-    e = np.sort(faces[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2), axis=1)
-    n_e = len(np.unique(e, axis=0))
-    n_v = len(np.unique(faces))
-    chi = n_v - n_e + len(faces)
-    return (2 - chi) // 2
-
-
 def check_mesh(
     vertices: np.ndarray, faces: np.ndarray, *, genus: int | None = 1, what: str = "mesh"
 ) -> None:
@@ -601,17 +553,6 @@ def check_mesh(
         n_parts, _ = connected_components(fa, directed=False)
         if n_parts != 1:
             raise TemplateError(f"{what}: {n_parts} connected components, expected 1")
-        g_ = mesh_genus(v, f)
+        g_ = mesh_ops.genus(f)
         if g_ != genus:
             raise TemplateError(f"{what}: genus {g_}, expected {genus}")
-
-
-def validate_levels(levels: Sequence[str]) -> None:
-    """Raise :class:`TemplateError` when a level name is unknown or repeated."""
-    bad = [lv for lv in levels if lv not in VERSE_IDS]
-    if bad:
-        raise TemplateError(
-            f"unknown level names {bad}; expected names like C1..C7, T1..T12, L1..L5"
-        )
-    if len(set(levels)) != len(levels):
-        raise TemplateError(f"repeated level names in {list(levels)}")

@@ -29,10 +29,9 @@ from .identification import Identification, identification_rate, identify
 from .metrics import MaskMetrics, mask_metrics, surface_distances
 from .pairing import Pairing, pair_paths, stem
 from .report import markdown_per_vertebra, markdown_summary, summarize, write_report
-from .vertebrae import VERSE_NAMES, get_mapping, to_verse
+from .vertebrae import get_mapping, to_verse
 
 __all__ = [
-    "VERSE_NAMES",
     "BatchResult",
     "CaseResult",
     "Identification",

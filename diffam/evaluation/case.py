@@ -11,11 +11,13 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
+from diffam.core.labels import LEVEL_NAMES, anatomical_order, segment_of
+
 from .grid import align_to_reference, geometry, read_label_image
 from .identification import DEFAULT_MAX_DISTANCE_MM, identify
 from .metrics import centroids_world, mask_metrics, volume_ml
 from .pairing import stem
-from .vertebrae import VERSE_NAMES, anatomical_order, get_mapping, segment_of, to_verse
+from .vertebrae import get_mapping, to_verse
 
 log = logging.getLogger(__name__)
 
@@ -142,9 +144,9 @@ def evaluate_arrays(
     nan = float("nan")
     rows: list[VertebraResult] = []
     for label in sorted(set(c_gt) | set(c_pred), key=anatomical_order):
-        if label not in VERSE_NAMES:
+        if label not in LEVEL_NAMES:
             raise ValueError(f"{case}: {label} is not a VerSe id; convert labels with to_verse")
-        common = dict(case=case, label=label, name=VERSE_NAMES[label], segment=segment_of(label))
+        common = dict(case=case, label=label, name=LEVEL_NAMES[label], segment=segment_of(label))
         if label in c_gt and label in c_pred:
             box = _union(boxes_gt[label - 1], boxes_pred[label - 1])
             m = mask_metrics(pred[box] == label, gt[box] == label, spacing)

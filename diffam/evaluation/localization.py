@@ -8,6 +8,8 @@ import numpy as np
 
 from diffam.core.volume import Volume
 
+from .identification import DEFAULT_MAX_DISTANCE_MM, identify
+
 
 @dataclass
 class LocalizationScore:
@@ -40,9 +42,10 @@ def score_localization(
     true: dict[int, np.ndarray],
     *,
     evaluate: list[int] | None = None,
-    max_mm: float = 20.0,
+    max_mm: float = DEFAULT_MAX_DISTANCE_MM,
 ) -> LocalizationScore:
-    """Identification rate and localisation errors (VerSe challenge definition).
+    """Identification rate and localisation errors (VerSe challenge definition,
+    :func:`diffam.evaluation.identification.identify`).
 
     Args:
         predicted: VerSe id -> ``(3,)`` mm predicted centroid.
@@ -55,18 +58,9 @@ def score_localization(
         The :class:`LocalizationScore`.
     """
     ids = sorted(true) if evaluate is None else sorted(evaluate)
-    true_ids = sorted(true)
-    true_xyz = np.array([true[k] for k in true_ids]).reshape(-1, 3)
-    identified, errors = [], {}
-    for k in ids:
-        if k not in predicted:
-            continue
-        p = np.asarray(predicted[k], dtype=float)
-        d = float(np.linalg.norm(p - true[k]))
-        errors[k] = d
-        nearest = true_ids[int(np.argmin(np.linalg.norm(true_xyz - p, axis=1)))]
-        if d <= max_mm and nearest == k:
-            identified.append(k)
+    outcome = identify(predicted, true, max_distance_mm=max_mm)
+    identified = [k for k in ids if outcome[k].identified]
+    errors = {k: outcome[k].distance_mm for k in ids if k in predicted}
     return LocalizationScore(ids, identified, errors)
 
 

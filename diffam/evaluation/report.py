@@ -31,9 +31,9 @@ from typing import Any
 import numpy as np
 
 from diffam.core.atomic import write_json_atomic, write_text_atomic
+from diffam.core.labels import SEGMENTS
 
 from .case import CaseResult, VertebraResult
-from .vertebrae import SEGMENTS
 
 PER_VERTEBRA_COLUMNS: tuple[str, ...] = tuple(VertebraResult.__dataclass_fields__)
 SUMMARY_COLUMNS: tuple[str, ...] = (

@@ -6,8 +6,7 @@ Ground truth or predictions in other conventions are converted with a lookup
 table: TotalSegmentator v2 (task "total") is built in, any other through a
 two-column CSV file (``source,verse``).
 
-This module keeps its own small table on purpose so that evaluation does not
-depend on the rest of the package; it must agree with ``diffam.core.labels``.
+The tables themselves are those of :mod:`diffam.core.labels`.
 """
 
 from __future__ import annotations
@@ -17,60 +16,14 @@ from pathlib import Path
 
 import numpy as np
 
-#: VerSe id -> level name, in VerSe numbering.
-VERSE_NAMES: dict[int, str] = {
-    **{i: f"C{i}" for i in range(1, 8)},
-    **{i: f"T{i - 7}" for i in range(8, 20)},
-    **{i: f"L{i - 19}" for i in range(20, 26)},
-    26: "sacrum",
-    28: "T13",
-}
-
-#: Segments of the summary table, in the order of the paper's Table 1.
-SEGMENTS: tuple[str, ...] = ("cervical", "thoracic", "lumbar")
-
-
-def segment_of(verse_id: int) -> str:
-    """Spine segment of a VerSe id.
-
-    Args:
-        verse_id: VerSe label value (1-26 or 28).
-
-    Returns:
-        ``"cervical"``, ``"thoracic"`` (T1-T12 and T13), ``"lumbar"`` (L1-L6)
-        or ``"sacrum"``. The sacrum is reported per vertebra but is not part
-        of the cervical/thoracic/lumbar/total summary rows.
-    """
-    if 1 <= verse_id <= 7:
-        return "cervical"
-    if 8 <= verse_id <= 19 or verse_id == 28:
-        return "thoracic"
-    if 20 <= verse_id <= 25:
-        return "lumbar"
-    if verse_id == 26:
-        return "sacrum"
-    raise ValueError(f"{verse_id} is not a VerSe vertebra id (1-26 or 28)")
-
-
-def anatomical_order(verse_id: int) -> float:
-    """Sort key placing ids head to tail (T13 between T12 and L1).
-
-    Args:
-        verse_id: VerSe label value.
-
-    Returns:
-        A float that sorts C1 < ... < T12 < T13 < L1 < ... < L6 < sacrum.
-    """
-    return 19.5 if verse_id == 28 else float(verse_id)
+from diffam.core.labels import LEVEL_NAMES, TOTALSEGMENTATOR_TO_VERSE, relabel
 
 
 def _verse_identity() -> dict[int, int]:
-    return {i: i for i in VERSE_NAMES}
+    return {i: i for i in LEVEL_NAMES}
 
 
 def _totalsegmentator_v2() -> dict[int, int]:
-    from diffam.core.labels import TOTALSEGMENTATOR_TO_VERSE
-
     return dict(TOTALSEGMENTATOR_TO_VERSE)
 
 
@@ -109,7 +62,7 @@ def read_mapping_csv(path: str | Path) -> dict[int, int]:
                 raise ValueError(
                     f"{path}, line {n}: expected two integers 'source,verse', got {row!r}"
                 ) from None
-            if dst != 0 and dst not in VERSE_NAMES:
+            if dst != 0 and dst not in LEVEL_NAMES:
                 raise ValueError(f"{path}, line {n}: {dst} is not a VerSe id (1-26, 28 or 0)")
             table[src] = dst
     if not table:
@@ -147,25 +100,4 @@ def to_verse(labels: np.ndarray, mapping: dict[int, int]) -> tuple[np.ndarray, l
         sorted non-zero source labels that were present but not mapped
         (set to background), so that callers can report them.
     """
-    if not np.issubdtype(labels.dtype, np.integer):
-        rounded = np.rint(labels)
-        if not np.array_equal(rounded, labels):
-            raise ValueError(
-                "label map holds non-integer values: give a label image, "
-                "not an intensity or probability image"
-            )
-        labels = rounded.astype(np.int64)
-    if labels.size == 0:
-        return np.zeros(labels.shape, np.uint8), []
-    lo, hi = int(labels.min()), int(labels.max())
-    if lo < 0:
-        raise ValueError(f"label map holds negative values ({lo}): not a label image")
-    if hi > 2**24:
-        raise ValueError(f"label map holds a value of {hi}: not a label image")
-    present = np.flatnonzero(np.bincount(labels.ravel().astype(np.intp, copy=False)))
-    lut = np.zeros(hi + 1, dtype=np.uint8)
-    for src, dst in mapping.items():
-        if 0 <= src < lut.size:
-            lut[src] = dst
-    ignored = [int(v) for v in present if v != 0 and lut[v] == 0]
-    return lut[labels], ignored
+    return relabel(labels, mapping)

@@ -19,17 +19,15 @@ import torch
 
 import diffsd
 from diffam.core.config import SegmentationConfig
-from diffam.core.mesh_ops import face_normals, sample_surface, unique_edges
+from diffam.core.mesh_ops import sample_surface, unique_edges
 from diffam.core.template import TemplateSet
-from diffam.fit import objective as L
 from diffam.fit.appearance import AppearanceModel
 from diffam.fit.deformation import InitialTransform, SpineShapeModel
 from diffam.fit.interpolation import VolumeSampler
+from diffam.fit.objective import LOSS_TERMS, StepSamples
 from diffam.fit.optim import VectorAdam, appearance_optimizer, frequency_step_scale
 from diffam.fit.schedules import blur_sigma_schedule, linear_schedule
 from diffam.fit.spectral import laplace_beltrami_basis
-
-LOSS_NAMES = ("image", "edge", "normal", "overlap", "variance")
 
 
 @dataclass
@@ -212,26 +210,6 @@ class SpineFit:
         )
         return points + optim.sample_sigma_mm * noise
 
-    def _overlap(self, packed_vertices, points, union_winding) -> torch.Tensor:
-        """L_O over the sample points, in model units.
-
-        Only a point inside two meshes contributes, and there the winding
-        number of the union is about 2: the per-mesh distances are computed
-        for those candidates alone (against every mesh), not for all points.
-        """
-        m = self.shape.num_meshes
-        candidates = points[union_winding > 1.25]
-        if m < 2 or candidates.shape[0] == 0:
-            return packed_vertices.new_zeros(())
-        repeated = candidates.repeat(m, 1)
-        point_mesh = torch.arange(m, device=self.device).repeat_interleave(candidates.shape[0])
-        distance = diffsd.signed_distance(
-            packed_vertices, self.mesh_bvh.faces, repeated, point_mesh=point_mesh,
-            bvh=self.mesh_bvh, beta=self.config.optim.winding_beta).distance / self.unit
-        depth = torch.relu(-distance).reshape(m, -1)  # (M, C)
-        # sum over pairs a < b of depth_a * depth_b
-        return 0.5 * (depth.sum(0) ** 2 - (depth ** 2).sum(0)).sum()
-
     # ------------------------------------------------------------------ step
     def step(self) -> dict[str, float]:
         """One iteration; returns the weighted total and every raw loss."""
@@ -243,42 +221,26 @@ class SpineFit:
         alpha = linear_schedule(
             config.shape.alpha_start, config.shape.alpha_end, self.iteration, total_iterations
         )
-        values: dict[str, torch.Tensor] = {}
-
+        terms = [term for name, term in LOSS_TERMS.items()
+                 if getattr(weights, name) > 0 and term.applies(self)]
         with self.stage_timer("sampling"):
-            target_sampler = self.sampler.blurred(sigma)
             vertices = self.shape()  # (M, V, 3) mm
             packed = self.shape.packed(vertices)
-            points = self._image_points(packed)
-            if weights.normal > 0:
-                surface, face, _ = sample_surface(
+            samples = StepSamples(vertices=vertices, packed=packed,
+                                  points=self._image_points(packed), union=None,
+                                  target_sampler=self.sampler.blurred(sigma))
+            if any(term.needs_surface_samples for term in terms):
+                samples.surface_points, samples.surface_faces, _ = sample_surface(
                     packed, self.packed_faces, optim.num_surface_points, generator=self.generator
                 )
         with self.stage_timer("signed_distance"):
-            if weights.image > 0 or weights.overlap > 0:
-                union = diffsd.signed_distance(
-                    packed, self.union_bvh.faces, points, bvh=self.union_bvh,
+            if any(term.needs_union_distance for term in terms):
+                samples.union = diffsd.signed_distance(
+                    packed, self.union_bvh.faces, samples.points, bvh=self.union_bvh,
                     beta=optim.winding_beta,
                 )
-            if weights.overlap > 0:
-                values["overlap"] = self._overlap(packed, points, union.winding_number)
         with self.stage_timer("losses"):
-            if weights.image > 0:
-                predicted = self.appearance(union.distance / self.unit)
-                with torch.no_grad():
-                    observed = self.appearance.normalize(target_sampler.sample(points))
-                values["image"] = L.image_loss(predicted, observed)
-            if weights.edge > 0:
-                values["edge"] = L.edge_length_loss(vertices / self.unit, self.edges)
-            if weights.normal > 0:
-                normals = face_normals(packed, self.packed_faces)[face]
-                _, gradient = target_sampler.sample_with_gradient(surface)
-                # HU per mm -> normalised intensity per model unit.
-                gradient = gradient * (self.unit / self.appearance.intensity_scale)
-                values["normal"] = L.normal_loss(normals, gradient)
-            if weights.variance > 0 and config.shape.spectral:
-                values["variance"] = L.variance_loss(
-                    self.shape.coefficients, self.shape.eigenvalues)
+            values = {term.name: term.evaluate(self, samples) for term in terms}
             total = sum(getattr(weights, name) * value for name, value in values.items())
 
         with self.stage_timer("backward"):

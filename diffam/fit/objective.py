@@ -1,4 +1,11 @@
-"""The five DiffAM losses (METHOD.md section 2), each a plain function of tensors.
+"""The DiffAM objective: the five losses of METHOD.md section 2, registered by name.
+
+Each loss is a plain function of tensors (tested on cases with known
+values) plus a :class:`LossTerm` that evaluates it on one iteration's
+:class:`StepSamples`. :data:`LOSS_TERMS` is the registry the fit iterates
+over; each name is also a field of :class:`~diffam.core.config.LossWeights`
+(weight 0 switches the term off). Adding a loss is one function and one term
+here plus its weight field.
 
 All lengths are in model units (64 mm by default), so the published weights
 apply unchanged: ``L = L_I + 0.02 L_E + 0.1 L_N + 1.0 L_O + 0.02 L_V``.
@@ -6,9 +13,25 @@ apply unchanged: ``L = L_I + 0.02 L_E + 0.1 L_N + 1.0 L_O + 0.02 L_V``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
 import torch
 
+import diffsd
+from diffam.core.mesh_ops import face_normals
 
+if TYPE_CHECKING:
+    from diffam.fit.model import SpineFit
+
+#: A point whose winding number about the union of all meshes exceeds this
+#: may lie inside two of them (the union's winding number is about 2 there, 1
+#: inside one mesh); only those points get the per-mesh distances of L_O.
+OVERLAP_CANDIDATE_WINDING = 1.25
+
+
+# ---------------------------------------------------------------------- the losses
 def image_loss(predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """L_I: mean absolute difference of predicted and observed intensity, (N,) each."""
     return (predicted - target).abs().mean()
@@ -36,16 +59,14 @@ def normal_loss(normals: torch.Tensor, image_gradient: torch.Tensor) -> torch.Te
     return torch.exp(-(normals * image_gradient).sum(-1).abs()).mean()
 
 
-def overlap_loss(own_distance: torch.Tensor, other_distance: torch.Tensor) -> torch.Tensor:
-    """L_O: sum over points and mesh pairs of ``ReLU(-d_a) ReLU(-d_b)``.
+def overlap_loss(distance: torch.Tensor) -> torch.Tensor:
+    """L_O: sum over points and mesh pairs a < b of ``ReLU(-d_a) ReLU(-d_b)``.
 
     Args:
-        own_distance: (N,) signed distance of each point to mesh a.
-        other_distance: (N, K) signed distance of the same points to K other
-            meshes b (e.g. the neighbours of a); pairs with a == b must not
-            be included.
+        distance: (M, N) signed distance of N points to each of M meshes.
     """
-    return (torch.relu(-own_distance)[:, None] * torch.relu(-other_distance)).sum()
+    depth = torch.relu(-distance)
+    return 0.5 * (depth.sum(0) ** 2 - (depth * depth).sum(0)).sum()
 
 
 def variance_loss(coefficients: torch.Tensor, eigenvalues: torch.Tensor) -> torch.Tensor:
@@ -59,3 +80,91 @@ def variance_loss(coefficients: torch.Tensor, eigenvalues: torch.Tensor) -> torc
         return coefficients.new_zeros(())
     difference = coefficients[1:] - coefficients[:-1]
     return (eigenvalues.clamp_min(0)[None, :, None] * difference * difference).sum()
+
+
+# ---------------------------------------------------------------------- one iteration
+@dataclass
+class StepSamples:
+    """What the losses of one iteration share (computed once by the fit).
+
+    Attributes:
+        vertices: (M, V, 3) current vertices, mm.
+        packed: (M * V, 3) the same, packed for diffsd.
+        points: (N, 3) image sample points, mm.
+        union: signed distance of ``points`` to the union of all meshes
+            (diffsd result), or None when no term needs it.
+        target_sampler: the scan, blurred for this iteration.
+        surface_points: (S, 3) points on the surface, or None.
+        surface_faces: (S,) packed face index of each surface point, or None.
+    """
+
+    vertices: torch.Tensor
+    packed: torch.Tensor
+    points: torch.Tensor
+    union: Any
+    target_sampler: Any
+    surface_points: torch.Tensor | None = None
+    surface_faces: torch.Tensor | None = None
+
+
+@dataclass(frozen=True)
+class LossTerm:
+    """A registered loss: how to evaluate it and what it needs computed beforehand."""
+
+    name: str
+    evaluate: Callable[[SpineFit, StepSamples], torch.Tensor]
+    needs_union_distance: bool = False
+    needs_surface_samples: bool = False
+    #: False when the term cannot apply under this fit's settings (e.g. L_V without modes).
+    applies: Callable[[SpineFit], bool] = lambda fit: True
+
+
+def _image_term(fit: SpineFit, s: StepSamples) -> torch.Tensor:
+    predicted = fit.appearance(s.union.distance / fit.unit)
+    with torch.no_grad():
+        observed = fit.appearance.normalize(s.target_sampler.sample(s.points))
+    return image_loss(predicted, observed)
+
+
+def _edge_term(fit: SpineFit, s: StepSamples) -> torch.Tensor:
+    return edge_length_loss(s.vertices / fit.unit, fit.edges)
+
+
+def _normal_term(fit: SpineFit, s: StepSamples) -> torch.Tensor:
+    normals = face_normals(s.packed, fit.packed_faces)[s.surface_faces]
+    _, gradient = s.target_sampler.sample_with_gradient(s.surface_points)
+    # HU per mm -> normalised intensity per model unit.
+    gradient = gradient * (fit.unit / fit.appearance.intensity_scale)
+    return normal_loss(normals, gradient)
+
+
+def _overlap_term(fit: SpineFit, s: StepSamples) -> torch.Tensor:
+    """Per-mesh distances only for the points that may lie inside two meshes."""
+    m = fit.shape.num_meshes
+    candidates = s.points[s.union.winding_number > OVERLAP_CANDIDATE_WINDING]
+    if m < 2 or candidates.shape[0] == 0:
+        return s.packed.new_zeros(())
+    repeated = candidates.repeat(m, 1)
+    point_mesh = torch.arange(m, device=fit.device).repeat_interleave(candidates.shape[0])
+    distance = diffsd.signed_distance(
+        s.packed, fit.mesh_bvh.faces, repeated, point_mesh=point_mesh,
+        bvh=fit.mesh_bvh, beta=fit.config.optim.winding_beta,
+    ).distance / fit.unit
+    return overlap_loss(distance.reshape(m, -1))
+
+
+def _variance_term(fit: SpineFit, s: StepSamples) -> torch.Tensor:
+    return variance_loss(fit.shape.coefficients, fit.shape.eigenvalues)
+
+
+#: Every loss of the objective, by the name of its weight in LossWeights.
+LOSS_TERMS: dict[str, LossTerm] = {
+    term.name: term
+    for term in (
+        LossTerm("image", _image_term, needs_union_distance=True),
+        LossTerm("edge", _edge_term),
+        LossTerm("normal", _normal_term, needs_surface_samples=True),
+        LossTerm("overlap", _overlap_term, needs_union_distance=True),
+        LossTerm("variance", _variance_term, applies=lambda fit: fit.config.shape.spectral),
+    )
+}

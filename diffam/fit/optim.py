@@ -34,7 +34,7 @@ def frequency_step_scale(
         eigenvalues: (k,) ascending Laplace–Beltrami eigenvalues (any unit:
             only ratios matter).
         alpha: exponent (1.0 -> 0.4 over the run, see
-            :func:`diffam.fit.schedules.alpha_schedule`).
+            the alpha schedule of :class:`~diffam.core.config.ShapeConfig`).
         zero_tolerance: relative threshold below which an eigenvalue is zero.
     """
     lam = torch.as_tensor(eigenvalues)

@@ -138,7 +138,6 @@ def segment(
     should_stop: Callable[[], bool] | None = None,
     checkpoint: Path | None = None,
     resume: bool = False,
-    checkpoint_every: int = 250,
 ) -> SegmentationResult:
     """Fit the spine template to ``image`` and label its vertebrae.
 
@@ -153,7 +152,7 @@ def segment(
         progress: called with every iteration's losses.
         should_stop: polled every iteration; True stops early (Ctrl-C).
         checkpoint: file to save the fit state to (every
-            ``checkpoint_every`` iterations and when stopped).
+            ``config.optim.checkpoint_every_iterations`` and when stopped).
         resume: continue from ``checkpoint`` if it exists.
 
     Returns:
@@ -189,7 +188,8 @@ def segment(
                             placed.reshape(-1, 3).max(0) + margin,
                             config.optim.processing_spacing_mm)
     sampler = VolumeSampler.from_volume(roi, outside_value=float(np.median(roi.array)),
-                                        sigma_step_mm=0.16, device=device)
+                                        sigma_step_mm=config.optim.blur_step_mm,
+                                        device=device)
     fit = SpineFit(sampler, chosen, target, config, device)
     if resume and checkpoint is not None and Path(checkpoint).exists():
         fit.load_state_dict(torch.load(checkpoint, map_location=device, weights_only=False))
@@ -203,6 +203,8 @@ def segment(
         nonlocal stop_requested
         stop_requested = bool(should_stop and should_stop())
         return stop_requested
+
+    checkpoint_every = config.optim.checkpoint_every_iterations
 
     def on_iteration(record):
         if checkpoint is not None and checkpoint_every and \

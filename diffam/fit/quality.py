@@ -37,6 +37,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from diffam.core.mesh_ops import vertex_normals
 from diffam.core.volume import Volume
 
 #: Correlation below which a vertebra is flagged as doubtful (see the module notes).
@@ -73,16 +74,6 @@ class VertebraScore:
 
 def _finite(value: float) -> float | None:
     return None if not np.isfinite(value) else round(float(value), 4)
-
-
-def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """Area-weighted unit vertex normals ``(V, 3)`` of one mesh."""
-    a, b, c = (vertices[faces[:, i]] for i in range(3))
-    face_normal = np.cross(b - a, c - a)
-    normals = np.zeros_like(vertices)
-    for i in range(3):
-        np.add.at(normals, faces[:, i], face_normal)
-    return normals / np.linalg.norm(normals, axis=1, keepdims=True).clip(1e-12)
 
 
 def sample_image(image: Volume, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

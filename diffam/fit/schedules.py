@@ -6,13 +6,6 @@ iteration ``end_fraction * (total - 1)`` and keeps it afterwards.
 
 from __future__ import annotations
 
-# METHOD.md section 2: alpha 1.0 -> 0.4 over all iterations; image blur
-# sigma 2.56 mm -> 0 at 80 % of the iterations.
-ALPHA_START = 1.0
-ALPHA_END = 0.4
-BLUR_SIGMA_START_MM = 2.56
-BLUR_END_FRACTION = 0.8
-
 
 def linear_schedule(
     start: float, end: float, iteration: int, total: int, end_fraction: float = 1.0
@@ -40,18 +33,10 @@ def linear_schedule(
     return float(start + (end - start) * progress)
 
 
-def alpha_schedule(
-    iteration: int, total: int, start: float = ALPHA_START, end: float = ALPHA_END
-) -> float:
-    """Exponent alpha of the per-frequency step scale: 1.0 -> 0.4 over the run (dimensionless)."""
-    return linear_schedule(start, end, iteration, total)
+def blur_sigma_schedule(iteration: int, total: int, start_mm: float, end_fraction: float) -> float:
+    """Gaussian blur of the target image, in mm: ``start_mm`` -> 0 at ``end_fraction``, then 0.
 
-
-def blur_sigma_schedule(
-    iteration: int,
-    total: int,
-    start_mm: float = BLUR_SIGMA_START_MM,
-    end_fraction: float = BLUR_END_FRACTION,
-) -> float:
-    """Gaussian blur of the target image, in mm: 2.56 -> 0 at 80 % of the run, then 0."""
+    The published values (2.56 mm, 80 %) are the defaults of
+    :class:`~diffam.core.config.OptimConfig`.
+    """
     return linear_schedule(start_mm, 0.0, iteration, total, end_fraction=end_fraction)

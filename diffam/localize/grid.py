@@ -46,11 +46,6 @@ def to_working_grid(volume: Volume, spacing_mm: float = 2.0) -> Volume:
     return Volume.from_sitk(out, volume.source)
 
 
-def world_to_grid(grid: Volume, xyz: np.ndarray) -> np.ndarray:
-    """LPS mm ``(N, 3)`` -> continuous ``(k, j, i)`` array coordinates of a working grid."""
-    return grid.world_to_index(np.asarray(xyz, dtype=np.float64))[..., ::-1]
-
-
 def grid_to_world(grid: Volume, kji: np.ndarray) -> np.ndarray:
     """Continuous ``(k, j, i)`` array coordinates ``(N, 3)`` of a working grid -> LPS mm."""
     return grid.index_to_world(np.asarray(kji, dtype=np.float64)[..., ::-1])

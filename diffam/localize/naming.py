@@ -13,10 +13,9 @@ a hint, and naming raises :class:`LocalizationError` with the options to pass.
 
 from __future__ import annotations
 
-from diffam.core.labels import level_name, verse_id
+from diffam.core.labels import STANDARD_VERSE_IDS, level_name, verse_id
 
 #: The standard sequence of mobile vertebrae from head to tail.
-STANDARD_LEVELS: tuple[int, ...] = tuple(range(1, 25))  # C1 .. L5
 
 
 class LocalizationError(ValueError):
@@ -129,7 +128,7 @@ def _standard(level: str | int, what: str) -> int:
         v = verse_id(level)
     except ValueError as err:
         raise LocalizationError(f"{what}={level!r}: {err}") from err
-    if v not in STANDARD_LEVELS:
+    if v not in STANDARD_VERSE_IDS:
         raise LocalizationError(
             f"{what}={level_name(v)}: hints must be a level C1-C7, T1-T12 or L1-L5"
         )

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from diffam.core.labels import VERSE_IDS
 from diffam.evaluation import (
-    VERSE_NAMES,
     evaluate_arrays,
     evaluate_files,
     evaluate_images,
@@ -191,7 +191,7 @@ def test_missing_and_extra_vertebrae_are_counted():
 @pytest.mark.shared_data
 def test_totalsegmentator_mapping_matches_structures_names(shared_data):
     path = shared_data / "ct" / "chest_t1_l2" / "structures.csv"
-    by_name = {name: i for i, name in VERSE_NAMES.items()}
+    by_name = dict(VERSE_IDS)
     mapping = get_mapping("totalsegmentator")
     with path.open(encoding="utf-8") as f:
         rows = [r for r in csv.DictReader(f) if r["group"] == "vertebrae"]

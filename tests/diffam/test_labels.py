@@ -50,7 +50,7 @@ def test_segments():
     assert segment_of("C1") == segment_of(7) == "cervical"
     assert segment_of("T1") == segment_of("T12") == segment_of("T13") == "thoracic"
     assert segment_of("L1") == segment_of("L5") == segment_of("L6") == "lumbar"
-    assert segment_of("sacrum") == "sacral"
+    assert segment_of("sacrum") == "sacrum"
 
 
 def test_totalsegmentator_table_matches_method_md():

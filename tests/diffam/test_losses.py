@@ -29,9 +29,21 @@ def test_normal_loss_aligned_and_orthogonal():
 
 
 def test_overlap_loss_counts_only_points_inside_both():
-    own = torch.tensor([-1.0, -2.0, 0.5, -1.0])
-    other = torch.tensor([[-3.0], [1.0], [-1.0], [-0.5]])
-    assert float(L.overlap_loss(own, other)) == 1.0 * 3.0 + 1.0 * 0.5
+    distance = torch.tensor([[-1.0, -2.0, 0.5, -1.0], [-3.0, 1.0, -1.0, -0.5]])  # (M, N)
+    assert float(L.overlap_loss(distance)) == 1.0 * 3.0 + 1.0 * 0.5
+
+
+def test_overlap_loss_sums_every_pair_of_meshes():
+    distance = torch.tensor([[-1.0], [-2.0], [-3.0]])  # one point inside three meshes
+    assert float(L.overlap_loss(distance)) == 1 * 2 + 1 * 3 + 2 * 3
+
+
+def test_every_loss_term_has_a_weight_and_the_weights_have_terms():
+    import dataclasses
+
+    from diffam.core.config import LossWeights
+
+    assert set(L.LOSS_TERMS) == {f.name for f in dataclasses.fields(LossWeights)}
 
 
 def test_variance_loss_weights_differences_by_eigenvalues():

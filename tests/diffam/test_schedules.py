@@ -2,25 +2,34 @@
 
 import pytest
 
-from diffam.fit.schedules import alpha_schedule, blur_sigma_schedule, linear_schedule
+from diffam.core.config import OptimConfig, ShapeConfig
+from diffam.fit.schedules import blur_sigma_schedule, linear_schedule
 
 
-def test_alpha_schedule():
-    total = 3001
-    assert alpha_schedule(0, total) == pytest.approx(1.0)
-    assert alpha_schedule(1500, total) == pytest.approx(0.7)
-    assert alpha_schedule(2400, total) == pytest.approx(1.0 - 0.6 * 0.8)
-    assert alpha_schedule(3000, total) == pytest.approx(0.4)
-    assert alpha_schedule(5000, total) == pytest.approx(0.4)
+def test_alpha_schedule_published_defaults():
+    shape = ShapeConfig()
+
+    def alpha(iteration, total=3001):
+        return linear_schedule(shape.alpha_start, shape.alpha_end, iteration, total)
+
+    assert alpha(0) == pytest.approx(1.0)
+    assert alpha(1500) == pytest.approx(0.7)
+    assert alpha(2400) == pytest.approx(1.0 - 0.6 * 0.8)
+    assert alpha(3000) == pytest.approx(0.4)
+    assert alpha(5000) == pytest.approx(0.4)
 
 
-def test_blur_schedule():
-    total = 3001
-    assert blur_sigma_schedule(0, total) == pytest.approx(2.56)
-    assert blur_sigma_schedule(1200, total) == pytest.approx(1.28)
-    assert blur_sigma_schedule(2400, total) == 0.0
-    assert blur_sigma_schedule(2700, total) == 0.0
-    assert blur_sigma_schedule(3000, total) == 0.0
+def test_blur_schedule_published_defaults():
+    optim = OptimConfig()
+
+    def blur(iteration, total=3001):
+        return blur_sigma_schedule(iteration, total, optim.blur_start_mm, optim.blur_end_fraction)
+
+    assert blur(0) == pytest.approx(2.56)
+    assert blur(1200) == pytest.approx(1.28)
+    assert blur(2400) == 0.0
+    assert blur(2700) == 0.0
+    assert blur(3000) == 0.0
 
 
 def test_linear_schedule_edges_and_errors():

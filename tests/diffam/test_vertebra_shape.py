@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from diffam.authoring import remesh
-from diffam.authoring.anatomy import LEVELS, level_params
+from diffam.authoring.anatomy import level_params
 from diffam.authoring.template_builder import BuildOptions, base_mesh, morph_mesh, spine_frames
 from diffam.authoring.vertebra_shape import (
     VertebraParams,
@@ -15,12 +15,14 @@ from diffam.authoring.vertebra_shape import (
     vertebra_bounds,
     vertebra_sdf,
 )
-from diffam.core.template import STANDARD_LEVELS, VERSE_IDS, load_template, mesh_genus
+from diffam.core.labels import STANDARD_LEVELS, VERSE_IDS
+from diffam.core.mesh_ops import genus, signed_volume
+from diffam.core.template import load_template
 
 
 def test_every_level_has_parameters():
-    assert tuple(LEVELS) == STANDARD_LEVELS
-    for lv in LEVELS:
+    assert len(STANDARD_LEVELS) == 24
+    for lv in STANDARD_LEVELS:
         p = level_params(lv)
         assert isinstance(p, VertebraParams)
         assert np.all(np.isfinite(p.as_array()))
@@ -50,8 +52,8 @@ def test_implicit_is_a_vertebra(level):
     assert body_sdf(p, np.zeros((1, 3)))[0] < 0
     lo, hi = vertebra_bounds(p)
     v, f = remesh.polygonise(lambda x: vertebra_sdf(p, x), lo, hi, 1.5)
-    assert mesh_genus(v, f) == 1
-    assert remesh.signed_volume(v, f) > 0
+    assert genus(f) == 1
+    assert signed_volume(v, f) > 0
 
 
 def test_morph_keeps_connectivity_and_orientation():
@@ -66,8 +68,8 @@ def test_morph_keeps_connectivity_and_orientation():
 
 
 def test_spine_frames_stack_the_levels():
-    frames = spine_frames(list(LEVELS))
-    z = [frames[lv][1][2] for lv in LEVELS]
+    frames = spine_frames(list(STANDARD_LEVELS))
+    z = [frames[lv][1][2] for lv in STANDARD_LEVELS]
     assert all(a > b for a, b in zip(z[:-1], z[1:]))  # cranial above caudal
     assert frames["L5"][1] == pytest.approx(np.zeros(3))
     # centre-to-centre distance = half heights + disc, to within the tilt's effect
@@ -96,7 +98,7 @@ def test_shipped_templates(name, levels):
     zs = [cents[VERSE_IDS[lv]][2] for lv in levels]
     assert all(a > b for a, b in zip(zs[:-1], zs[1:]))
     for vert in tpl:
-        assert mesh_genus(vert.vertices, vert.faces) == 1
+        assert genus(vert.faces) == 1
         assert vert.volume() > 0
         q = remesh.triangle_quality(vert.vertices, vert.faces)
         assert q.min() > 0.0 and np.percentile(q, 5) > 0.15
