@@ -71,8 +71,9 @@ import numpy as np
 from diffam.authoring.phantom import PhantomConfig, make_phantom
 from diffam.core.centroids import write_centroids_csv
 from diffam.core.image import write_image
-from diffam.core.template import TemplateError, TemplateSet, Vertebra, load_template
 from diffam.core.labels import VERSE_IDS
+from diffam.core.template import TemplateSet, Vertebra, load_template
+from diffam.core.template_checks import TemplateError
 from diffam.evaluation import attempted_levels, evaluate_files, restrict_to_attempted
 
 ROOT = Path(__file__).resolve().parents[1]

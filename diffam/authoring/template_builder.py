@@ -22,15 +22,13 @@ from pathlib import Path
 import numpy as np
 
 from diffam.authoring import remesh
-from diffam.authoring.anatomy import DISC_BELOW, SAGITTAL_TILT, level_params
-from diffam.authoring.vertebra_shape import (
-    VertebraParams,
-    control_points,
-    vertebra_bounds,
-    vertebra_sdf,
-)
+from diffam.authoring.level_params import level_params
+from diffam.authoring.vertebra_sdf import control_points, vertebra_bounds, vertebra_sdf
+from diffam.authoring.vertebra_shape import VertebraParams
+from diffam.core.anatomy import DISC_BELOW, SAGITTAL_TILT
 from diffam.core.labels import STANDARD_LEVELS, VERSE_IDS
-from diffam.core.template import TemplateError, TemplateSet, Vertebra, check_mesh
+from diffam.core.template import TemplateSet, Vertebra
+from diffam.core.template_checks import TemplateError, check_mesh
 
 BASE_LEVEL = "L3"
 
@@ -160,9 +158,9 @@ def spine_frames(levels: list[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
 
     The column is stacked upwards from the lowest level, whose body centre is the
     origin: from one body centre to the next go half the body height, the disc
-    (:data:`~diffam.authoring.anatomy.DISC_BELOW`) and half the next body height, along the
+    (:data:`~diffam.core.anatomy.DISC_BELOW`) and half the next body height, along the
     vertebrae's axes, each vertebra tilted in the sagittal plane by
-    :data:`~diffam.authoring.anatomy.SAGITTAL_TILT` (positive: superior end towards anterior,
+    :data:`~diffam.core.anatomy.SAGITTAL_TILT` (positive: superior end towards anterior,
     -y). C1 is moved forward so that its anterior arch lies in front of the dens of C2.
 
     Args:
@@ -257,7 +255,7 @@ def build_template_set(
             f"Procedural vertebrae {levels[0]}-{levels[-1]} from published measurements, "
             "one shared connectivity, in anatomical position (LPS mm)."
         ),
-        source="diffam.authoring.template_builder (measurements: diffam.authoring.anatomy)",
+        source="diffam.authoring.template_builder (measurements: diffam.core.anatomy)",
     )
     tpl.validate()
     return tpl

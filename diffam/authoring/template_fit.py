@@ -1,6 +1,6 @@
 """Refine the procedural vertebra's measurements against a reference surface.
 
-Used offline to produce :data:`diffam.authoring.anatomy.LUMBAR_FIT`: the parameters of
+Used offline to produce :data:`diffam.authoring.level_params.LUMBAR_FIT`: the parameters of
 :class:`~diffam.authoring.vertebra_shape.VertebraParams` and a similarity pose are fitted
 by non-linear least squares so that the model's implicit approximates the
 reference's signed distance in a band around both surfaces. The literature
@@ -27,14 +27,16 @@ from scipy.spatial import cKDTree
 from scipy.spatial.transform import Rotation
 
 from diffam.authoring import remesh
-from diffam.authoring.anatomy import MEASURED, level_params
+from diffam.authoring.level_params import level_params
 from diffam.authoring.template_metrics import (
     REFERENCES,
     compare_surfaces,
     load_reference,
     sample_surface,
 )
-from diffam.authoring.vertebra_shape import VertebraParams, vertebra_bounds, vertebra_sdf
+from diffam.authoring.vertebra_sdf import vertebra_bounds, vertebra_sdf
+from diffam.authoring.vertebra_shape import VertebraParams
+from diffam.core.anatomy import MEASURED
 
 #: Parameters that are not fitted (absent at lumbar levels, or purely numerical).
 FIXED = ("dens_height", "dens_radius", "uncinate_height", "spinous_bifid", "canal_exponent")

@@ -32,7 +32,7 @@ EXIT_BAD_SETTINGS = 2
 
 
 def _subject_surfaces(cfg: DictConfig) -> dict[str, list]:
-    from diffam.authoring.template_from_data import load_mesh, surfaces_from_label_map
+    from diffam.authoring.subject_surfaces import load_mesh, surfaces_from_label_map
 
     levels = list(cfg.levels) if cfg.levels else None
     subjects: dict[str, list] = defaultdict(list)

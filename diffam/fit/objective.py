@@ -157,14 +157,16 @@ def _variance_term(fit: SpineFit, s: StepSamples) -> torch.Tensor:
     return variance_loss(fit.shape.coefficients, fit.shape.eigenvalues)
 
 
-#: Every loss of the objective, by the name of its weight in LossWeights.
+#: Every loss of the objective, by the name of its weight in LossWeights. The
+#: weighted sum runs in this order (float addition is not associative, and a
+#: fixed order keeps seeded runs repeatable across versions).
 LOSS_TERMS: dict[str, LossTerm] = {
     term.name: term
     for term in (
+        LossTerm("overlap", _overlap_term, needs_union_distance=True),
         LossTerm("image", _image_term, needs_union_distance=True),
         LossTerm("edge", _edge_term),
         LossTerm("normal", _normal_term, needs_surface_samples=True),
-        LossTerm("overlap", _overlap_term, needs_union_distance=True),
         LossTerm("variance", _variance_term, applies=lambda fit: fit.config.shape.spectral),
     )
 }

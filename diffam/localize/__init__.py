@@ -22,10 +22,11 @@ import numpy as np
 from diffam.core.labels import level_name, verse_id
 from diffam.core.volume import Volume
 from diffam.localize.centerline import Centerline, extend_centerline, fit_centerline
-from diffam.localize.detection import Detection, detect_vertebrae, period_range
+from diffam.localize.detection import Detection, detect_vertebrae
 from diffam.localize.grid import to_working_grid
 from diffam.localize.naming import HINT_ADVICE, LocalizationError, name_from_ribs, name_levels
 from diffam.localize.orientation import local_frame
+from diffam.localize.periodicity import period_range
 from diffam.localize.ribs import find_ribs, rib_levels
 from diffam.localize.spine_column import find_column
 

@@ -22,7 +22,7 @@ the local left axis, 1 mm apart. Then:
    period from one level to the next), so that one missing or spurious peak
    does not add or drop a vertebra. When a hint names the end level, the
    period is also pulled towards each level's typical height (body plus
-   disc, from the cited measurements of :mod:`diffam.authoring.anatomy`).
+   disc, from the cited measurements of :mod:`diffam.core.anatomy`).
 4. One vertebra lies between each pair of consecutive discs, plus one at
    each end of the curve when a fifth of its height is in view. Its centroid
    is the centre of the bone (above :data:`CENTROID_BONE_HU`, with the
@@ -42,11 +42,16 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from diffam.authoring.anatomy import DISC_BELOW, MEASURED
-from diffam.core.labels import level_name, segment_of
 from diffam.core.volume import Volume
 from diffam.localize.centerline import Centerline
 from diffam.localize.orientation import local_frame
+from diffam.localize.periodicity import (
+    MAX_PERIOD_MM,
+    MIN_PERIOD_MM,
+    PERIOD_PRIOR,
+    expected_periods,
+    periodic_peaks,
+)
 
 #: Distance (mm) from the posterior wall of the vertebral body (mid-sagittal,
 #: at mid-height) to the vertebra's solid centroid, posteriorly, in the local
@@ -81,15 +86,6 @@ CANAL_SEARCH_MM = 30.0
 #: Fraction of a curve sample's mid-sagittal strip that must lie in the scan for
 #: its canal and wall to be measured.
 MIN_SEEN_FRACTION = 0.5
-
-#: Weight of the expected-period term of :func:`periodic_peaks` when a hint
-#: names the levels in view.
-PERIOD_PRIOR = 2.0
-
-#: Range of the vertebral period (vertebra plus disc height) in mm.
-MIN_PERIOD_MM = 12.0
-MAX_PERIOD_MM = 48.0
-
 
 @dataclass
 class Straightened:
@@ -275,115 +271,6 @@ def endplate_profile(
         outside = ndimage.binary_dilation(~st.inside[index], structure=np.ones((plate_mm, 1, 1)))
         tophat[outside] = 0.0
     return tophat.mean(axis=(1, 2)), slab.mean(axis=(1, 2))
-
-
-def periodic_peaks(
-    profile: np.ndarray,
-    step_mm: float,
-    *,
-    period_mm: tuple[float, float] = (MIN_PERIOD_MM, MAX_PERIOD_MM),
-    cost: float = 0.5,
-    smoothness: float = 10.0,
-    expected_mm: np.ndarray | None = None,
-    prior: float = 0.0,
-) -> np.ndarray:
-    """Indices of the best sequence of peaks with a smoothly varying spacing.
-
-    Maximises ``sum(profile[n_i] - cost) - smoothness * sum(log(g_i / g_{i-1})^2)
-    - prior * sum(log(g_i / e_i)^2)`` over increasing sequences with
-    gaps ``g_i`` in ``period_mm``, the first peak within one maximal period
-    of the start and the last within one of the end. ``profile`` is scaled
-    to its 95th percentile first. ``expected_mm`` (``(M,)``, when a hint
-    names the levels) is the typical period at each sample, ``e_i`` its
-    value in the middle of gap ``i``; this term keeps the pair of endplates
-    around one disc from counting as two discs.
-    """
-    m = len(profile)
-    scale = np.percentile(profile, 95)
-    p = profile / scale if scale > 0 else profile * 0.0
-    gmin = max(1, int(round(period_mm[0] / step_mm)))
-    gmax = max(gmin, int(round(period_mm[1] / step_mm)))
-    gaps = np.arange(gmin, gmax + 1)
-    ng = len(gaps)
-    penalty = smoothness * np.log(gaps[:, None] / gaps[None, :]) ** 2  # [g_now, g_prev]
-    gap_cost = np.zeros((m, ng))  # [end of the gap, gap]
-    if expected_mm is not None and prior > 0:
-        middle = np.clip(np.arange(m)[:, None] - gaps[None, :] // 2, 0, m - 1)
-        gap_cost = prior * np.log(gaps[None, :] * step_mm / np.asarray(expected_mm)[middle]) ** 2
-    neg = -np.inf
-    first = np.where(np.arange(m) <= gmax, p - cost, neg)
-    best = np.full((m, ng), neg)
-    back = np.full((m, ng), -1, dtype=int)  # previous gap index; -1: previous is a first peak
-    for n in range(m):
-        for gi, g in enumerate(gaps):
-            prev = n - g
-            if prev < 0:
-                break
-            cand_first = first[prev]
-            cand = best[prev] - penalty[gi]
-            k = int(np.argmax(cand))
-            if cand[k] >= cand_first and cand[k] > neg:
-                best[n, gi], back[n, gi] = cand[k] + p[n] - cost - gap_cost[n, gi], k
-            elif cand_first > neg:
-                best[n, gi], back[n, gi] = cand_first + p[n] - cost - gap_cost[n, gi], -1
-    # Best end within one maximal period of the end.
-    tail = np.arange(max(0, m - 1 - gmax), m)
-    end_scores = [(first[n], n, -2) for n in tail] + [
-        (best[n, gi], n, gi) for n in tail for gi in range(ng)
-    ]
-    score, n, gi = max(end_scores, key=lambda t: t[0])
-    if not np.isfinite(score):
-        return np.zeros(0, dtype=int)
-    peaks = [n]
-    while gi >= 0:
-        prev_gi = back[n, gi]
-        n = n - gaps[gi]
-        peaks.append(n)
-        gi = prev_gi if prev_gi >= 0 else -2
-    return np.array(peaks[::-1], dtype=int)
-
-
-#: Vertebral period (body plus disc height, mm) by region, wide enough for
-#: small and tall adults: cervical C3-C7, thoracic, lumbar.
-REGION_PERIOD_MM = {"cervical": (12.0, 26.0), "thoracic": (16.0, 40.0), "lumbar": (26.0, 48.0)}
-
-
-def period_range(verse_ids: list[int]) -> tuple[float, float]:
-    """Range of the vertebral period (mm) over the regions of ``verse_ids`` (all: none given)."""
-    regions = {segment_of(v) for v in verse_ids} & REGION_PERIOD_MM.keys()
-    ranges = [REGION_PERIOD_MM[r] for r in regions] or [(MIN_PERIOD_MM, MAX_PERIOD_MM)]
-    return min(r[0] for r in ranges), max(r[1] for r in ranges)
-
-
-def typical_period_mm(verse_id: int) -> float:
-    """Typical vertebral period (mm) of one level: mean body height plus the disc below.
-
-    From the cited measurements of :mod:`diffam.authoring.anatomy` (Panjabi et al.
-    body heights, Gilad and Nissan disc heights): about 19 mm at C3-T1,
-    23 mm at T6, 31 mm at T12, 36-39 mm at L1-L5.
-    """
-    level = level_name(verse_id)
-    m = MEASURED[level]
-    return 0.5 * (m["body_height_ant"] + m["body_height_post"]) + DISC_BELOW[level]
-
-
-def expected_periods(count: int, step_mm: float, anchor: int, *, from_inferior: bool) -> np.ndarray:
-    """Typical period (mm) at each of ``count`` curve samples, level by level from one end.
-
-    The hinted level ``anchor`` (VerSe id) is the first vertebra from the
-    inferior end (``levels.lowest``) or from the superior end
-    (``levels.highest``); each next vertebra, one level further, takes its
-    own :func:`typical_period_mm` of the curve.
-    """
-    out = np.empty(count)
-    position, level = 0.0, anchor
-    while position < count * step_mm:
-        period = typical_period_mm(int(np.clip(level, 1, 24)))
-        first = int(position / step_mm)
-        out[first : int((position + period) / step_mm) + 1] = period
-        position += period
-        level += -1 if from_inferior else 1
-    return out if from_inferior else out[::-1].copy()
 
 
 def wall_to_centroid_offset(template) -> float:

@@ -79,7 +79,7 @@ def test_short_real_scan_needs_a_hint(shared_data):
 
 
 def test_periodic_peaks_keeps_the_period_through_a_weak_and_a_spurious_peak():
-    from diffam.localize.detection import periodic_peaks
+    from diffam.localize.periodicity import periodic_peaks
 
     s = np.arange(300.0)
     true = np.arange(20.0, 290.0, 25.0)
@@ -91,7 +91,7 @@ def test_periodic_peaks_keeps_the_period_through_a_weak_and_a_spurious_peak():
 
 
 def test_periodic_peaks_with_a_hint_does_not_split_vertebrae_at_mid_body_peaks():
-    from diffam.localize.detection import periodic_peaks
+    from diffam.localize.periodicity import periodic_peaks
 
     s = np.arange(200.0)
     discs = np.arange(20.0, 190.0, 36.0)
@@ -163,7 +163,7 @@ def test_filled_bodies_fill_the_cancellous_interior_but_not_the_canal():
 
 
 def test_expected_periods_walk_level_by_level_from_the_hinted_end():
-    from diffam.localize.detection import expected_periods, typical_period_mm
+    from diffam.localize.periodicity import expected_periods, typical_period_mm
 
     l5, l4, l3 = (typical_period_mm(v) for v in (24, 23, 22))
     assert 35.0 < l5 < 40.0 and typical_period_mm(8) < 22.0  # lumbar against T1

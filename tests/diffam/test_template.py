@@ -9,14 +9,8 @@ import pytest
 
 from diffam.core.labels import STANDARD_LEVELS, VERSE_IDS
 from diffam.core.mesh_ops import genus
-from diffam.core.template import (
-    TemplateError,
-    TemplateSet,
-    Vertebra,
-    available_templates,
-    check_mesh,
-    load_template,
-)
+from diffam.core.template import TemplateSet, Vertebra, available_templates, load_template
+from diffam.core.template_checks import TemplateError, check_mesh
 
 
 def torus(

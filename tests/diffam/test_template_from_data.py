@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from diffam.authoring import template_from_data as tfd
+from diffam.authoring.subject_surfaces import load_landmarks, load_mesh, surface_from_mask
 from diffam.authoring.template_metrics import compare_surfaces, load_reference
 from diffam.core.mesh_ops import genus, signed_volume
 from diffam.core.template import TemplateSet
@@ -23,7 +24,7 @@ def test_surface_from_mask_world_coordinates_and_topology():
     affine = np.eye(4)
     affine[:3, :3] = np.diag([-0.8, 0.9, 1.5])  # a flipped axis: orientation must still be outward
     affine[:3, 3] = [10.0, -20.0, 30.0]
-    v, f = tfd.surface_from_mask(mask, affine, smooth_iterations=5)
+    v, f = surface_from_mask(mask, affine, smooth_iterations=5)
     assert genus(f) == 1
     assert signed_volume(v, f) > 0
     # centre of the torus: index centre mapped through the affine
@@ -55,8 +56,8 @@ def l1_model(shared_data):
     paths = sorted(folder.glob("sub-*_segment_20.ply"))
     if len(paths) != 10:
         pytest.skip(f"expected ten L1 subjects in {folder}, found {len(paths)}")
-    subjects = [tfd.load_mesh(p) for p in paths]
-    landmarks = [tfd.load_landmarks(p.with_suffix(".json")) for p in paths]
+    subjects = [load_mesh(p) for p in paths]
+    landmarks = [load_landmarks(p.with_suffix(".json")) for p in paths]
     tpl, models = tfd.build_template_set({"L1": subjects}, options=tfd.FitOptions(steps=200))
     return folder, tpl, models["L1"], landmarks
 
@@ -88,7 +89,7 @@ def test_mean_l1_from_ten_subjects(l1_model, tmp_path):
           f"mean {spread.mean():.2f}")
     assert spread.mean() < 3.0
 
-    ref_lm = tfd.load_landmarks(folder / "ref_20.json")
+    ref_lm = load_landmarks(folder / "ref_20.json")
     ref = np.array([ref_lm[k] for k in ids])
     moved = dist.scale * mapped @ dist.rotation.T + dist.translation
     err = np.linalg.norm(moved - ref, axis=1)

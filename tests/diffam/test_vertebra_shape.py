@@ -6,15 +6,10 @@ import numpy as np
 import pytest
 
 from diffam.authoring import remesh
-from diffam.authoring.anatomy import level_params
+from diffam.authoring.level_params import level_params
 from diffam.authoring.template_builder import BuildOptions, base_mesh, morph_mesh, spine_frames
-from diffam.authoring.vertebra_shape import (
-    VertebraParams,
-    body_sdf,
-    canal_sdf,
-    vertebra_bounds,
-    vertebra_sdf,
-)
+from diffam.authoring.vertebra_sdf import body_sdf, canal_sdf, vertebra_bounds, vertebra_sdf
+from diffam.authoring.vertebra_shape import VertebraParams
 from diffam.core.labels import STANDARD_LEVELS, VERSE_IDS
 from diffam.core.mesh_ops import genus, signed_volume
 from diffam.core.template import load_template
