@@ -14,4 +14,15 @@ Conventions used throughout the package:
       dataclasses of :mod:`diffam.core.config` and call plain functions.
 """
 
-__version__ = "0.1.0"
+from diffam.core.version import VERSION as __version__  # noqa: F401  (the package's version)
+
+__all__ = ["segment"]
+
+
+def __getattr__(name: str):
+    # The API pulls in torch and the fit; a plain ``import diffam`` stays light.
+    if name in ("segment", "Segmentation"):
+        from diffam import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'diffam' has no attribute {name!r}")

@@ -9,6 +9,7 @@ import numpy as np
 
 from diffam.core.config import SegmentationConfig
 from diffam.core.labels import exported_id, level_name
+from diffam.core.version import VERSION
 from diffam.core.volume import Volume
 from diffam.fit.pipeline import SegmentationResult
 
@@ -33,7 +34,6 @@ def build_report(
     result: SegmentationResult, image: Volume, config: SegmentationConfig, inputs: dict, scores=None
 ) -> dict:
     """A JSON-ready summary of the run (``scores``: :func:`diffam.fit.quality.fit_scores`)."""
-    import diffam
 
     voxel_ml = float(np.prod(image.spacing)) / 1000.0
     fit = result.fit
@@ -90,7 +90,7 @@ def build_report(
             "predicted_hu": np.round(fit.appearance_profile[1], 1),
         },
         "config": asdict(config),
-        "versions": _versions(diffam.__version__),
+        "versions": _versions(VERSION),
     }
 
 

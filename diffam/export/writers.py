@@ -23,6 +23,7 @@ from diffam.core.centroids import write_centroids_csv, write_verse_json
 from diffam.core.config import ExportConfig, SegmentationConfig
 from diffam.core.image import write_image
 from diffam.core.labels import exported_id
+from diffam.core.version import VERSION
 from diffam.core.volume import Volume
 from diffam.export.files import (
     CENTROID_FILES,
@@ -144,7 +145,6 @@ def dicom_seg_wanted(setting, image: Volume) -> bool | None:
 
 
 def _dicom_seg(ctx: OutputContext) -> dict[str, Path]:
-    import diffam
     from diffam.export import dicom_seg
 
     want = dicom_seg_wanted(ctx.config.export.dicom_seg, ctx.image)
@@ -158,7 +158,7 @@ def _dicom_seg(ctx: OutputContext) -> dict[str, Path]:
         info = dicom_seg.write_dicom_seg(
             ctx.result.labels, ctx.image.source.dicom_files, ctx.entries,
             ctx.output_dir / DICOM_SEG_FILE, overwrite=ctx.overwrite,
-            software_version=diffam.__version__,
+            software_version=VERSION,
         )
     except (dicom_seg.DicomSegError, OSError) as error:
         if want:
