@@ -76,9 +76,6 @@ def find_jobs(settings: dict) -> tuple[list[Job], bool]:
     return [Job(str(p), output_dir / n) for p, n in zip(scans, names)], True
 
 
-_IMAGE_SUFFIXES = (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd", ".nhdr", ".dcm")
-
-
 def scan_name(scan: str | Path | None) -> str:
     """A scan's file stem, safe as a folder name: ``data/sub-01.nii.gz`` -> ``sub-01``.
 
@@ -91,12 +88,9 @@ def scan_name(scan: str | Path | None) -> str:
         return ""
     if str(scan) == PHANTOM_SCAN:
         return "phantom"
-    name = Path(str(scan).rstrip("/\\")).name
-    for suffix in _IMAGE_SUFFIXES:
-        if name.lower().endswith(suffix):
-            name = name[: -len(suffix)]
-            break
-    return _sanitize(name)
+    from diffam.core.image import image_stem
+
+    return _sanitize(image_stem(scan))
 
 
 def _sanitize(name: str) -> str:

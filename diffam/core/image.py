@@ -15,11 +15,33 @@ import SimpleITK as sitk
 from diffam.core.atomic import atomic_path, check_writable, full_suffix
 from diffam.core.volume import ImageReadError, ImageSource, Volume
 
-#: File suffixes read and written as single files.
-IMAGE_SUFFIXES = (".nii", ".nii.gz", ".mha", ".mhd", ".nrrd", ".nhdr")
+#: Suffixes of the image files the package reads, longest first (so ``.nii.gz``
+#: is recognised before ``.nii``).
+IMAGE_SUFFIXES = (".nii.gz", ".img.gz", ".nii", ".mha", ".mhd", ".nrrd", ".nhdr", ".nia",
+                  ".hdr", ".dcm")
 #: Suffixes that :func:`write_image` accepts (MHD and NHDR write two files,
 #: which cannot be renamed into place atomically).
 WRITE_SUFFIXES = (".nii", ".nii.gz", ".mha", ".nrrd")
+
+
+def image_stem(path: str | os.PathLike, strip: tuple[str, ...] | list[str] = ()) -> str:
+    """A file name without its image suffix and without the first of ``strip`` it ends with.
+
+    ``a/sub-01_seg.nii.gz`` with ``strip=("_seg",)`` -> ``sub-01``; a folder (DICOM
+    series) keeps its name; an unknown suffix is cut at the last dot.
+    """
+    name = Path(str(path).rstrip("/\\")).name
+    for suffix in IMAGE_SUFFIXES:
+        if name.lower().endswith(suffix):
+            name = name[: -len(suffix)]
+            break
+    else:
+        if not Path(path).is_dir():
+            name = Path(name).stem
+    for suffix in strip:
+        if suffix and name.endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)]
+    return name
 
 
 # ---------------------------------------------------------------------- reading

@@ -18,45 +18,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from diffam.core.image import IMAGE_SUFFIXES, image_stem
+
 #: Name (without extension) of the label map inside a run folder of scripts/segment.py.
 RUN_LABELS_STEM = "labels"
 
-#: Image file extensions recognised in folders, longest first.
-IMAGE_SUFFIXES: tuple[str, ...] = (
-    ".nii.gz",
-    ".mha",
-    ".mhd",
-    ".nrrd",
-    ".nhdr",
-    ".nii",
-    ".nia",
-    ".img.gz",
-    ".hdr",
-)
-
-
 def stem(path: str | Path, strip: Sequence[str] = ()) -> str:
-    """File-name stem without the image extension and stripped suffixes.
+    """File-name stem without the image extension and stripped suffixes (``sub-01``).
 
-    Args:
-        path: A file path, e.g. ``a/sub-01_seg.nii.gz``.
-        strip: Suffixes removed from the end of the stem if present (first
-            match only), e.g. ``("_seg",)``.
-
-    Returns:
-        The stem, e.g. ``sub-01``.
+    See :func:`diffam.core.image.image_stem`.
     """
-    name = Path(path).name
-    for suf in IMAGE_SUFFIXES:
-        if name.lower().endswith(suf):
-            name = name[: -len(suf)]
-            break
-    else:
-        name = Path(name).stem
-    for suf in strip:
-        if suf and name.endswith(suf) and len(name) > len(suf):
-            return name[: -len(suf)]
-    return name
+    return image_stem(path, tuple(strip))
 
 
 def display_name(path: Path) -> str:
