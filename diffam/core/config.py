@@ -102,6 +102,15 @@ class ExportConfig:
     #: A vertebra whose predicted and observed intensities near its surface
     #: correlate less than this is flagged as doubtful (diffam.fit.quality).
     fit_score_min_correlation: float = 0.4
+    #: Per-vertebra measurements (HU, body heights, Genant ratios, border flag)
+    #: in statistics.json/.csv and report.md (diffam.export.statistics).
+    statistics: bool = True
+    #: Trabecular ROI of the statistics: the body eroded by this distance (mm).
+    trabecular_margin_mm: float = 3.0
+    #: labels.seg.nrrd: 3D Slicer segmentation with segment names, colours, terminology.
+    seg_nrrd: bool = True
+    #: surfaces/<level>.stl: smoothed watertight surface of each label (world LPS mm).
+    label_surfaces: bool = False
 
 
 @dataclass

@@ -9,6 +9,9 @@ An output folder holds::
     labels_seg.dcm         DICOM SEG referencing the input series (DICOM input only)
     masks/<level>.nii.gz   one mask per vertebra (export.per_vertebra_masks)
     meshes/<level>.ply     fitted surfaces, world LPS mm, template vertex order
+    surfaces/<level>.stl   smoothed surfaces of the label map (export.label_surfaces)
+    labels.seg.nrrd        3D Slicer segmentation (names, colours, terminology)
+    statistics.json/.csv   per-vertebra HU, body heights, Genant ratios, border flag
     centroids.json/.csv    the initial centroids used
     qc/sagittal.png, qc/coronal.png, qc/losses.png
     report.json, report.md
@@ -37,8 +40,11 @@ LABEL_FORMATS = ("nii.gz", "nii", "mha", "nrrd")
 
 
 CENTROID_FILES = ("centroids.json", "centroids.csv")
+SEG_NRRD_FILE = "labels.seg.nrrd"
+STATISTICS_FILES = ("statistics.json", "statistics.csv")
+SURFACES_DIR = "surfaces"
 #: Folders holding one file per vertebra.
-PER_VERTEBRA_DIRS = ("meshes", "masks")
+PER_VERTEBRA_DIRS = ("meshes", "masks", SURFACES_DIR)
 
 
 def label_format(export_format: str, image: Volume | None = None) -> str:
@@ -98,7 +104,7 @@ def all_output_names(output_dir: Path) -> list[Path]:
     names += [
         output_dir / n
         for n in (REPORT_FILE, REPORT_MD_FILE, SLICER_TABLE_FILE, ITKSNAP_TABLE_FILE,
-                  DICOM_SEG_FILE, *CENTROID_FILES)
+                  DICOM_SEG_FILE, *CENTROID_FILES, SEG_NRRD_FILE, *STATISTICS_FILES)
     ]
     names += [output_dir / QC_DIR / n for n in QC_FILES]
     for folder in PER_VERTEBRA_DIRS:  # any earlier mesh or mask would stop the writing

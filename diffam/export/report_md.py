@@ -88,6 +88,7 @@ def markdown_report(report: dict) -> str:
         "",
     ]
 
+    lines += _statistics_section(report.get("statistics") or [])
     files = report.get("files", {})
     pictures = [(name, path) for name, path in files.items() if name.startswith("qc_")]
     if pictures:
@@ -118,6 +119,43 @@ def markdown_report(report: dict) -> str:
         lines += ["## Software", "", ", ".join(f"{k} {v}" for k, v in versions.items()), ""]
     lines += ["Not a medical device: check every vertebra before use.", ""]
     return "\n".join(lines)
+
+
+def _statistics_section(rows: list[dict]) -> list[str]:
+    """The per-vertebra measurements (statistics.csv) as a markdown table."""
+    if not rows:
+        return []
+    lines = [
+        "## Measurements",
+        "",
+        "| level | HU mean / median | trabecular HU mean / median | body height A / M / P (mm) "
+        "| A/P | M/P | reduction (%) | Genant grade | cut by border |",
+        "|---|---:|---:|---:|---:|---:|---:|:---:|:---:|",
+    ]
+    for r in rows:
+        heights = " / ".join(_number(r.get(f"body_height_{p}_mm"))
+                             for p in ("anterior", "middle", "posterior"))
+        lines.append(
+            f"| {r['level']} | {_number(r.get('hu_mean_vertebra'), 0)} / "
+            f"{_number(r.get('hu_median_vertebra'), 0)} | "
+            f"{_number(r.get('hu_mean_trabecular'), 0)} / "
+            f"{_number(r.get('hu_median_trabecular'), 0)} | {heights} | "
+            f"{_number(r.get('height_ratio_anterior_posterior'), 2)} | "
+            f"{_number(r.get('height_ratio_middle_posterior'), 2)} | "
+            f"{_number(r.get('height_reduction_percent'), 0)} | "
+            f"{_number(r.get('genant_grade'))} | {'**yes**' if r.get('cut_by_border') else 'no'} |"
+        )
+    lines += [
+        "",
+        "Trabecular HU: the vertebral body eroded away from its cortex (opportunistic "
+        "osteoporosis screening). Body heights along the spine axis in the mid-sagittal plane "
+        "at 10 %, 50 %, 90 % of the body depth; Genant grade from the largest height "
+        "reduction (anterior or middle vs posterior, posterior vs neighbours): 1 mild "
+        "20-25 %, 2 moderate 25-40 %, 3 severe > 40 %. A screening aid, not a diagnosis; "
+        "vertebrae cut by the scan border have partial numbers and no grade.",
+        "",
+    ]
+    return lines
 
 
 def write_markdown_report(report: dict, path: Path, *, overwrite: bool = False) -> Path:

@@ -32,7 +32,10 @@ from diffam.export.files import (
     QC_DIR,
     REPORT_FILE,
     REPORT_MD_FILE,
+    SEG_NRRD_FILE,
     SLICER_TABLE_FILE,
+    STATISTICS_FILES,
+    SURFACES_DIR,
     label_format,
     labels_path,
 )
@@ -236,6 +239,87 @@ def _qc_images(ctx: OutputContext) -> dict[str, Path]:
     return written
 
 
+def _optional(what: str, write: Callable[[OutputContext], dict[str, Path]]):
+    """A writer whose failure is logged and reported, not fatal (an extra must not lose the run)."""
+
+    def guarded(ctx: OutputContext) -> dict[str, Path]:
+        try:
+            return write(ctx)
+        except FileExistsError:
+            raise
+        except Exception as error:  # noqa: BLE001
+            log.warning("%s not written: %s", what, error)
+            ctx.warnings.append(f"{what} not written: {error}")
+            return {}
+
+    return guarded
+
+
+def _present_vertebrae(ctx: OutputContext) -> list[tuple[str, int, int]]:
+    """``(level, VerSe id, label value)`` of the fitted vertebrae that have a label value."""
+    convention = ctx.config.export.labels
+    return [(level, verse, exported_id(verse, convention))
+            for verse, level in zip(ctx.result.fit.verse_ids, ctx.result.fit.levels)
+            if exported_id(verse, convention)]
+
+
+def _statistics(ctx: OutputContext) -> dict[str, Path]:
+    """statistics.json/.csv (one row per vertebra) and the rows for the reports."""
+    import csv
+    import io
+
+    from diffam.export.statistics import COLUMNS, vertebra_statistics
+
+    ct = ctx.image if ctx.image.same_grid(ctx.result.labels) else None
+    rows = vertebra_statistics(
+        ctx.result.labels, ct, [(level, value) for level, _, value in _present_vertebrae(ctx)],
+        cortex_margin_mm=ctx.config.export.trabecular_margin_mm)
+    json_path, csv_path = (ctx.output_dir / name for name in STATISTICS_FILES)
+    write_json_atomic(json_path, {"vertebrae": rows}, overwrite=ctx.overwrite)
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: "" if v is None else (f"{v:.6g}" if isinstance(v, float) else v)
+                         for k, v in row.items()})
+    with atomic_path(csv_path, overwrite=ctx.overwrite) as temporary:
+        Path(temporary).write_text(text.getvalue(), encoding="utf-8")
+    ctx.report["statistics"] = rows
+    cut = [row["level"] for row in rows if row["cut_by_border"]]
+    if cut:
+        ctx.warnings.append(f"cut by the scan border, their statistics are partial: "
+                            f"{', '.join(cut)}")
+    return {"statistics_json": json_path, "statistics_csv": csv_path}
+
+
+def _seg_nrrd(ctx: OutputContext) -> dict[str, Path]:
+    from diffam.export.colortables import level_color
+    from diffam.export.seg_nrrd import segment_name, write_seg_nrrd
+
+    convention = ctx.config.export.labels
+    segments = [{"name": segment_name(level, convention), "value": value, "level": level,
+                 "rgb": level_color(verse)} for level, verse, value in _present_vertebrae(ctx)]
+    path = write_seg_nrrd(ctx.result.labels, segments, ctx.output_dir / SEG_NRRD_FILE,
+                          overwrite=ctx.overwrite)
+    return {"seg_nrrd": path}
+
+
+def _label_surfaces(ctx: OutputContext) -> dict[str, Path]:
+    from diffam.export.label_surfaces import label_surface
+
+    folder = ctx.output_dir / SURFACES_DIR
+    folder.mkdir(exist_ok=True)
+    written = {}
+    for level, _, value in _present_vertebrae(ctx):
+        vertices, faces = label_surface(ctx.result.labels.array == value, ctx.result.labels)
+        if not len(faces):
+            continue
+        path = folder / f"{level}.stl"
+        write_mesh(vertices, faces, path, ctx.overwrite)
+        written[f"surface_{level}"] = path
+    return written
+
+
 def _always(export: ExportConfig) -> bool:
     return True
 
@@ -248,6 +332,10 @@ OUTPUT_WRITERS: tuple[OutputWriter, ...] = (
     OutputWriter("meshes", lambda e: e.meshes, _meshes),
     OutputWriter("dicom_seg", _always, _dicom_seg),  # decides from the input, see dicom_seg_wanted
     OutputWriter("centroids", _always, _centroids),
+    OutputWriter("seg_nrrd", lambda e: e.seg_nrrd, _optional("labels.seg.nrrd", _seg_nrrd)),
+    OutputWriter("label_surfaces", lambda e: e.label_surfaces,
+                 _optional("label surfaces", _label_surfaces)),
+    OutputWriter("statistics", lambda e: e.statistics, _optional("statistics", _statistics)),
     OutputWriter("fit_score", lambda e: e.fit_score, _fit_scores),
     OutputWriter("qc_images", lambda e: e.qc_images, _qc_images),
 )
