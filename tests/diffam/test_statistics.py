@@ -91,3 +91,28 @@ def test_genant_grades_and_border_test():
     assert cut_by_border((slice(0, 3), slice(2, 4)), (10, 10))
     assert cut_by_border((slice(1, 10), slice(2, 4)), (10, 10))
     assert not cut_by_border((slice(1, 9), slice(1, 9)), (10, 10))
+
+
+def test_chest_ct_statistics_are_plausible():
+    """T12-L2 of the shared chest CT with TotalSegmentator's labels (skipped without the data)."""
+    from pathlib import Path
+
+    from diffam.core.image import read_image
+    from diffam.core.labels import VERSE_IDS, totalsegmentator_to_verse
+
+    folder = Path(__file__).resolve().parents[3] / "shared/data/ct/chest_t1_l2"
+    if not (folder / "ct.nii.gz").exists():
+        pytest.skip("shared chest CT not available (../shared/data/ct/chest_t1_l2)")
+    ct = read_image(folder / "ct.nii.gz")
+    labels = read_image(folder / "labels_totalsegmentator.nii.gz")
+    labels = labels.with_array(totalsegmentator_to_verse(labels.array))
+    levels = ["T11", "T12", "L1", "L2", "L3"]
+    rows = {r["level"]: r for r in
+            vertebra_statistics(labels, ct, [(lv, VERSE_IDS[lv]) for lv in levels])}
+    for level in ("T12", "L1", "L2"):
+        row = rows[level]
+        assert 80 < row["hu_median_trabecular"] < 250, row
+        for key in ("anterior", "middle", "posterior"):
+            assert 18 < row[f"body_height_{key}_mm"] < 32, row
+    assert not rows["T12"]["cut_by_border"] and not rows["L1"]["cut_by_border"]
+    assert rows["L3"]["cut_by_border"]  # L3 is cut by the last slice
