@@ -1,0 +1,255 @@
+"""Stress suite of automatic localisation (diffam.localize) on the shared labelled scans.
+
+Every real scan of ``../shared/data/ct`` is varied the way scans in the wild
+vary, and localisation is scored against the centroids of its label map
+(VerSe identification: within 20 mm and nearest; median error in mm):
+
+* ``spacing``: resampled to 1, 2 and 3 mm isotropic;
+* ``window``: cut along the spine to random windows of 3-12 vertebrae;
+* ``axes``: the voxel axes permuted and flipped (LPS, RAS, PIR) and an
+  oblique grid (direction rotated 12 degrees, resampled);
+* ``noise``: Gaussian noise (40 HU) and smoothing (0.8 mm), as in low-dose scans.
+
+Each case first runs without a hint. When localisation asks for one (its
+message names ``levels.lowest``), that is recorded as ``asked`` and the case
+runs again with the lowest level in view as the hint, as a user would answer.
+A vertebra is in view when at least a fifth of its voxels are.
+
+    python benchmarks/bench_localize.py                 # every group
+    python benchmarks/bench_localize.py --fast          # the quick subset the tests run
+    python benchmarks/bench_localize.py --groups spacing axes --scans verse005_l1_l5_crop
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from diffam.core.centroids import centroids_from_label_map
+from diffam.core.image import read_image
+from diffam.core.labels import level_name, totalsegmentator_to_verse
+from diffam.core.volume import Volume, resample
+from diffam.evaluation.localization import score_localization
+from diffam.localize import LocalizationError, localize_vertebrae
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "ct"
+#: name: (image, label map, label convention)
+SCANS = {
+    "chest_t1_l2": ("chest_t1_l2/ct.nii.gz", "chest_t1_l2/labels_totalsegmentator.nii.gz",
+                    "totalsegmentator"),
+    "verse005_l1_l5_crop": ("verse005_l1_l5_crop/ct.nii.gz",
+                            "verse005_l1_l5_crop/labels_verse.nii.gz", "verse"),
+    "verse007_t9_l3_crop": ("verse007_t9_l3_crop/ct.nii.gz",
+                            "verse007_t9_l3_crop/labels_verse.nii.gz", "verse"),
+    "verse008_t12_l5_crop": ("verse008_t12_l5_crop/ct.nii.gz",
+                             "verse008_t12_l5_crop/labels_verse.nii.gz", "verse"),
+    "dicom_t11_t12": ("dicom_t11_t12", "dicom_t11_t12_labels/labels_totalsegmentator.nii.gz",
+                      "totalsegmentator"),
+    "l3_crop": ("l3_crop/ct.nii.gz", "l3_crop/labels_verse.nii.gz", "verse"),
+}
+#: Fraction of a vertebra's voxels that must be in view for it to count.
+IN_VIEW_FRACTION = 0.2
+GROUPS = ("original", "spacing", "window", "axes", "noise")
+FAST = {"scans": ("verse008_t12_l5_crop", "verse005_l1_l5_crop"), "groups": ("original", "axes")}
+HU_AIR = -1024.0
+
+
+@dataclass
+class Case:
+    group: str
+    scan: str
+    variant: str
+    image: Volume
+    labels: Volume
+
+
+@dataclass
+class Outcome:
+    case: Case
+    evaluated: list[int] = field(default_factory=list)
+    identified: list[int] = field(default_factory=list)
+    errors_mm: list[float] = field(default_factory=list)
+    asked_for_hint: bool = False
+    failed: str | None = None
+    seconds: float = 0.0
+
+
+# ---------------------------------------------------------------------- variants
+def _load(name: str) -> tuple[Volume, Volume]:
+    image_path, label_path, convention = SCANS[name]
+    image, labels = read_image(DATA / image_path), read_image(DATA / label_path)
+    if convention == "totalsegmentator":
+        labels = labels.with_array(totalsegmentator_to_verse(labels.array))
+    return image, labels
+
+
+def _reoriented(volume: Volume, code: str) -> Volume:
+    image = sitk.DICOMOrient(volume.to_sitk(), code)
+    return Volume.from_sitk(image, volume.source)
+
+
+def _oblique(volume: Volume, degrees: float, interpolator) -> Volume:
+    angle = np.radians(degrees)
+    rotation = np.array([[1, 0, 0], [0, np.cos(angle), -np.sin(angle)],
+                         [0, np.sin(angle), np.cos(angle)]])
+    direction = rotation @ volume.direction
+    corners = np.array([[i, j, k] for i in (0, 1) for j in (0, 1) for k in (0, 1)], float)
+    world = volume.index_to_world(corners * (np.array(volume.shape_ijk) - 1))
+    local = world @ direction  # coordinates along the new axes
+    origin = direction @ local.min(0)
+    size = np.ceil((local.max(0) - local.min(0)) / volume.spacing).astype(int) + 1
+    image = sitk.Resample(volume.to_sitk(), [int(s) for s in size], sitk.Transform(),
+                          interpolator, [float(o) for o in origin],
+                          [float(s) for s in volume.spacing],
+                          [float(d) for d in direction.reshape(-1)],
+                          HU_AIR if interpolator == sitk.sitkLinear else 0.0)
+    return Volume.from_sitk(image, volume.source)
+
+
+def _window(image: Volume, labels: Volume, rng, count: int) -> tuple[Volume, Volume, str]:
+    """A crop along the spine's main voxel axis holding about ``count`` vertebrae."""
+    ids = sorted(int(v) for v in np.unique(labels.array) if v)
+    centres_kji = {v: np.mean(np.nonzero(labels.array == v), axis=1) for v in ids}
+    spread = np.ptp(np.array(list(centres_kji.values())), axis=0) * labels.spacing[::-1]
+    array_axis = int(np.argmax(spread))  # the voxel axis the column runs along
+    axis = 2 - array_axis
+    centres = {v: c[array_axis] for v, c in centres_kji.items()}
+    order = sorted(ids, key=lambda v: centres[v])
+    count = min(count, len(order))
+    first = int(rng.integers(0, len(order) - count + 1))
+    chosen = order[first:first + count]
+    span = [np.nonzero(labels.array == v)[array_axis] for v in chosen]
+    lo, hi = int(min(s.min() for s in span)), int(max(s.max() for s in span)) + 1
+    index = [slice(None)] * 3
+    index[array_axis] = slice(lo, hi)
+    origin_index = np.zeros(3)
+    origin_index[axis] = lo
+    origin = image.index_to_world(origin_index)
+
+    def cut(volume: Volume) -> Volume:
+        return Volume(np.ascontiguousarray(volume.array[tuple(index)]), volume.spacing.copy(),
+                      origin, volume.direction.copy(), volume.source)
+
+    return cut(image), cut(labels), f"{level_name(chosen[0])}-{level_name(chosen[-1])}"
+
+
+def make_cases(scans, groups, seed: int = 0) -> list[Case]:
+    rng = np.random.default_rng(seed)
+    cases = []
+    for name in scans:
+        image, labels = _load(name)
+        if "original" in groups:
+            cases.append(Case("original", name, "as shared", image, labels))
+        if "spacing" in groups:
+            for mm in (1.0, 2.0, 3.0):
+                cases.append(Case("spacing", name, f"{mm:g} mm", resample(image, mm),
+                                  resample(labels, mm, interpolator="nearest")))
+        if "window" in groups:
+            for count in sorted({int(rng.integers(3, 13)) for _ in range(2)}):
+                cut_image, cut_labels, span = _window(image, labels, rng, count)
+                cases.append(Case("window", name, span, cut_image, cut_labels))
+        if "axes" in groups:
+            for code in ("LPS", "RAS", "PIR"):
+                cases.append(Case("axes", name, code, _reoriented(image, code),
+                                  _reoriented(labels, code)))
+            cases.append(Case("axes", name, "oblique 12 deg",
+                              _oblique(image, 12.0, sitk.sitkLinear),
+                              _oblique(labels, 12.0, sitk.sitkNearestNeighbor)))
+        if "noise" in groups:
+            smooth = sitk.SmoothingRecursiveGaussian(image.to_sitk(), 0.8)
+            noisy = sitk.GetArrayFromImage(smooth) + rng.normal(0, 40.0, image.array.shape)
+            cases.append(Case("noise", name, "40 HU, 0.8 mm",
+                              image.with_array(noisy.astype(np.float32)), labels))
+    return cases
+
+
+# ---------------------------------------------------------------------- scoring
+def label_volumes_mm3(labels: Volume) -> dict[int, float]:
+    counts = np.bincount(labels.array.ravel().astype(np.int64))
+    voxel = float(np.prod(labels.spacing))
+    return {v: n * voxel for v, n in enumerate(counts) if v and n}
+
+
+def in_view(labels: Volume, full_mm3: dict[int, float]) -> list[int]:
+    seen = label_volumes_mm3(labels)
+    return [v for v, full in full_mm3.items() if seen.get(v, 0.0) >= IN_VIEW_FRACTION * full]
+
+
+def run_case(case: Case, full_mm3: dict[int, float]) -> Outcome:
+    outcome = Outcome(case)
+    visible = in_view(case.labels, full_mm3)
+    true = {k: c for k, c in centroids_from_label_map(case.labels, "verse").items()
+            if k in visible}
+    start = time.perf_counter()
+    try:
+        try:
+            found = localize_vertebrae(case.image)
+        except LocalizationError as error:
+            if "levels.lowest" not in str(error):
+                raise
+            outcome.asked_for_hint = True
+            found = localize_vertebrae(case.image, hint_lowest=level_name(max(visible)))
+    except LocalizationError as error:
+        outcome.failed = str(error).split(";")[0]
+        outcome.evaluated = sorted(true)
+        return outcome
+    finally:
+        outcome.seconds = time.perf_counter() - start
+    score = score_localization(found.centroids, true)
+    outcome.evaluated, outcome.identified = score.evaluated, score.identified
+    outcome.errors_mm = list(score.errors_mm.values())
+    return outcome
+
+
+def summarize(outcomes: list[Outcome]) -> list[dict]:
+    rows = []
+    for group in dict.fromkeys(o.case.group for o in outcomes):
+        chosen = [o for o in outcomes if o.case.group == group]
+        evaluated = sum(len(o.evaluated) for o in chosen)
+        identified = sum(len(o.identified) for o in chosen)
+        errors = [e for o in chosen for e in o.errors_mm]
+        rows.append({
+            "group": group, "cases": len(chosen), "vertebrae": evaluated,
+            "id_rate": 100.0 * identified / evaluated if evaluated else float("nan"),
+            "median_error_mm": float(np.median(errors)) if errors else float("nan"),
+            "asked_for_hint": sum(o.asked_for_hint for o in chosen),
+            "failed": sum(o.failed is not None for o in chosen),
+        })
+    return rows
+
+
+def main(argv=None) -> list[Outcome]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scans", nargs="+", default=list(SCANS), choices=list(SCANS))
+    parser.add_argument("--groups", nargs="+", default=list(GROUPS), choices=list(GROUPS))
+    parser.add_argument("--fast", action="store_true", help="the subset the tests run")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    scans, groups = (FAST["scans"], FAST["groups"]) if args.fast else (args.scans, args.groups)
+    outcomes = []
+    for name in scans:
+        _, labels = _load(name)
+        full = label_volumes_mm3(labels)
+        for case in make_cases([name], groups, args.seed):
+            o = run_case(case, full)
+            outcomes.append(o)
+            status = o.failed or (f"id {len(o.identified)}/{len(o.evaluated)}, median "
+                                  f"{np.median(o.errors_mm) if o.errors_mm else float('nan'):.1f} mm")
+            print(f"{case.group:<9} {case.scan:<22} {case.variant:<16} "
+                  f"{'hint asked, ' if o.asked_for_hint else ''}{status} ({o.seconds:.0f} s)",
+                  flush=True)
+    print("\n| group | cases | vertebrae | id rate % | median error mm | asked for a hint | failed |")
+    print("|---|---|---|---|---|---|---|")
+    for r in summarize(outcomes):
+        print(f"| {r['group']} | {r['cases']} | {r['vertebrae']} | {r['id_rate']:.1f} | "
+              f"{r['median_error_mm']:.1f} | {r['asked_for_hint']} | {r['failed']} |")
+    return outcomes
+
+
+if __name__ == "__main__":
+    main()
