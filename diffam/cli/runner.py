@@ -197,7 +197,9 @@ def run_from_settings(settings: dict, should_stop: Callable[[], bool] | None = N
                       batch_record: Path | None = None) -> int:
     """Segment every scan of the settings; returns the process exit code.
 
-    0: all done; 1: some scans failed (listed at the end); 2: bad settings.
+    0: all done; 1: some scans failed (listed at the end); 2: bad settings
+    (checked before any work, or an output folder that may not be replaced);
+    130: stopped by the user (Ctrl-C; resume=true continues).
 
     Folder mode (``scans=``) and a job of a Hydra multirun (``batch_record``
     given: the file where this job's per-scan results go, gathered into
@@ -208,6 +210,9 @@ def run_from_settings(settings: dict, should_stop: Callable[[], bool] | None = N
     """
     batch = batch_record is not None
     try:
+        from diffam.cli.settings_check import check_segment_settings
+
+        check_segment_settings(settings)
         config = segmentation_config(settings)
         levels = settings.get("levels") or {}
         check_hints(levels.get("lowest"), levels.get("highest"))  # before any scan is read
@@ -219,7 +224,7 @@ def run_from_settings(settings: dict, should_stop: Callable[[], bool] | None = N
                                                       settings.get("scans")),
                                                   Path(settings["output_dir"])),
                                               "failed", error=str(error))])
-        return 2
+        return BAD_SETTINGS
     overwrite = bool(settings.get("overwrite", False))
     resume = bool(settings.get("resume", False))
     skip_done = (folder_mode or batch) and not overwrite
@@ -248,10 +253,12 @@ def run_from_settings(settings: dict, should_stop: Callable[[], bool] | None = N
             completed = run_one(job, settings, config, overwrite, should_stop)
             entries.append(_entry(job, "segmented" if completed else "stopped",
                                   seconds=time.perf_counter() - start))
+            if not completed:
+                code = STOPPED
         except KeyboardInterrupt:
             log.error("aborted: %s", job.scan)
             entries.append(_entry(job, "failed", error="aborted (KeyboardInterrupt)"))
-            code = 130
+            code = STOPPED
             break
         except Exception as error:  # noqa: BLE001 - reported per scan, the batch goes on
             known = isinstance(error, (ValueError, OSError, FileExistsError))
@@ -259,7 +266,7 @@ def run_from_settings(settings: dict, should_stop: Callable[[], bool] | None = N
             entries.append(_entry(job, "failed", error=f"{type(error).__name__}: {error}",
                                   seconds=time.perf_counter() - start))
             if not folder_mode and not batch:
-                return 1 if not isinstance(error, FileExistsError) else 2
+                return BAD_SETTINGS if _is_settings_error(error) else FAILED
         if should_stop is not None and should_stop():
             log.warning("stopped by the user; run again with resume=true to continue")
     failed = any(e["status"] == "failed" for e in entries)
@@ -269,7 +276,18 @@ def run_from_settings(settings: dict, should_stop: Callable[[], bool] | None = N
         log.info("batch summary written to %s", path)
     if batch:
         write_json_atomic(batch_record, entries)
-    return code or (1 if failed else 0)
+    return code or (FAILED if failed else OK)
+
+
+#: Exit statuses of segment.py (and of :func:`run_from_settings`).
+OK, FAILED, BAD_SETTINGS, STOPPED = 0, 1, 2, 130
+
+
+def _is_settings_error(error: BaseException) -> bool:
+    """Errors a user fixes by changing a setting (exit status 2), not a failed run (1)."""
+    from diffam.cli.checkpoints import CheckpointMismatch
+
+    return isinstance(error, (FileExistsError, SettingsError, CheckpointMismatch))
 
 
 BATCH_SUMMARY_FILE = "batch_summary.json"
@@ -326,8 +344,10 @@ def _done_state(job: Job) -> str | None:
     """
     from diffam.export.files import REPORT_FILE, output_files
 
+    from diffam.export.staging import previous_outputs
+
     files = output_files(job.output_dir)
-    if not any(p.exists() for p in files):
+    if not any(p.exists() for p in files) and not previous_outputs(job.output_dir):
         return None
     try:
         report = json.loads((job.output_dir / REPORT_FILE).read_text(encoding="utf-8"))
@@ -340,6 +360,11 @@ def _done_state(job: Job) -> str | None:
         return (f"{job.output_dir} holds the result of another scan ({done_scan}); scans "
                 "sharing a file stem need distinct output folders (folder mode names them by "
                 "path, or hydra.sweep.subdir=${hydra.job.num} in multirun)")
+    listed = [job.output_dir / name for name in (report.get("files") or {}).values()]
+    missing = [p for p in listed if not p.exists()]
+    if missing:
+        return (f"{job.output_dir} is inconsistent: {missing[0].name} listed in {REPORT_FILE} "
+                "is missing; overwrite=true to redo it")
     if not all(p.exists() for p in files) or not report.get("completed", True) \
             or (job.output_dir / "checkpoint.pt").exists():
         return (f"{job.output_dir} holds an unfinished run; resume=true to continue it or "
@@ -357,45 +382,84 @@ def _same_scan(done: str, scan: str) -> bool:
 
 def run_one(job: Job, settings: dict, config: SegmentationConfig, overwrite: bool,
             should_stop: Callable[[], bool] | None) -> bool:
-    """Segment one scan and write its output folder; True when the fit completed."""
-    from diffam.core.centroids import read_centroids
-    from diffam.core.image import read_image
+    """Segment one scan and write its output folder; True when the fit completed.
+
+    Everything is written into a staging folder and swapped in whole at the end
+    (:class:`diffam.export.staging.StagedOutput`): a failure leaves the previous
+    result untouched, and a new result replaces every file of the old one.
+    """
+    from diffam.cli import checkpoints
     from diffam.export.files import check_output_dir
-    from diffam.export.writers import write_outputs
-    from diffam.fit.pipeline import segment
+    from diffam.export.staging import clean_leftovers
 
     output_dir = job.output_dir
     resume = bool(settings.get("resume", False))
     centroids_file = resolve_centroids(settings.get("centroids"), job.scan)
     check_output_dir(output_dir, overwrite or resume)
-    phantom = None
-    if job.scan == PHANTOM_SCAN:
-        phantom, image = _make_phantom(settings, config, output_dir, overwrite or resume)
-        centroids = phantom.centroids if not centroids_file else None
+    clean_leftovers(output_dir)
+    checkpoint = output_dir / checkpoints.CHECKPOINT_FILE
+    if resume and not overwrite and not checkpoint.exists() and _done_state(job) == "done":
+        raise FileExistsError(
+            f"{output_dir} holds a finished run: there is nothing to resume; pass "
+            "overwrite=true to redo it, or choose another output_dir")
+    identity = checkpoints.scan_identity(job.scan, settings, config)
+    resuming = resume and checkpoint.exists()
+    if resuming:
+        checkpoints.check_resumable(output_dir, identity)
     else:
-        image = read_image(job.scan)
-        centroids = None
-    if centroids_file:
-        log.info("initial centroids: %s", centroids_file)
-        centroids = read_centroids(centroids_file, image)
-    levels = settings.get("levels") or {}
-
-    bar = _progress_bar(config.optim.iterations)
+        checkpoints.remove(output_dir)
+        checkpoints.write_record(output_dir, identity)
     try:
-        result = segment(image, config, centroids=centroids,
-                         hint_lowest=levels.get("lowest"), hint_highest=levels.get("highest"),
-                         progress=bar.update_record, should_stop=should_stop,
-                         checkpoint=output_dir / "checkpoint.pt", resume=resume)
+        return _fit_and_write(job, settings, config, should_stop, centroids_file, resuming)
     finally:
-        bar.close()
-    inputs = {"scan": job.scan, "centroids": centroids_file, "output_dir": str(output_dir),
-              "scan_path": job.scan if job.scan == PHANTOM_SCAN
-              else str(Path(job.scan).resolve())}
-    written = write_outputs(result, image, output_dir, config, overwrite=overwrite or resume,
-                            inputs=inputs)
+        if not checkpoint.exists():  # failed before the first checkpoint: no record left
+            checkpoints.remove(output_dir)
+
+
+def _fit_and_write(job: Job, settings: dict, config: SegmentationConfig,
+                   should_stop: Callable[[], bool] | None, centroids_file: str | None,
+                   resuming: bool) -> bool:
+    from diffam.cli import checkpoints
+    from diffam.core.centroids import read_centroids
+    from diffam.core.image import read_image
+    from diffam.export.staging import StagedOutput
+    from diffam.export.writers import write_outputs
+    from diffam.fit.pipeline import segment
+
+    output_dir = job.output_dir
+    checkpoint = output_dir / checkpoints.CHECKPOINT_FILE
+    phantom = None
+    with StagedOutput(output_dir) as staged:
+        if job.scan == PHANTOM_SCAN:
+            phantom, image = _make_phantom(settings, config, staged.path, True)
+            centroids = phantom.centroids if not centroids_file else None
+        else:
+            image = read_image(job.scan, series_uid=settings.get("series_uid"))
+            centroids = None
+        if centroids_file:
+            log.info("initial centroids: %s", centroids_file)
+            centroids = read_centroids(centroids_file, image)
+        levels = settings.get("levels") or {}
+
+        bar = _progress_bar(config.optim.iterations)
+        try:
+            result = segment(image, config, centroids=centroids,
+                             hint_lowest=levels.get("lowest"),
+                             hint_highest=levels.get("highest"),
+                             progress=bar.update_record, should_stop=should_stop,
+                             checkpoint=checkpoint, resume=resuming)
+        finally:
+            bar.close()
+        inputs = {"scan": job.scan, "centroids": centroids_file, "output_dir": str(output_dir),
+                  "scan_path": job.scan if job.scan == PHANTOM_SCAN
+                  else str(Path(job.scan).resolve())}
+        written = write_outputs(result, image, staged.path, config, overwrite=True,
+                                inputs=inputs)
+        staged.commit()
+    labels_file = output_dir / written["labels"].relative_to(staged.path)
     if result.completed:
-        (output_dir / "checkpoint.pt").unlink(missing_ok=True)
-        log.info("done in %.0f s: %s", result.timings.get("total", 0.0), written["labels"])
+        checkpoints.remove(output_dir)
+        log.info("done in %.0f s: %s", result.timings.get("total", 0.0), labels_file)
     else:
         log.warning("stopped at iteration %d of %d; labels written for the state reached. "
                     "Continue with resume=true output_dir=%s", result.fit.completed_iterations,
