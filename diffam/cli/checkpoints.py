@@ -31,7 +31,9 @@ def scan_identity(scan: str, settings: dict, config) -> dict:
                                                      sort_keys=True, default=str)}
     else:
         path = Path(scan).resolve()
-        if path.is_dir():
+        if not path.exists():  # read_image says so, with the fix
+            size, mtime = -1, 0
+        elif path.is_dir():
             entries = sorted(p for p in path.iterdir() if p.is_file())
             size = sum(p.stat().st_size for p in entries)
             mtime = max((p.stat().st_mtime_ns for p in entries), default=0)
