@@ -343,7 +343,6 @@ def _done_state(job: Job) -> str | None:
     multirun) or an unfinished run (stopped, checkpoint left) is not skipped.
     """
     from diffam.export.files import REPORT_FILE, output_files
-
     from diffam.export.staging import previous_outputs
 
     files = output_files(job.output_dir)
