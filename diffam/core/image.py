@@ -13,6 +13,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from diffam.core.atomic import atomic_path, check_writable, full_suffix
+from diffam.core.image_checks import check_file, check_geometry
 from diffam.core.volume import ImageReadError, ImageSource, Volume
 
 #: File suffixes read and written as single files.
@@ -109,6 +110,7 @@ def _read_dicom_folder(folder: Path, series_uid: str | None = None) -> Volume:
             f"cannot read DICOM series {uid or '(no uid)'} in {folder} ({len(files)} files): {err}"
         ) from err
     _check_image(image, f"DICOM series in {folder}")
+    check_geometry(image.GetSpacing(), image.GetDirection(), f"DICOM series in {folder}")
     if not uid:  # GDCM returns an empty id when it groups files without the tag
         uid = _dicom_tag(files[0], "0020|000e")
     source = ImageSource(
@@ -193,6 +195,7 @@ def read_image(path: str | os.PathLike, *, series_uid: str | None = None) -> Vol
         )
     if path.is_dir():
         return _read_dicom_folder(path, series_uid)
+    check_file(path)  # truncated/damaged data, zero NIfTI spacing: refused before reading
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:
@@ -204,6 +207,7 @@ def read_image(path: str | os.PathLike, *, series_uid: str | None = None) -> Vol
             "MHA/MHD, NRRD file or a DICOM folder"
         ) from err
     _check_image(image, str(path))
+    check_geometry(image.GetSpacing(), image.GetDirection(), str(path))
     io_name = reader.GetImageIO()
     fmt = _format_of(path, io_name)
     is_dicom = fmt == "dicom"
