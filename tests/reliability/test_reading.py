@@ -159,3 +159,46 @@ def test_fuzzed_nifti_header_reads_validly_or_is_refused(tmp_path, changes, data
     matrix = np.asarray(volume.direction, dtype=float).reshape(3, 3)
     assert np.allclose(matrix.T @ matrix, np.eye(3), atol=1e-3)
     assert volume.array.size == np.prod(volume.shape_ijk)
+
+
+# ---------------------------------------------------------------------- case 7: DICOM
+def _series(folder: Path, series: str, slices: list[int], description: str = "") -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    writer = sitk.ImageFileWriter()
+    writer.KeepOriginalImageUIDOn()
+    for k in slices:
+        image = sitk.GetImageFromArray(_volume((1, 16, 16), seed=k)[0])
+        tags = {
+            "0008|0016": "1.2.840.10008.5.1.4.1.1.2", "0008|0060": "CT",
+            "0008|0018": f"{series}.{k + 1}", "0020|000d": "1.2.826.0.1.3680043.8.498.1",
+            "0020|000e": series, "0020|0013": str(k + 1),
+            "0020|0032": f"0\\0\\{2.5 * k:.3f}", "0020|0037": "1\\0\\0\\0\\1\\0",
+            "0028|0030": "1\\1", "0018|0050": "2.5", "0008|103e": description,
+        }
+        for tag, value in tags.items():
+            image.SetMetaData(tag, value)
+        writer.SetFileName(str(folder / f"{series[-4:]}_{k:03d}.dcm"))
+        writer.Execute(image)
+
+
+SERIES_A, SERIES_B = "1.2.826.0.1.3680043.8.498.2001", "1.2.826.0.1.3680043.8.498.2002"
+
+
+def test_folder_with_two_series_is_refused_and_series_uid_chooses(tmp_path):
+    _series(tmp_path / "dcm", SERIES_A, list(range(6)), "bone")
+    _series(tmp_path / "dcm", SERIES_B, list(range(9)), "soft tissue")
+    with pytest.raises(ImageReadError, match=r"2 DICOM series.*series_uid=") as error:
+        read_image(tmp_path / "dcm")
+    assert SERIES_A in str(error.value) and "'soft tissue'" in str(error.value)
+    volume = read_image(tmp_path / "dcm", series_uid=SERIES_A)
+    assert volume.shape_ijk[2] == 6 and volume.source.series_uid == SERIES_A
+    with pytest.raises(ImageReadError, match="series_uid=1.2.3 is not in"):
+        read_image(tmp_path / "dcm", series_uid="1.2.3")
+
+
+def test_series_with_a_missing_slice_is_refused(tmp_path):
+    _series(tmp_path / "dcm", SERIES_A, [0, 1, 2, 4, 5, 6])
+    with pytest.raises(ImageReadError, match=r"not evenly spaced.*5.00 mm.*2.50 mm"):
+        read_image(tmp_path / "dcm")
+    _series(tmp_path / "full", SERIES_A, list(range(6)))
+    assert np.allclose(read_image(tmp_path / "full").spacing[2], 2.5)
