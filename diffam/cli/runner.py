@@ -401,6 +401,11 @@ def run_one(job: Job, settings: dict, config: SegmentationConfig, overwrite: boo
         raise FileExistsError(
             f"{output_dir} holds a finished run: there is nothing to resume; pass "
             "overwrite=true to redo it, or choose another output_dir")
+    if job.scan != PHANTOM_SCAN and settings.get("memory_check", True):
+        from diffam.core.memory import check_memory
+
+        check_memory(job.scan, localise=not centroids_file,
+                     limit_gb=settings.get("memory_limit_gb"))
     identity = checkpoints.scan_identity(job.scan, settings, config)
     resuming = resume and checkpoint.exists()
     if resuming:
