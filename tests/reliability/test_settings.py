@@ -98,4 +98,17 @@ def test_script_exits_2_without_traceback_for_a_type_error(tmp_path):
     text = proc.stdout + proc.stderr
     assert proc.returncode == 2, text
     assert "Traceback" not in text and "optim.iterations='abc'" in text
-    assert not (tmp_path / "out").exists()
+    out = tmp_path / "out"
+    assert sorted(p.name for p in out.iterdir()) == ["segment.log"]  # the log, no result
+    assert not (tmp_path / "outputs").exists()  # no Hydra folder in the working folder
+
+
+def test_run_dir_follows_output_dir():
+    from diffam.cli.segment import run_dir_follows_output_dir
+
+    assert run_dir_follows_output_dir(["scan=a", "output_dir=/tmp/x"]) == [
+        "hydra.run.dir='/tmp/x'", "hydra.output_subdir=null"]
+    assert run_dir_follows_output_dir(["-m", "scan=a,b", "output_dir=/tmp/x"]) == []
+    assert run_dir_follows_output_dir(["scan=a"]) == []
+    assert run_dir_follows_output_dir(["output_dir=/tmp/x", "hydra.run.dir=y"]) == []
+    assert run_dir_follows_output_dir(["output_dir=/proc/1/nope"]) == []  # left to the run
