@@ -85,13 +85,14 @@ def _check_nifti(path: Path, compressed: bool) -> None:
         opener = gzip.open if compressed else open
         with opener(path, "rb") as stream:
             raw = stream.read(544)
+    except gzip.BadGzipFile:
+        return  # not gzip at all: the reader says it is not a readable image
     except (EOFError, OSError, zlib.error) as error:
         raise _refuse(path, f"cannot read the NIfTI header ({error})",
                       "copy or re-export the file") from None
     header = _nifti_header(raw)
     if header is None:
-        raise _refuse(path, "not a NIfTI file (no valid header: wrong size field)",
-                      "check that the file is a NIfTI image (.nii/.nii.gz)")
+        return  # not a NIfTI header: the reader says it is not a readable image
     dim = header["dim"]
     ndim = dim[0]
     if not 1 <= ndim <= 7 or any(d < 1 for d in dim[1:ndim + 1]):
@@ -237,7 +238,9 @@ def check_file(path: str | Path) -> None:
     elif name.endswith(".nrrd"):
         _check_nrrd(path)
     elif name.endswith(".gz"):
-        _gunzipped_length(path)
+        with open(path, "rb") as stream:
+            if stream.read(2) == b"\x1f\x8b":
+                _gunzipped_length(path)
 
 
 def check_geometry(spacing, direction, where: str) -> None:

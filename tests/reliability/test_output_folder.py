@@ -179,3 +179,60 @@ def test_identity_changes_with_the_scan_file(tmp_path):
     first = checkpoints.scan_identity(str(scan), settings, config)
     scan.write_bytes(b"123456")
     assert checkpoints.scan_identity(str(scan), settings, config) != first
+
+
+def test_stop_then_resume_gives_the_labels_of_an_uninterrupted_run(tmp_path):
+    whole = tmp_path / "whole"
+    assert run_from_settings(settings_for(whole, optim={"iterations": 6})) == OK
+    out = tmp_path / "out"
+    polls = {"n": 0}
+
+    def stop_after_three():
+        polls["n"] += 1
+        return polls["n"] > 3
+
+    code = run_from_settings(settings_for(out, optim={"iterations": 6}),
+                             should_stop=stop_after_three)
+    assert code == 130
+    report = json.loads((out / "report.json").read_text())
+    assert report["completed"] is False and (out / "checkpoint.pt").exists()
+    assert (out / "checkpoint.json").exists()
+    assert run_from_settings(settings_for(out, resume=True, optim={"iterations": 6})) == OK
+    assert json.loads((out / "report.json").read_text())["completed"] is True
+    assert not (out / "checkpoint.pt").exists() and not (out / "checkpoint.json").exists()
+    assert (out / "labels.nii.gz").read_bytes() == (whole / "labels.nii.gz").read_bytes()
+
+
+KILL_DURING_SWAP = """
+import os, sys
+from diffam.export import staging
+real, calls = staging._move, []
+def move(src, dst):
+    calls.append(src)
+    if len(calls) == 4:
+        os._exit(137)  # killed: no clean-up of any kind runs
+    real(src, dst)
+staging._move = move
+from diffam.cli.runner import run_from_settings
+sys.exit(run_from_settings(json.loads(sys.argv[1])))
+"""
+
+
+def test_process_killed_during_the_swap(first_result, tmp_path):
+    out = _copy(first_result, tmp_path)
+    settings = settings_for(out, overwrite=True, phantom={"levels": ["L1", "L2"]})
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    proc = subprocess.run([sys.executable, "-c", "import json\n" + KILL_DURING_SWAP,
+                           json.dumps(settings)], env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 137, proc.stderr
+    assert not (out / "report.json").exists()  # visibly unfinished
+    assert [p for p in out.iterdir() if p.name.startswith(".staging-")]
+    # a batch run (no overwrite) does not take it for finished
+    assert "incomplete" in _done_state(Job("builtin:phantom", out))
+    assert run_from_settings(settings_for(out)) == BAD_SETTINGS
+    # overwrite=true cleans the dead run's staging folder and redoes it
+    assert run_from_settings(settings) == OK
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]
+    assert _done_state(Job("builtin:phantom", out)) == "done"
+    assert sorted(p.name for p in (out / "meshes").iterdir()) == ["L1.ply", "L2.ply"]

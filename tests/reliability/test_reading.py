@@ -202,3 +202,27 @@ def test_series_with_a_missing_slice_is_refused(tmp_path):
         read_image(tmp_path / "dcm")
     _series(tmp_path / "full", SERIES_A, list(range(6)))
     assert np.allclose(read_image(tmp_path / "full").spacing[2], 2.5)
+
+
+@settings(max_examples=100, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.binary(max_size=2000), suffix=st.sampled_from([".nii", ".nii.gz", ".mha",
+                                                              ".nrrd"]),
+       gzipped=st.booleans())
+def test_random_bytes_are_refused_cleanly(tmp_path, data, suffix, gzipped):
+    path = tmp_path / f"noise{suffix}"
+    path.write_bytes(gzip.compress(data) if gzipped else data)
+    try:
+        volume = read_image(path)
+    except ImageReadError:
+        return
+    assert volume.array.size == np.prod(volume.shape_ijk)  # pragma: no cover - unlikely
+
+
+def test_truncated_mha_header_fields_are_fuzzed_safely(tmp_path):
+    path = _write(tmp_path / "ct.mha", _volume((20, 20, 20)))
+    text = path.read_bytes()
+    for cut in range(0, 400, 7):  # cut inside the header and the first voxels
+        (tmp_path / "cut.mha").write_bytes(text[:cut])
+        with pytest.raises(ImageReadError):
+            read_image(tmp_path / "cut.mha")
