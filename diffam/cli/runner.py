@@ -180,6 +180,10 @@ def resolve_centroids(value: str | None, scan: str) -> str | None:
             raise SettingsError(f"centroids={value}: {path} does not exist for scan {scan}")
         return str(path)
     path = Path(value)
+    if not path.exists():
+        raise SettingsError(f"centroids={value} does not exist; give a VerSe JSON or CSV file, "
+                            "a folder of <stem>.json|csv files, or leave centroids= out to find "
+                            "the vertebrae automatically")
     if not path.is_dir():
         return value
     names = [f"{stem}.json", f"{stem}.csv", f"{stem}_ctd.json"]

@@ -215,6 +215,15 @@ def _template_problems(template: Any) -> list[str]:
     name = template.get("name", "spine")
     if not isinstance(name, str) or not name:
         problems.append(f"template.name={_describe(name)}: must be a template name or .npz path")
+    else:
+        from pathlib import Path
+
+        from diffam.core.template import available_templates
+
+        known = available_templates()
+        if not Path(name).is_file() and name not in known:
+            problems.append(f"template.name={name!r}: no such template; valid: "
+                            f"{', '.join(known)} or the path of a .npz template file")
     levels = template.get("levels")
     if levels is not None:
         if not isinstance(levels, (list, tuple)) or not levels:

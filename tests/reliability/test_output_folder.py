@@ -236,3 +236,19 @@ def test_process_killed_during_the_swap(first_result, tmp_path):
     assert not [p for p in out.iterdir() if p.name.startswith(".")]
     assert _done_state(Job("builtin:phantom", out)) == "done"
     assert sorted(p.name for p in (out / "meshes").iterdir()) == ["L1.ply", "L2.ply"]
+
+
+def test_a_file_listed_in_the_report_but_missing_is_not_done(tmp_path):
+    out = tmp_path / "out"
+    (out / "meshes").mkdir(parents=True)
+    (out / "labels.nii.gz").write_bytes(b"")
+    (out / "meshes" / "L1.ply").write_bytes(b"")
+    report = {"inputs": {"scan": "builtin:phantom", "scan_path": "builtin:phantom"},
+              "completed": True,
+              "files": {"labels": "labels.nii.gz", "mesh_L1": "meshes/L1.ply",
+                        "mesh_L2": "meshes/L2.ply"}}
+    (out / "report.json").write_text(json.dumps(report))
+    state = _done_state(Job("builtin:phantom", out))
+    assert "inconsistent" in state and "L2.ply" in state
+    (out / "meshes" / "L2.ply").write_bytes(b"")
+    assert _done_state(Job("builtin:phantom", out)) == "done"

@@ -67,6 +67,8 @@ def test_any_value_is_accepted_as_typed_or_refused_by_name(option, value):
     ({"optim": {"bogus": 1}}, r"optim.bogus is not an option; valid: .*iterations"),
     ({"template": {"name": "spine", "levels": ["L9"]}}, r"not vertebra levels"),
     ({"shape": {"initial_scale_range": [1.3, 0.8]}}, r"must not exceed"),
+    ({"template": {"name": "neck"}}, r"template.name='neck': no such template; valid: .*spine"),
+    ({"centroids": "/nonexistent/c.csv"}, r"centroids=/nonexistent/c.csv does not exist"),
 ])
 def test_bad_setting_is_refused_before_any_work(tmp_path, override, expected, caplog):
     import re
