@@ -401,10 +401,17 @@ def run_one(job: Job, settings: dict, config: SegmentationConfig, overwrite: boo
     check_output_dir(output_dir, overwrite or resume)
     clean_leftovers(output_dir)
     checkpoint = output_dir / checkpoints.CHECKPOINT_FILE
-    if resume and not overwrite and not checkpoint.exists() and _done_state(job) == "done":
-        raise FileExistsError(
-            f"{output_dir} holds a finished run: there is nothing to resume; pass "
-            "overwrite=true to redo it, or choose another output_dir")
+    if resume and not overwrite and not checkpoint.exists():
+        state = _done_state(job)
+        if state == "done":
+            raise FileExistsError(
+                f"{output_dir} holds a finished run: there is nothing to resume; pass "
+                "overwrite=true to redo it, or choose another output_dir")
+        if state is not None:
+            raise FileExistsError(
+                f"resume=true: {output_dir} has no {checkpoints.CHECKPOINT_FILE} to continue "
+                f"from and holds an earlier result ({state.split(';')[0]}); pass overwrite=true "
+                "to redo it, or choose another output_dir")
     if job.scan != PHANTOM_SCAN and settings.get("memory_check", True):
         from diffam.core.memory import check_memory
 

@@ -152,6 +152,18 @@ def test_resume_on_a_finished_folder_is_refused(first_result, tmp_path):
     assert snapshot(out) == before
 
 
+def test_resume_without_checkpoint_does_not_replace_another_result(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "labels.nii.gz").write_bytes(b"old")
+    report = {"inputs": {"scan": "/elsewhere/other.nii.gz",
+                         "scan_path": "/elsewhere/other.nii.gz"}, "completed": True}
+    (out / "report.json").write_text(json.dumps(report))
+    before = snapshot(out)
+    assert run_from_settings(settings_for(out, resume=True)) == BAD_SETTINGS
+    assert snapshot(out) == before
+
+
 def test_resume_with_another_scan_is_refused(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
