@@ -92,3 +92,11 @@ def test_missing_case_exits_1_unless_allowed(tmp_path):
     assert "Traceback" not in proc.stdout + proc.stderr
     proc = evaluate(*args, "allow_missing=true", cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_truncated_label_map_fails_the_case(tmp_path):
+    pred = _save(_labels(), tmp_path / "pred" / "a.nii.gz")
+    gt = _save(_labels(), tmp_path / "gt" / "a.nii.gz")
+    gt.write_bytes(gt.read_bytes()[:-40])
+    result = evaluate_paths(pred, gt)
+    assert result.failed and "truncated" in result.failed[0].error
