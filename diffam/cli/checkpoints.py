@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
 from diffam.core.atomic import write_json_atomic
 
+PHANTOM_SCAN = "builtin:phantom"
 CHECKPOINT_FILE = "checkpoint.pt"
 RECORD_FILE = "checkpoint.json"
 
@@ -24,8 +26,6 @@ class CheckpointMismatch(ValueError):
 
 def scan_identity(scan: str, settings: dict, config) -> dict:
     """What a checkpoint must match: the scan file(s) and the settings that shape the fit."""
-    from diffam.cli.runner import PHANTOM_SCAN
-
     if scan == PHANTOM_SCAN:
         files = {"scan": scan, "phantom": json.dumps(settings.get("phantom") or {},
                                                      sort_keys=True, default=str)}
@@ -80,3 +80,36 @@ def check_resumable(output_dir: Path, identity: dict) -> None:
             f"(checkpoint scan: {record.get('scan')}, this run: {identity.get('scan')}); "
             "resume with the same scan and settings, or run with overwrite=true and without "
             "resume=true to start again")
+
+
+def prepare(output_dir: Path, identity: dict, *, resume: bool, overwrite: bool,
+            folder_state: Callable[[], str | None]) -> bool:
+    """Before any work: True to continue ``checkpoint.pt``, False to start afresh (record written).
+
+    ``folder_state`` says what the folder holds (None: nothing; ``"done"``: a
+    finished result; else why it is not finished). ``resume=true`` without a
+    checkpoint never replaces an earlier result, and a checkpoint is continued
+    only for the same scan and settings.
+
+    Raises:
+        FileExistsError: nothing to resume, and a result would be replaced.
+        CheckpointMismatch: the checkpoint belongs to another scan or other settings.
+    """
+    checkpoint = Path(output_dir) / CHECKPOINT_FILE
+    if resume and not overwrite and not checkpoint.exists():
+        state = folder_state()
+        if state == "done":
+            raise FileExistsError(
+                f"{output_dir} holds a finished run: there is nothing to resume; pass "
+                "overwrite=true to redo it, or choose another output_dir")
+        if state is not None:
+            raise FileExistsError(
+                f"resume=true: {output_dir} has no {CHECKPOINT_FILE} to continue from and "
+                f"holds an earlier result ({state.split(';')[0]}); pass overwrite=true to redo "
+                "it, or choose another output_dir")
+    if resume and checkpoint.exists():
+        check_resumable(output_dir, identity)
+        return True
+    remove(output_dir)
+    write_record(output_dir, identity)
+    return False

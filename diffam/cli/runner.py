@@ -9,7 +9,6 @@ in folder mode.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import time
@@ -19,6 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
+from diffam.cli.checkpoints import PHANTOM_SCAN
+from diffam.cli.exit_status import BAD_SETTINGS, FAILED, OK, STOPPED, is_settings_error
+from diffam.cli.settings_check import SettingsError, check_segment_settings
 from diffam.core.atomic import write_json_atomic
 from diffam.core.config import (
     AppearanceConfig,
@@ -32,13 +34,6 @@ from diffam.core.config import (
 from diffam.localize.naming import check_hints
 
 log = logging.getLogger("diffam")
-
-PHANTOM_SCAN = "builtin:phantom"
-
-
-class SettingsError(ValueError):
-    """The settings are inconsistent; the message says which option to change."""
-
 
 def segmentation_config(settings: dict) -> SegmentationConfig:
     """Typed configuration from the plain settings of ``configs/segment.yaml``."""
@@ -214,8 +209,6 @@ def run_from_settings(settings: dict, should_stop: Callable[[], bool] | None = N
     """
     batch = batch_record is not None
     try:
-        from diffam.cli.settings_check import check_segment_settings
-
         check_segment_settings(settings)
         config = segmentation_config(settings)
         levels = settings.get("levels") or {}
@@ -270,7 +263,7 @@ def run_from_settings(settings: dict, should_stop: Callable[[], bool] | None = N
             entries.append(_entry(job, "failed", error=f"{type(error).__name__}: {error}",
                                   seconds=time.perf_counter() - start))
             if not folder_mode and not batch:
-                return BAD_SETTINGS if _is_settings_error(error) else FAILED
+                return BAD_SETTINGS if is_settings_error(error) else FAILED
         if should_stop is not None and should_stop():
             log.warning("stopped by the user; run again with resume=true to continue")
     failed = any(e["status"] == "failed" for e in entries)
@@ -281,17 +274,6 @@ def run_from_settings(settings: dict, should_stop: Callable[[], bool] | None = N
     if batch:
         write_json_atomic(batch_record, entries)
     return code or (FAILED if failed else OK)
-
-
-#: Exit statuses of segment.py (and of :func:`run_from_settings`).
-OK, FAILED, BAD_SETTINGS, STOPPED = 0, 1, 2, 130
-
-
-def _is_settings_error(error: BaseException) -> bool:
-    """Errors a user fixes by changing a setting (exit status 2), not a failed run (1)."""
-    from diffam.cli.checkpoints import CheckpointMismatch
-
-    return isinstance(error, (FileExistsError, SettingsError, CheckpointMismatch))
 
 
 BATCH_SUMMARY_FILE = "batch_summary.json"
@@ -341,46 +323,10 @@ def write_batch_summary(folder: Path, entries: list[dict], mode: str) -> Path:
 
 
 def _done_state(job: Job) -> str | None:
-    """None: nothing there; ``"done"``: a finished result of this scan; else why not to skip.
+    """None: nothing there; ``"done"``: a finished result of this scan; else why not to skip."""
+    from diffam.cli.folder_state import folder_state
 
-    A folder holding another scan's result (two scans with one file stem in a
-    multirun) or an unfinished run (stopped, checkpoint left) is not skipped.
-    """
-    from diffam.export.files import REPORT_FILE, output_files
-    from diffam.export.staging import previous_outputs
-
-    files = output_files(job.output_dir)
-    if not any(p.exists() for p in files) and not previous_outputs(job.output_dir):
-        return None
-    try:
-        report = json.loads((job.output_dir / REPORT_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return (f"{job.output_dir} holds an incomplete result (no readable {REPORT_FILE}); "
-                "overwrite=true to redo it")
-    inputs = report.get("inputs") or {}
-    done_scan = inputs.get("scan_path") or inputs.get("scan")
-    if done_scan and not _same_scan(str(done_scan), job.scan):
-        return (f"{job.output_dir} holds the result of another scan ({done_scan}); scans "
-                "sharing a file stem need distinct output folders (folder mode names them by "
-                "path, or hydra.sweep.subdir=${hydra.job.num} in multirun)")
-    listed = [job.output_dir / name for name in (report.get("files") or {}).values()]
-    missing = [p for p in listed if not p.exists()]
-    if missing:
-        return (f"{job.output_dir} is inconsistent: {missing[0].name} listed in {REPORT_FILE} "
-                "is missing; overwrite=true to redo it")
-    if not all(p.exists() for p in files) or not report.get("completed", True) \
-            or (job.output_dir / "checkpoint.pt").exists():
-        return (f"{job.output_dir} holds an unfinished run; resume=true to continue it or "
-                "overwrite=true to redo it")
-    return "done"
-
-
-def _same_scan(done: str, scan: str) -> bool:
-    if PHANTOM_SCAN in (done, scan):
-        return done == scan
-    if Path(done).is_absolute():
-        return Path(done).resolve() == Path(scan).resolve()
-    return Path(done).name == Path(scan).name  # relative: cwd unknown; compare names
+    return folder_state(job.output_dir, job.scan)
 
 
 def run_one(job: Job, settings: dict, config: SegmentationConfig, overwrite: bool,
@@ -401,29 +347,14 @@ def run_one(job: Job, settings: dict, config: SegmentationConfig, overwrite: boo
     check_output_dir(output_dir, overwrite or resume)
     clean_leftovers(output_dir)
     checkpoint = output_dir / checkpoints.CHECKPOINT_FILE
-    if resume and not overwrite and not checkpoint.exists():
-        state = _done_state(job)
-        if state == "done":
-            raise FileExistsError(
-                f"{output_dir} holds a finished run: there is nothing to resume; pass "
-                "overwrite=true to redo it, or choose another output_dir")
-        if state is not None:
-            raise FileExistsError(
-                f"resume=true: {output_dir} has no {checkpoints.CHECKPOINT_FILE} to continue "
-                f"from and holds an earlier result ({state.split(';')[0]}); pass overwrite=true "
-                "to redo it, or choose another output_dir")
     if job.scan != PHANTOM_SCAN and settings.get("memory_check", True):
         from diffam.core.memory import check_memory
 
         check_memory(job.scan, localise=not centroids_file,
                      limit_gb=settings.get("memory_limit_gb"))
     identity = checkpoints.scan_identity(job.scan, settings, config)
-    resuming = resume and checkpoint.exists()
-    if resuming:
-        checkpoints.check_resumable(output_dir, identity)
-    else:
-        checkpoints.remove(output_dir)
-        checkpoints.write_record(output_dir, identity)
+    resuming = checkpoints.prepare(output_dir, identity, resume=resume, overwrite=overwrite,
+                                   folder_state=lambda: _done_state(job))
     try:
         return _fit_and_write(job, settings, config, should_stop, centroids_file, resuming)
     finally:

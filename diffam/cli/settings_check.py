@@ -1,7 +1,7 @@
 """Check every setting of ``configs/segment.yaml`` before any work: types, ranges, choices.
 
 :func:`check_segment_settings` collects every problem and raises one
-:class:`~diffam.cli.runner.SettingsError` whose message names each bad option,
+:class:`SettingsError` whose message names each bad option,
 the value given and the valid values, so a run never fails after the fit on a
 typo in an export option, and never fits with a nonsensical schedule.
 
@@ -26,6 +26,11 @@ from diffam.core.config import (
     OptimConfig,
     ShapeConfig,
 )
+
+
+class SettingsError(ValueError):
+    """The settings are inconsistent; the message says which option to change."""
+
 
 #: Config sections of segment.yaml and their dataclass.
 SECTIONS = {"losses": LossWeights, "shape": ShapeConfig, "appearance": AppearanceConfig,
@@ -165,9 +170,7 @@ def check_section(section: str, cls, values: dict | None) -> list[str]:
 
 
 def check_segment_settings(settings: dict) -> None:
-    """Raise :class:`~diffam.cli.runner.SettingsError` listing every bad setting."""
-    from diffam.cli.runner import SettingsError
-
+    """Raise :class:`SettingsError` listing every bad setting."""
     problems: list[str] = []
     for section, cls in SECTIONS.items():
         problems += check_section(section, cls, settings.get(section))
