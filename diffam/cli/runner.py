@@ -208,6 +208,8 @@ def run_from_settings(settings: dict, should_stop: Callable[[], bool] | None = N
     failed scan. Folder mode writes ``output_dir/batch_summary.json``.
     """
     batch = batch_record is not None
+    settings = {**settings, **{k: str(v) for k, v in settings.items() if k in _PATH_SETTINGS
+                               and isinstance(v, int | float) and not isinstance(v, bool)}}
     try:
         check_segment_settings(settings)
         config = segmentation_config(settings)
@@ -276,6 +278,8 @@ def run_from_settings(settings: dict, should_stop: Callable[[], bool] | None = N
     return code or (FAILED if failed else OK)
 
 
+#: Paths Hydra may parse as numbers (a DICOM folder named 12345).
+_PATH_SETTINGS = ("scan", "scans", "centroids", "output_dir", "series_uid")
 BATCH_SUMMARY_FILE = "batch_summary.json"
 #: Status of a scan in a batch, in the order of the summary line.
 BATCH_STATUSES = ("segmented", "skipped", "stopped", "failed", "not started", "unfinished")

@@ -114,3 +114,10 @@ def test_run_dir_follows_output_dir():
     assert run_dir_follows_output_dir(["scan=a"]) == []
     assert run_dir_follows_output_dir(["output_dir=/tmp/x", "hydra.run.dir=y"]) == []
     assert run_dir_follows_output_dir(["output_dir=/proc/1/nope"]) == []  # left to the run
+
+
+def test_a_numeric_path_is_taken_as_a_path(tmp_path, monkeypatch, caplog):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "12345").mkdir()  # a DICOM folder named by its accession number
+    assert run_from_settings({"scan": 12345, "output_dir": str(tmp_path / "out")}) == 1
+    assert "folder 12345 is empty" in caplog.text  # read as a path, not refused as a type
