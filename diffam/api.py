@@ -126,12 +126,17 @@ def segment(
                             hint_lowest=lowest, hint_highest=highest)
     files: dict[str, Path] = {}
     if output_dir is not None:
+        from diffam.export.staging import StagedOutput
         from diffam.export.writers import write_outputs
 
         inputs = {"scan": _describe(image), "centroids": _describe(centroids),
                   "output_dir": str(output_dir)}
-        files = write_outputs(result, volume, Path(output_dir), config, overwrite=overwrite,
-                              inputs=inputs)
+        with StagedOutput(Path(output_dir)) as staged:  # all files or none replace a result
+            written = write_outputs(result, volume, staged.path, config, overwrite=True,
+                                    inputs=inputs)
+            staged.commit()
+        files = {name: Path(output_dir) / path.relative_to(staged.path)
+                 for name, path in written.items()}
     meshes = {level: (vertices, result.fit.faces)
               for level, vertices in zip(result.fit.levels, result.fit.vertices)}
     return Segmentation(_LABEL_KINDS[kind](result.labels), meshes, result, files)

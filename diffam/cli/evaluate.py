@@ -12,7 +12,9 @@ levels=predicted restricts the summary to the levels the prediction tried
 ground-truth vertebrae separately as not attempted.
 Writes per_vertebra.csv, summary.csv, evaluation.json and report.md into
 OUT and prints the summary table (Table 1 layout). Exit status 1 when no
-pair could be evaluated or a pair failed; 2 on a configuration error.
+pair could be evaluated, a pair failed (unreadable, an unfinished segment.py
+run, labels that do not fit their convention) or a ground-truth case has no
+prediction (unless allow_missing=true); 2 on a configuration error.
 """
 
 from __future__ import annotations
@@ -78,6 +80,13 @@ def run(cfg: DictConfig) -> int:
     print(f"results in {Path(paths['json']).parent.resolve()}")
     if not evaluated:
         log.error("no pair of prediction and ground truth could be evaluated")
+        return 1
+    if res.pairing.unpaired_gt and not cfg.get("allow_missing", False):
+        log.error("%d ground truth case(s) have no prediction (%s): the summary covers only "
+                  "the cases found; segment them, or pass allow_missing=true to accept this",
+                  len(res.pairing.unpaired_gt),
+                  ", ".join(p.name if p.name != "labels.nii.gz" else p.parent.name
+                            for p in res.pairing.unpaired_gt[:5]))
         return 1
     return 1 if res.failed else 0
 

@@ -9,7 +9,6 @@ in folder mode.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import time
@@ -19,17 +18,14 @@ from pathlib import Path
 
 import numpy as np
 
+from diffam.cli.checkpoints import PHANTOM_SCAN
+from diffam.cli.exit_status import BAD_SETTINGS, FAILED, OK, STOPPED, is_settings_error
+from diffam.cli.settings_check import SettingsError, check_segment_settings
 from diffam.core.atomic import write_json_atomic
 from diffam.core.config import SegmentationConfig, segmentation_config
 from diffam.localize.naming import check_hints
 
 log = logging.getLogger("diffam")
-
-PHANTOM_SCAN = "builtin:phantom"
-
-
-class SettingsError(ValueError):
-    """The settings are inconsistent; the message says which option to change."""
 
 
 @dataclass
@@ -150,6 +146,10 @@ def resolve_centroids(value: str | None, scan: str) -> str | None:
             raise SettingsError(f"centroids={value}: {path} does not exist for scan {scan}")
         return str(path)
     path = Path(value)
+    if not path.exists():
+        raise SettingsError(f"centroids={value} does not exist; give a VerSe JSON or CSV file, "
+                            "a folder of <stem>.json|csv files, or leave centroids= out to find "
+                            "the vertebrae automatically")
     if not path.is_dir():
         return value
     names = [f"{stem}.json", f"{stem}.csv", f"{stem}_ctd.json"]
@@ -167,7 +167,9 @@ def run_from_settings(settings: dict, should_stop: Callable[[], bool] | None = N
                       batch_record: Path | None = None) -> int:
     """Segment every scan of the settings; returns the process exit code.
 
-    0: all done; 1: some scans failed (listed at the end); 2: bad settings.
+    0: all done; 1: some scans failed (listed at the end); 2: bad settings
+    (checked before any work, or an output folder that may not be replaced);
+    130: stopped by the user (Ctrl-C; resume=true continues).
 
     Folder mode (``scans=``) and a job of a Hydra multirun (``batch_record``
     given: the file where this job's per-scan results go, gathered into
@@ -177,7 +179,10 @@ def run_from_settings(settings: dict, should_stop: Callable[[], bool] | None = N
     failed scan. Folder mode writes ``output_dir/batch_summary.json``.
     """
     batch = batch_record is not None
+    settings = {**settings, **{k: str(v) for k, v in settings.items() if k in _PATH_SETTINGS
+                               and isinstance(v, int | float) and not isinstance(v, bool)}}
     try:
+        check_segment_settings(settings)
         config = segmentation_config(settings)
         levels = settings.get("levels") or {}
         check_hints(levels.get("lowest"), levels.get("highest"))  # before any scan is read
@@ -189,7 +194,7 @@ def run_from_settings(settings: dict, should_stop: Callable[[], bool] | None = N
                                                       settings.get("scans")),
                                                   Path(settings["output_dir"])),
                                               "failed", error=str(error))])
-        return 2
+        return BAD_SETTINGS
     overwrite = bool(settings.get("overwrite", False))
     resume = bool(settings.get("resume", False))
     skip_done = (folder_mode or batch) and not overwrite
@@ -218,10 +223,12 @@ def run_from_settings(settings: dict, should_stop: Callable[[], bool] | None = N
             completed = run_one(job, settings, config, overwrite, should_stop)
             entries.append(_entry(job, "segmented" if completed else "stopped",
                                   seconds=time.perf_counter() - start))
+            if not completed:
+                code = STOPPED
         except KeyboardInterrupt:
             log.error("aborted: %s", job.scan)
             entries.append(_entry(job, "failed", error="aborted (KeyboardInterrupt)"))
-            code = 130
+            code = STOPPED
             break
         except Exception as error:  # noqa: BLE001 - reported per scan, the batch goes on
             known = isinstance(error, (ValueError, OSError, FileExistsError))
@@ -229,7 +236,7 @@ def run_from_settings(settings: dict, should_stop: Callable[[], bool] | None = N
             entries.append(_entry(job, "failed", error=f"{type(error).__name__}: {error}",
                                   seconds=time.perf_counter() - start))
             if not folder_mode and not batch:
-                return 1 if not isinstance(error, FileExistsError) else 2
+                return BAD_SETTINGS if is_settings_error(error) else FAILED
         if should_stop is not None and should_stop():
             log.warning("stopped by the user; run again with resume=true to continue")
     failed = any(e["status"] == "failed" for e in entries)
@@ -239,9 +246,11 @@ def run_from_settings(settings: dict, should_stop: Callable[[], bool] | None = N
         log.info("batch summary written to %s", path)
     if batch:
         write_json_atomic(batch_record, entries)
-    return code or (1 if failed else 0)
+    return code or (FAILED if failed else OK)
 
 
+#: Paths Hydra may parse as numbers (a DICOM folder named 12345).
+_PATH_SETTINGS = ("scan", "scans", "centroids", "output_dir", "series_uid")
 BATCH_SUMMARY_FILE = "batch_summary.json"
 #: Status of a scan in a batch, in the order of the summary line.
 BATCH_STATUSES = ("segmented", "skipped", "stopped", "failed", "not started", "unfinished")
@@ -289,83 +298,89 @@ def write_batch_summary(folder: Path, entries: list[dict], mode: str) -> Path:
 
 
 def _done_state(job: Job) -> str | None:
-    """None: nothing there; ``"done"``: a finished result of this scan; else why not to skip.
+    """None: nothing there; ``"done"``: a finished result of this scan; else why not to skip."""
+    from diffam.cli.folder_state import folder_state
 
-    A folder holding another scan's result (two scans with one file stem in a
-    multirun) or an unfinished run (stopped, checkpoint left) is not skipped.
-    """
-    from diffam.export.files import REPORT_FILE, output_files
-
-    files = output_files(job.output_dir)
-    if not any(p.exists() for p in files):
-        return None
-    try:
-        report = json.loads((job.output_dir / REPORT_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return (f"{job.output_dir} holds an incomplete result (no readable {REPORT_FILE}); "
-                "overwrite=true to redo it")
-    inputs = report.get("inputs") or {}
-    done_scan = inputs.get("scan_path") or inputs.get("scan")
-    if done_scan and not _same_scan(str(done_scan), job.scan):
-        return (f"{job.output_dir} holds the result of another scan ({done_scan}); scans "
-                "sharing a file stem need distinct output folders (folder mode names them by "
-                "path, or hydra.sweep.subdir=${hydra.job.num} in multirun)")
-    if not all(p.exists() for p in files) or not report.get("completed", True) \
-            or (job.output_dir / "checkpoint.pt").exists():
-        return (f"{job.output_dir} holds an unfinished run; resume=true to continue it or "
-                "overwrite=true to redo it")
-    return "done"
-
-
-def _same_scan(done: str, scan: str) -> bool:
-    if PHANTOM_SCAN in (done, scan):
-        return done == scan
-    if Path(done).is_absolute():
-        return Path(done).resolve() == Path(scan).resolve()
-    return Path(done).name == Path(scan).name  # relative: cwd unknown; compare names
+    return folder_state(job.output_dir, job.scan)
 
 
 def run_one(job: Job, settings: dict, config: SegmentationConfig, overwrite: bool,
             should_stop: Callable[[], bool] | None) -> bool:
-    """Segment one scan and write its output folder; True when the fit completed."""
-    from diffam.core.centroids import read_centroids
-    from diffam.core.image import read_image
+    """Segment one scan and write its output folder; True when the fit completed.
+
+    Everything is written into a staging folder and swapped in whole at the end
+    (:class:`diffam.export.staging.StagedOutput`): a failure leaves the previous
+    result untouched, and a new result replaces every file of the old one.
+    """
+    from diffam.cli import checkpoints
     from diffam.export.files import check_output_dir
-    from diffam.export.writers import write_outputs
-    from diffam.fit.pipeline import segment
+    from diffam.export.staging import clean_leftovers
 
     output_dir = job.output_dir
     resume = bool(settings.get("resume", False))
     centroids_file = resolve_centroids(settings.get("centroids"), job.scan)
     check_output_dir(output_dir, overwrite or resume)
-    phantom = None
-    if job.scan == PHANTOM_SCAN:
-        phantom, image = _make_phantom(settings, config, output_dir, overwrite or resume)
-        centroids = phantom.centroids if not centroids_file else None
-    else:
-        image = read_image(job.scan)
-        centroids = None
-    if centroids_file:
-        log.info("initial centroids: %s", centroids_file)
-        centroids = read_centroids(centroids_file, image)
-    levels = settings.get("levels") or {}
+    clean_leftovers(output_dir)
+    checkpoint = output_dir / checkpoints.CHECKPOINT_FILE
+    if job.scan != PHANTOM_SCAN and settings.get("memory_check", True):
+        from diffam.core.memory import check_memory
 
-    bar = _progress_bar(config.optim.iterations)
+        check_memory(job.scan, localise=not centroids_file,
+                     limit_gb=settings.get("memory_limit_gb"))
+    identity = checkpoints.scan_identity(job.scan, settings, config)
+    resuming = checkpoints.prepare(output_dir, identity, resume=resume, overwrite=overwrite,
+                                   folder_state=lambda: _done_state(job))
     try:
-        result = segment(image, config, centroids=centroids,
-                         hint_lowest=levels.get("lowest"), hint_highest=levels.get("highest"),
-                         progress=bar.update_record, should_stop=should_stop,
-                         checkpoint=output_dir / "checkpoint.pt", resume=resume)
+        return _fit_and_write(job, settings, config, should_stop, centroids_file, resuming)
     finally:
-        bar.close()
-    inputs = {"scan": job.scan, "centroids": centroids_file, "output_dir": str(output_dir),
-              "scan_path": job.scan if job.scan == PHANTOM_SCAN
-              else str(Path(job.scan).resolve())}
-    written = write_outputs(result, image, output_dir, config, overwrite=overwrite or resume,
-                            inputs=inputs)
+        if not checkpoint.exists():  # failed before the first checkpoint: no record left
+            checkpoints.remove(output_dir)
+
+
+def _fit_and_write(job: Job, settings: dict, config: SegmentationConfig,
+                   should_stop: Callable[[], bool] | None, centroids_file: str | None,
+                   resuming: bool) -> bool:
+    from diffam.cli import checkpoints
+    from diffam.core.centroids import read_centroids
+    from diffam.core.image import read_image
+    from diffam.export.staging import StagedOutput
+    from diffam.export.writers import write_outputs
+    from diffam.fit.pipeline import segment
+
+    output_dir = job.output_dir
+    checkpoint = output_dir / checkpoints.CHECKPOINT_FILE
+    phantom = None
+    with StagedOutput(output_dir) as staged:
+        if job.scan == PHANTOM_SCAN:
+            phantom, image = _make_phantom(settings, config, staged.path, True)
+            centroids = phantom.centroids if not centroids_file else None
+        else:
+            image = read_image(job.scan, series_uid=settings.get("series_uid"))
+            centroids = None
+        if centroids_file:
+            log.info("initial centroids: %s", centroids_file)
+            centroids = read_centroids(centroids_file, image)
+        levels = settings.get("levels") or {}
+
+        bar = _progress_bar(config.optim.iterations)
+        try:
+            result = segment(image, config, centroids=centroids,
+                             hint_lowest=levels.get("lowest"),
+                             hint_highest=levels.get("highest"),
+                             progress=bar.update_record, should_stop=should_stop,
+                             checkpoint=checkpoint, resume=resuming)
+        finally:
+            bar.close()
+        inputs = {"scan": job.scan, "centroids": centroids_file, "output_dir": str(output_dir),
+                  "scan_path": job.scan if job.scan == PHANTOM_SCAN
+                  else str(Path(job.scan).resolve())}
+        written = write_outputs(result, image, staged.path, config, overwrite=True,
+                                inputs=inputs)
+        staged.commit()
+    labels_file = output_dir / written["labels"].relative_to(staged.path)
     if result.completed:
-        (output_dir / "checkpoint.pt").unlink(missing_ok=True)
-        log.info("done in %.0f s: %s", result.timings.get("total", 0.0), written["labels"])
+        checkpoints.remove(output_dir)
+        log.info("done in %.0f s: %s", result.timings.get("total", 0.0), labels_file)
     else:
         log.warning("stopped at iteration %d of %d; labels written for the state reached. "
                     "Continue with resume=true output_dir=%s", result.fit.completed_iterations,

@@ -60,7 +60,34 @@ def _install_interrupt_handler():
     return lambda: state["stop"]
 
 
+def run_dir_follows_output_dir(argv: list[str]) -> list[str]:
+    """Hydra overrides that put Hydra's log into ``output_dir`` instead of ``outputs/<date>/<time>``.
+
+    Without them every run leaves an ``outputs/<date>/<time>/`` folder in the
+    working folder even when ``output_dir=`` is given. Only for a single run
+    whose ``output_dir`` can be created; multirun keeps its sweep folders, and
+    an output_dir that cannot be made is left to the run's own clear error.
+    """
+    import os
+    from pathlib import Path
+
+    if any(a in ("-m", "--multirun") or a.startswith(("hydra.run.dir=", "--")) for a in argv):
+        return []
+    given = [a.split("=", 1)[1] for a in argv if a.startswith("output_dir=")]
+    if not given or not given[-1]:
+        return []
+    folder = Path(given[-1])
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        return []
+    quoted = str(folder).replace("\\", "\\\\").replace("'", "\\'")
+    return [f"hydra.run.dir='{quoted}'", "hydra.output_subdir=null"]
+
+
 def main() -> None:
     """Console entry point (``diffam-segment``, ``python scripts/segment.py``)."""
     tolerate_any_terminal()
+    sys.argv += run_dir_follows_output_dir(sys.argv[1:])
     _main()

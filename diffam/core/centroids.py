@@ -149,12 +149,16 @@ def read_verse_json(
         if "label" not in entry:
             continue
         try:
-            labels.append(verse_id(entry["label"]))
+            label = verse_id(entry["label"])
             coords.append([float(entry[k]) for k in ("X", "Y", "Z")])
         except (KeyError, TypeError, ValueError) as err:
             raise CentroidError(
                 f"{path}: bad centroid entry {entry!r} ({err}); expected label, X, Y, Z"
             ) from err
+        if label in labels:
+            raise CentroidError(f"{path}: label {label} ({level_name(label)}) appears twice; "
+                                "keep one entry per vertebra")
+        labels.append(label)
     if direction is not None:
         code = direction
     if code is None:
@@ -210,18 +214,53 @@ def read_centroids_csv(path: str | os.PathLike, volume: Volume | None = None) ->
     return centroids
 
 
+#: Two centroids closer than this (mm) cannot be two vertebrae.
+MIN_CENTROID_DISTANCE_MM = 1.0
+
+
+def check_usable(centroids: Mapping[int, np.ndarray], where: str) -> None:
+    """Refuse no centroid at all, a coordinate that is not finite, or two at one point."""
+    if not centroids:
+        raise CentroidError(
+            f"{where} holds no centroid; add one entry per vertebra, or leave centroids= out "
+            "to find the vertebrae automatically")
+    labels = sorted(centroids)
+    points = np.stack([np.asarray(centroids[k], dtype=np.float64).reshape(3) for k in labels])
+    bad = [level_name(k) for k, p in zip(labels, points) if not np.all(np.isfinite(p))]
+    if bad:
+        raise CentroidError(f"{where}: the centroid of {', '.join(bad)} is not a finite point")
+    if len(points) > 1:
+        distance = np.linalg.norm(points[:, None] - points[None], axis=-1)
+        distance[np.diag_indices(len(points))] = np.inf
+        a, b = np.unravel_index(np.argmin(distance), distance.shape)
+        if distance[a, b] < MIN_CENTROID_DISTANCE_MM:
+            raise CentroidError(
+                f"{where}: the centroids of {level_name(labels[a])} and {level_name(labels[b])} "
+                f"are {distance[a, b]:.1f} mm apart (less than {MIN_CENTROID_DISTANCE_MM:g} mm): "
+                "two labels at one point; fix the file (one point per vertebra centre)")
+
+
 def read_centroids(path: str | os.PathLike, volume: Volume | None = None) -> Centroids:
-    """Read centroids from a VerSe JSON (needs ``volume``) or a CSV, by suffix."""
+    """Read centroids from a VerSe JSON (needs ``volume``) or a CSV, by suffix.
+
+    Raises:
+        CentroidError: unreadable file, no centroid, a repeated label, two
+            labels at one point, or a centroid outside ``volume``.
+    """
     suffix = Path(path).suffix.lower()
     if suffix == ".json":
         if volume is None:
             raise CentroidError(
                 f"{path}: VerSe JSON centroids are voxel coordinates; pass the volume"
             )
-        return read_verse_json(path, volume)
-    if suffix == ".csv":
-        return read_centroids_csv(path, volume)
-    raise CentroidError(f"{path}: unknown centroid format {suffix!r}; use .json (VerSe) or .csv")
+        centroids = read_verse_json(path, volume)
+    elif suffix == ".csv":
+        centroids = read_centroids_csv(path, volume)
+    else:
+        raise CentroidError(
+            f"{path}: unknown centroid format {suffix!r}; use .json (VerSe) or .csv")
+    check_usable(centroids, str(path))
+    return centroids
 
 
 def write_centroids_csv(

@@ -13,6 +13,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from diffam.core.atomic import atomic_path, check_writable, full_suffix
+from diffam.core.image_checks import check_file, check_geometry
 from diffam.core.volume import ImageReadError, ImageSource, Volume
 
 #: Suffixes of the image files the package reads, longest first (so ``.nii.gz``
@@ -82,7 +83,28 @@ def _check_image(image: sitk.Image, where: str) -> None:
         )
 
 
-def _read_dicom_folder(folder: Path) -> Volume:
+def _series_description(files) -> str:
+    text = _dicom_tag(files[0], "0008|103e") if files else ""
+    return f" {text!r}" if text else ""
+
+
+def _choose_series(folder: Path, files_per_series: dict, series_uid: str | None) -> str:
+    """The series to read: ``series_uid`` when given, else the only one (several: refused)."""
+    listing = "; ".join(f"{uid or '(no uid)'}: {len(files)} files{_series_description(files)}"
+                        for uid, files in files_per_series.items())
+    if series_uid:
+        if series_uid not in files_per_series:
+            raise ImageReadError(
+                f"series_uid={series_uid} is not in {folder}; the series there are: {listing}")
+        return series_uid
+    if len(files_per_series) > 1:
+        raise ImageReadError(
+            f"{folder} holds {len(files_per_series)} DICOM series ({listing}); choose one with "
+            "series_uid=<SeriesInstanceUID>, or move each series to its own folder")
+    return next(iter(files_per_series))
+
+
+def _read_dicom_folder(folder: Path, series_uid: str | None = None) -> Volume:
     reader = sitk.ImageSeriesReader()
     try:
         series = reader.GetGDCMSeriesIDs(str(folder))
@@ -99,8 +121,9 @@ def _read_dicom_folder(folder: Path) -> Volume:
             "image file itself (.nii.gz, .mha, .nrrd)"
         )
     files_per_series = {uid: reader.GetGDCMSeriesFileNames(str(folder), uid) for uid in series}
-    uid = max(files_per_series, key=lambda u: len(files_per_series[u]))
+    uid = _choose_series(folder, files_per_series, series_uid)
     files = files_per_series[uid]
+    _check_slice_positions(folder, files)
     reader.SetFileNames(files)
     try:
         image = reader.Execute()
@@ -109,6 +132,7 @@ def _read_dicom_folder(folder: Path) -> Volume:
             f"cannot read DICOM series {uid or '(no uid)'} in {folder} ({len(files)} files): {err}"
         ) from err
     _check_image(image, f"DICOM series in {folder}")
+    check_geometry(image.GetSpacing(), image.GetDirection(), f"DICOM series in {folder}")
     if not uid:  # GDCM returns an empty id when it groups files without the tag
         uid = _dicom_tag(files[0], "0020|000e")
     source = ImageSource(
@@ -121,6 +145,40 @@ def _read_dicom_folder(folder: Path) -> Volume:
     return Volume.from_sitk(image, source)
 
 
+def _check_slice_positions(folder: Path, files, tolerance: float = 0.2) -> None:
+    """Refuse a series whose slices are not evenly spaced (a missing or repeated slice).
+
+    ITK would read it with the averaged spacing, misplacing every slice after
+    the gap; the fix is to complete the series (or resample it outside diffam).
+    """
+    if len(files) < 3:
+        return
+    reader = sitk.ImageFileReader()
+    positions, normal = [], None
+    for name in files:
+        reader.SetFileName(str(name))
+        try:
+            reader.ReadImageInformation()
+            position = [float(v) for v in reader.GetMetaData("0020|0032").split("\\")]
+            if normal is None:
+                cosines = [float(v) for v in reader.GetMetaData("0020|0037").split("\\")]
+                normal = np.cross(cosines[:3], cosines[3:6])
+        except (RuntimeError, ValueError):
+            return  # no usable position tags: nothing to check against
+        positions.append(np.dot(normal, position))
+    gaps = np.diff(np.sort(np.asarray(positions)))
+    step = float(np.median(gaps))
+    bad = np.flatnonzero(np.abs(gaps - step) > tolerance * max(step, 1e-6))
+    if step <= 1e-6 or len(bad):
+        where = (f"slice positions repeat (median gap {step:.3f} mm)" if step <= 1e-6 else
+                 f"the gap after slice {int(bad[0]) + 1} of {len(files)} is "
+                 f"{gaps[bad[0]]:.2f} mm where the others are {step:.2f} mm")
+        raise ImageReadError(
+            f"DICOM series in {folder} is not evenly spaced: {where} (a missing or repeated "
+            "slice); reading it would misplace the slices. Complete the series, or resample "
+            "it to an even grid (e.g. convert it to NIfTI with dcm2niix) and give that file")
+
+
 def _dicom_tag(path: str, tag: str) -> str:
     reader = sitk.ImageFileReader()
     reader.SetFileName(path)
@@ -131,16 +189,18 @@ def _dicom_tag(path: str, tag: str) -> str:
     return reader.GetMetaData(tag).strip() if reader.HasMetaDataKey(tag) else ""
 
 
-def read_image(path: str | os.PathLike) -> Volume:
+def read_image(path: str | os.PathLike, *, series_uid: str | None = None) -> Volume:
     """Read a 3D CT volume (or label map) with its geometry.
 
     Supported: NIfTI (``.nii``, ``.nii.gz``), MetaImage (``.mha``, ``.mhd``),
     NRRD (``.nrrd``, ``.nhdr``), other single-file formats SimpleITK reads,
-    and a folder holding a DICOM series (if it holds several, the one with the
-    most files is read; slices are sorted by position).
+    and a folder holding a DICOM series (if it holds several, ``series_uid``
+    names the one to read; slices are sorted by position and a series with a
+    missing or unevenly spaced slice is refused).
 
     Args:
         path: image file or DICOM folder.
+        series_uid: SeriesInstanceUID to read from a DICOM folder holding several.
 
     Returns:
         The volume with its :class:`ImageSource` in ``volume.source``; the array
@@ -156,7 +216,8 @@ def read_image(path: str | os.PathLike) -> Volume:
             f"image path {path} does not exist; check the path (and the working folder)"
         )
     if path.is_dir():
-        return _read_dicom_folder(path)
+        return _read_dicom_folder(path, series_uid)
+    check_file(path)  # truncated/damaged data, zero NIfTI spacing: refused before reading
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:
@@ -168,6 +229,7 @@ def read_image(path: str | os.PathLike) -> Volume:
             "MHA/MHD, NRRD file or a DICOM folder"
         ) from err
     _check_image(image, str(path))
+    check_geometry(image.GetSpacing(), image.GetDirection(), str(path))
     io_name = reader.GetImageIO()
     fmt = _format_of(path, io_name)
     is_dicom = fmt == "dicom"

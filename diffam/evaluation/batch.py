@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .case import CaseResult, attempted_levels, evaluate_files, restrict_to_attempted
+from .checks import convention_problem, run_folder_problem
 from .identification import DEFAULT_MAX_DISTANCE_MM
 from .pairing import Pairing, display_name, pair_paths
 from .vertebrae import get_mapping
@@ -80,7 +81,14 @@ def evaluate_paths(
             "[%d/%d] %s: %s vs %s", n, len(pairing.pairs), case, display_name(p), display_name(g)
         )
         try:
+            problem = run_folder_problem(p)
+            if problem:
+                raise ValueError(problem)
             result = evaluate_files(p, g, pred_labels, gt_labels, case, max_distance_mm)
+            problem = convention_problem(result, "gt", gt_labels) or \
+                convention_problem(result, "pred", pred_labels)
+            if problem:
+                raise ValueError(problem)
             if levels == "predicted":
                 restrict_to_attempted(result, attempted_levels(p))
             cases.append(result)

@@ -30,6 +30,9 @@ def read_label_image(path: str | Path) -> sitk.Image:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"label image {path} not found")
+    from diffam.core.image_checks import check_file, check_geometry
+
+    check_file(path)  # truncated or damaged data would be read as background
     try:
         img = sitk.ReadImage(str(path))
     except RuntimeError as e:
@@ -42,6 +45,7 @@ def read_label_image(path: str | Path) -> sitk.Image:
             f"{img.GetDimension()} with {img.GetNumberOfComponentsPerPixel()} "
             "component(s)"
         )
+    check_geometry(img.GetSpacing(), img.GetDirection(), str(path))
     return img
 
 
