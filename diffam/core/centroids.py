@@ -19,6 +19,7 @@ Formats:
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -190,25 +191,31 @@ def read_centroids_csv(path: str | os.PathLike, volume: Volume | None = None) ->
     path = Path(path)
     if not path.is_file():
         raise CentroidError(f"centroid file {path} does not exist")
-    with path.open(newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        header = [h.strip().lower() for h in (reader.fieldnames or [])]
-        if not {"label", "x", "y", "z"} <= set(header):
-            raise CentroidError(
-                f"{path}: header {reader.fieldnames} must name the columns label,x,y,z "
-                "(LPS mm); add the header row"
-            )
-        centroids: Centroids = {}
-        for line, row in enumerate(reader, start=2):
-            row = {k.strip().lower(): v for k, v in row.items() if k is not None}
-            try:
-                label = verse_id(row["label"])
-                xyz = np.array([float(row[k]) for k in ("x", "y", "z")])
-            except (TypeError, ValueError) as err:
-                raise CentroidError(f"{path}, line {line}: {err}") from err
-            if label in centroids:
-                raise CentroidError(f"{path}, line {line}: label {label} appears twice")
-            centroids[label] = xyz
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise CentroidError(
+            f"{path} is not a UTF-8 text file ({err.reason} at byte {err.start}); give a CSV "
+            "with the columns label,x,y,z"
+        ) from None
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    header = [h.strip().lower() for h in (reader.fieldnames or [])]
+    if not {"label", "x", "y", "z"} <= set(header):
+        raise CentroidError(
+            f"{path}: header {reader.fieldnames} must name the columns label,x,y,z "
+            "(LPS mm); add the header row"
+        )
+    centroids: Centroids = {}
+    for line, row in enumerate(reader, start=2):
+        row = {k.strip().lower(): v for k, v in row.items() if k is not None}
+        try:
+            label = verse_id(row["label"])
+            xyz = np.array([float(row[k]) for k in ("x", "y", "z")])
+        except (TypeError, ValueError) as err:
+            raise CentroidError(f"{path}, line {line}: {err}") from err
+        if label in centroids:
+            raise CentroidError(f"{path}, line {line}: label {label} appears twice")
+        centroids[label] = xyz
     if volume is not None:
         check_inside(centroids, volume, where=str(path))
     return centroids

@@ -71,7 +71,7 @@ def test_fuzzed_centroid_file_reads_cleanly_or_is_refused(tmp_path, entries, as_
     if as_csv:
         path = tmp_path / "c.csv"
         rows = [f"{e['label']},{e['X']},{e['Y']},{e['Z']}" for e in entries]
-        path.write_text("label,x,y,z\n" + "".join(r + "\n" for r in rows))
+        path.write_text("label,x,y,z\n" + "".join(r + "\n" for r in rows), encoding="utf-8")
     else:
         path = _json(tmp_path / "c.json", entries)
     try:
@@ -126,3 +126,15 @@ def test_make_centroids_refuses_cleanly(tmp_path):
                           cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "o.csv").read_text().count("\n") == 3  # header, L1, L2
+
+
+@pytest.mark.parametrize("name, data", [
+    ("c.csv", b"label,x,y,z\nL1,\xff\xfe,1,1\n"),
+    ("c.json", b'[{"label": 20, "X": "\xff", "Y": 1, "Z": 1}]'),
+    ("d.json", b"\xff\xfe["),
+])
+def test_file_that_is_not_utf8_text_is_refused(tmp_path, name, data):
+    path = tmp_path / name
+    path.write_bytes(data)
+    with pytest.raises(CentroidError):
+        read_centroids(path, VOLUME)
