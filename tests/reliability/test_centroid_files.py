@@ -87,7 +87,7 @@ def test_fuzzed_centroid_file_reads_cleanly_or_is_refused(tmp_path, entries, as_
 def make_centroids(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.run([sys.executable, str(ROOT / "scripts" / "make_centroids.py"), *args],
-                          cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+                          cwd=cwd, env=env, capture_output=True, text=True, encoding="utf-8", errors="replace", timeout=300)
 
 
 def _labels() -> np.ndarray:

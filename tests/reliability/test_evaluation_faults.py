@@ -47,7 +47,7 @@ def _run_folder(folder: Path, report: dict | None) -> Path:
 def evaluate(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.run([sys.executable, str(ROOT / "scripts" / "evaluate.py"), *args],
-                          cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+                          cwd=cwd, env=env, capture_output=True, text=True, encoding="utf-8", errors="replace", timeout=300)
 
 
 def test_ground_truth_in_the_other_convention_fails_the_case(tmp_path):

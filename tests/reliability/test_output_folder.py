@@ -132,7 +132,7 @@ def test_leftovers_of_a_killed_process_are_removed(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True).stdout.strip()
+                          capture_output=True, text=True, encoding="utf-8", errors="replace").stdout.strip()
     (out / f".staging-{dead}-0123abcd").mkdir()
     (out / f".staging-{dead}-0123abcd" / "labels.nii.gz").write_bytes(b"x")
     (out / ".labels.0123abcd.tmp.nii.gz").write_bytes(b"x")
@@ -235,7 +235,7 @@ def test_process_killed_during_the_swap(first_result, tmp_path):
     settings = settings_for(out, overwrite=True, phantom={"levels": ["L1", "L2"]})
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     proc = subprocess.run([sys.executable, "-c", "import json\n" + KILL_DURING_SWAP,
-                           json.dumps(settings)], env=env, capture_output=True, text=True,
+                           json.dumps(settings)], env=env, capture_output=True, text=True, encoding="utf-8", errors="replace",
                           timeout=600)
     assert proc.returncode == 137, proc.stderr
     assert not (out / "report.json").exists()  # visibly unfinished

@@ -95,7 +95,7 @@ def test_script_exits_2_without_traceback_for_a_type_error(tmp_path):
     proc = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "segment.py"), "scan=builtin:phantom",
          f"output_dir={tmp_path / 'out'}", "optim.iterations=abc"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        cwd=tmp_path, capture_output=True, text=True, encoding="utf-8", errors="replace", timeout=300,
         env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
     text = proc.stdout + proc.stderr
     assert proc.returncode == 2, text
