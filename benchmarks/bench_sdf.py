@@ -502,7 +502,7 @@ def make_reference(mesh: Mesh, points: torch.Tensor, pair_budget: float) -> Refe
     subset = points[:count]
     v, f = mesh.vertices, mesh.faces
     distance = diffsd.unsigned_distance(v, f, subset).distance
-    inside = diffsd.winding_number(v, f, subset, exact=True) > 0.5
+    inside = diffsd.winding_number(v, f, subset, mode="exact_winding") > 0.5
     checked = distance > SIGN_TOLERANCE * mesh.diagonal
     return Reference(subset, distance, inside, checked, mesh.diagonal)
 

@@ -38,6 +38,7 @@ _refit_internal_node = _shared.refit_internal_node
 _refit_child_frames = _shared.refit_child_frames
 _segment_winding_change = _shared.segment_winding_change
 _cross3 = _shared.cross3
+_rounding_margin = _shared.rounding_margin
 
 STACK_SIZE = geometry.TRAVERSAL_STACK_SIZE
 # Points per parallel task: large enough to amortise scheduling, small enough
@@ -64,11 +65,11 @@ def face_keys(vertices, faces, face_mesh, mesh_lo, mesh_inverse_extent, keys):
 
 
 @numba.njit(cache=True, nogil=True)
-def all_finite(values):
-    """Whether no entry of a 2-D array is NaN or infinite."""
+def all_within(values, limit):
+    """Whether every entry of a 2-D array is at most ``limit`` in magnitude (not NaN)."""
     for i in range(values.shape[0]):
         for j in range(values.shape[1]):
-            if not np.isfinite(values[i, j]):
+            if not abs(values[i, j]) <= limit:
                 return False
     return True
 
@@ -212,8 +213,8 @@ def refit(vertices, faces, leaf_face, bottom_up, level_starts, child_left, child
 @numba.njit(parallel=True, cache=True, nogil=True)
 def query(points, point_order, point_mesh, mesh_root, mesh_closed, child_left, child_right,
           child_frame, leaf_vertices, leaf_face, node_center, node_normal, node_moment,
-          node_radius, beta, want_closest, want_winding, distance_margin, out_distance2,
-          out_face, out_barycentric, out_closest, out_winding):
+          node_radius, beta, want_closest, want_winding, mesh_magnitude, relative_margin,
+          out_distance, out_face, out_barycentric, out_closest, out_winding):
     """Closest triangle and/or winding number of every point against its mesh.
 
     Points are visited in ``point_order`` (all of them; empty: in their own
@@ -221,7 +222,11 @@ def query(points, point_order, point_mesh, mesh_root, mesh_closed, child_left, c
     each other: the previous answer seeds the next closest-triangle search,
     and on closed meshes the winding number is carried over from a recent
     point instead of summed again (see :func:`_closed_mesh_winding`).
-    Results are written at each point's own index.
+    Results are written at each point's own index. Coordinates are taken
+    to float64 first, so nothing overflows or loses the triangles' scale
+    to their distance from the origin in float32; ``mesh_magnitude`` and
+    ``relative_margin`` give each point's rounding margin (see
+    :func:`diffsd.traversal.rounding_margin`).
     """
     num_points = points.shape[0]
     num_internal = child_left.shape[0]
@@ -231,6 +236,7 @@ def query(points, point_order, point_mesh, mesh_root, mesh_closed, child_left, c
         stack_distance = np.empty(STACK_SIZE, np.float64)
         recent_point = np.empty((RECENT_POINTS, 3), np.float64)
         recent_distance = np.zeros(RECENT_POINTS, np.float64)
+        recent_margin = np.zeros(RECENT_POINTS, np.float64)
         recent_winding = np.empty(RECENT_POINTS, np.float64)
         recent_root = np.full(RECENT_POINTS, -1, np.int64)
         recent_next = 0
@@ -245,19 +251,21 @@ def query(points, point_order, point_mesh, mesh_root, mesh_closed, child_left, c
             if point_mesh.shape[0] != 0:
                 mesh = point_mesh[i]
             root = mesh_root[mesh]
-            px = points[i, 0]
-            py = points[i, 1]
-            pz = points[i, 2]
+            px = np.float64(points[i, 0])
+            py = np.float64(points[i, 1])
+            pz = np.float64(points[i, 2])
+            margin = _rounding_margin(px, py, pz, mesh_magnitude, relative_margin)
             distance = 0.0
             if want_closest:
                 if root != hint_root:
                     hint_leaf = -1
                 d2, leaf, w0, w1, w2 = _closest_leaf_query(
                     px, py, pz, root, num_internal, child_left, child_right, child_frame,
-                    leaf_vertices, distance_margin, hint_leaf, stack, stack_distance)
+                    leaf_vertices, margin, hint_leaf, stack, stack_distance)
                 hint_leaf = leaf
                 hint_root = root
-                out_distance2[i] = d2
+                distance = np.sqrt(d2)
+                out_distance[i] = distance
                 out_face[i] = leaf_face[leaf]
                 out_barycentric[i, 0] = w0
                 out_barycentric[i, 1] = w1
@@ -266,7 +274,6 @@ def query(points, point_order, point_mesh, mesh_root, mesh_closed, child_left, c
                     out_closest[i, axis] = (w0 * leaf_vertices[leaf, axis]
                                             + w1 * leaf_vertices[leaf, 3 + axis]
                                             + w2 * leaf_vertices[leaf, 6 + axis])
-                distance = np.sqrt(np.float64(d2))
             if not want_winding:
                 continue
             if not mesh_closed[mesh]:
@@ -277,13 +284,14 @@ def query(points, point_order, point_mesh, mesh_root, mesh_closed, child_left, c
             winding = _closed_mesh_winding(
                 px, py, pz, distance, want_closest, root, num_internal, child_left, child_right,
                 child_frame, leaf_vertices, node_center, node_normal, node_moment, node_radius,
-                beta, distance_margin, recent_point, recent_distance, recent_winding,
+                beta, margin, recent_point, recent_distance, recent_margin, recent_winding,
                 recent_root, stack)
             out_winding[i] = winding
             recent_point[recent_next, 0] = px
             recent_point[recent_next, 1] = py
             recent_point[recent_next, 2] = pz
             recent_distance[recent_next] = distance
+            recent_margin[recent_next] = margin
             recent_winding[recent_next] = winding
             recent_root[recent_next] = root
             recent_next = (recent_next + 1) % RECENT_POINTS
@@ -292,13 +300,14 @@ def query(points, point_order, point_mesh, mesh_root, mesh_closed, child_left, c
 @numba.njit(cache=True, nogil=True)
 def _closed_mesh_winding(px, py, pz, distance, have_distance, root, num_internal, child_left,
                          child_right, child_frame, leaf_vertices, node_center, node_normal,
-                         node_moment, node_radius, beta, distance_margin, recent_point,
-                         recent_distance, recent_winding, recent_root, stack):
+                         node_moment, node_radius, beta, margin, recent_point,
+                         recent_distance, recent_margin, recent_winding, recent_root, stack):
     """Winding number at p on a closed mesh, where it is an exact integer.
 
     It is constant off the surface, so it is carried over, exactly, from a
     recent point q of the same mesh when the balls around p and q free of
-    surface (radius: their distances, less a rounding margin) overlap, or
+    surface (radius: their distances, less the larger of their rounding
+    margins) overlap, or
     else across the segment q->p by counting its crossings. Only when no
     recent point qualifies or a crossing is ambiguous is the Barnes--Hut sum
     evaluated (and rounded).
@@ -313,7 +322,7 @@ def _closed_mesh_winding(px, py, pz, distance, have_distance, root, num_internal
         oz = pz - recent_point[k, 2]
         separation2 = ox * ox + oy * oy + oz * oz
         if have_distance:
-            reach = 0.999 * (distance + recent_distance[k]) - distance_margin
+            reach = 0.999 * (distance + recent_distance[k]) - max(margin, recent_margin[k])
             if reach > 0.0 and separation2 < reach * reach:
                 return recent_winding[k]
         if separation2 < nearest_separation2:
@@ -323,7 +332,7 @@ def _closed_mesh_winding(px, py, pz, distance, have_distance, root, num_internal
         change, ok = _segment_winding_change(
             recent_point[nearest, 0], recent_point[nearest, 1], recent_point[nearest, 2],
             px, py, pz, root, num_internal, child_left, child_right, child_frame, leaf_vertices,
-            distance_margin, stack)
+            max(margin, recent_margin[nearest]), stack)
         if ok:
             return recent_winding[nearest] + change
     winding = _winding_number_query(
@@ -333,33 +342,48 @@ def _closed_mesh_winding(px, py, pz, distance, have_distance, root, num_internal
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
-def distance_backward(points, closest_point, distance, grad_distance, on_surface_length,
-                      vertices, faces, face, grad_point):
+def distance_backward(points, barycentric, distance, grad_distance, on_surface_ratio, vertices,
+                      faces, face, grad_point):
     """d loss / d p of every point: ``grad_distance * sgn(d) (p - p*) / |p - p*|``.
 
-    Within ``on_surface_length`` of its closest point, where that direction is
-    undefined, a point takes its face's unit normal instead (the limit from
-    either side); a zero-area face gives zero.
+    ``p - p*`` is recomputed in float64 from the closest face's vertices and
+    the barycentrics, relative to the face's first vertex, so that its
+    rounding is that of the face's size, not of its distance from the
+    origin. Within ``on_surface_ratio`` times the face's longest edge of
+    the face, where that direction is rounding noise, a point takes the
+    face's unit normal instead (the limit from either side); a zero-area
+    face gives zero.
     """
     for i in numba.prange(points.shape[0]):
-        dx = points[i, 0] - closest_point[i, 0]
-        dy = points[i, 1] - closest_point[i, 1]
-        dz = points[i, 2] - closest_point[i, 2]
-        length = np.sqrt(dx * dx + dy * dy + dz * dz)
+        a = faces[face[i], 0]
+        b = faces[face[i], 1]
+        c = faces[face[i], 2]
+        ax = np.float64(vertices[a, 0])
+        ay = np.float64(vertices[a, 1])
+        az = np.float64(vertices[a, 2])
+        e1x = vertices[b, 0] - ax
+        e1y = vertices[b, 1] - ay
+        e1z = vertices[b, 2] - az
+        e2x = vertices[c, 0] - ax
+        e2y = vertices[c, 1] - ay
+        e2z = vertices[c, 2] - az
+        w1 = barycentric[i, 1]
+        w2 = barycentric[i, 2]
+        dx = (points[i, 0] - ax) - w1 * e1x - w2 * e2x
+        dy = (points[i, 1] - ay) - w1 * e1y - w2 * e2y
+        dz = (points[i, 2] - az) - w1 * e1z - w2 * e2z
+        length2 = dx * dx + dy * dy + dz * dz
+        longest2 = max(e1x * e1x + e1y * e1y + e1z * e1z,
+                       max(e2x * e2x + e2y * e2y + e2z * e2z,
+                           (e2x - e1x) ** 2 + (e2y - e1y) ** 2 + (e2z - e1z) ** 2))
         scale = grad_distance[i]
-        if length <= on_surface_length:
-            a = faces[face[i], 0]
-            b = faces[face[i], 1]
-            c = faces[face[i], 2]
-            dx, dy, dz = _cross3(
-                vertices[b, 0] - vertices[a, 0], vertices[b, 1] - vertices[a, 1],
-                vertices[b, 2] - vertices[a, 2], vertices[c, 0] - vertices[a, 0],
-                vertices[c, 1] - vertices[a, 1], vertices[c, 2] - vertices[a, 2])
-            length = np.sqrt(dx * dx + dy * dy + dz * dz)
+        if length2 <= on_surface_ratio * on_surface_ratio * longest2:
+            dx, dy, dz = _cross3(e1x, e1y, e1z, e2x, e2y, e2z)
+            length2 = dx * dx + dy * dy + dz * dz
         elif distance[i] < 0.0:
             scale = -scale
-        if length > 0.0:
-            scale = scale / length
+        if length2 > 0.0:
+            scale = scale / np.sqrt(length2)
         else:
             scale = 0.0
         grad_point[i, 0] = scale * dx

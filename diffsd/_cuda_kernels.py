@@ -21,6 +21,7 @@ _build_internal_node = _shared.build_internal_node
 _refit_leaf = _shared.refit_leaf
 _refit_internal_node = _shared.refit_internal_node
 _refit_child_frames = _shared.refit_child_frames
+_rounding_margin = _shared.rounding_margin
 
 STACK_SIZE = geometry.TRAVERSAL_STACK_SIZE
 THREADS_PER_BLOCK = 128
@@ -94,11 +95,13 @@ def refit_child_frames(child_left, child_right, range_first, range_last, leaf_ve
 @cuda.jit
 def query(points, point_order, point_mesh, mesh_root, mesh_closed, child_left, child_right,
           child_frame, leaf_vertices, leaf_face, node_center, node_normal, node_moment,
-          node_radius, beta, want_closest, want_winding, distance_margin, out_distance2,
-          out_face, out_barycentric, out_closest, out_winding):
-    """One thread per point (``point_order`` is ignored). Winding numbers of closed meshes are rounded to
-    the integer they are (the CPU kernel's carry-over between neighbouring
-    points needs a serial loop, so each thread here sums its own)."""
+          node_radius, beta, want_closest, want_winding, mesh_magnitude, relative_margin,
+          out_distance, out_face, out_barycentric, out_closest, out_winding):
+    """One thread per point (``point_order`` is ignored). Winding numbers of
+    closed meshes are rounded to the integer they are (the CPU kernel's
+    carry-over between neighbouring points needs a serial loop, so each
+    thread here sums its own). Coordinates are taken to float64 first, as
+    on the CPU."""
     i = cuda.grid(1)
     if i >= points.shape[0]:
         return
@@ -109,14 +112,15 @@ def query(points, point_order, point_mesh, mesh_root, mesh_closed, child_left, c
     if point_mesh.shape[0] != 0:
         mesh = point_mesh[i]
     root = mesh_root[mesh]
-    px = points[i, 0]
-    py = points[i, 1]
-    pz = points[i, 2]
+    px = float64(points[i, 0])
+    py = float64(points[i, 1])
+    pz = float64(points[i, 2])
     if want_closest:
         d2, leaf, w0, w1, w2 = _closest_leaf_query(
             px, py, pz, root, num_internal, child_left, child_right, child_frame,
-            leaf_vertices, distance_margin, -1, stack, stack_distance)
-        out_distance2[i] = d2
+            leaf_vertices, _rounding_margin(px, py, pz, mesh_magnitude, relative_margin), -1,
+            stack, stack_distance)
+        out_distance[i] = math.sqrt(d2)
         out_face[i] = leaf_face[leaf]
         out_barycentric[i, 0] = w0
         out_barycentric[i, 1] = w1

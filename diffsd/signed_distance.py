@@ -14,15 +14,29 @@ point ``p*``.
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import torch
 
 from diffsd import _backend
 from diffsd.bvh import MeshBVH
-from diffsd.validation import check_faces, check_point_mesh, check_points
+from diffsd.validation import check_faces, check_point_mesh, check_points, check_vertices
 
+#: How the sign is found: ``"fast_winding"``, the Barnes--Hut winding number
+#: (opening ratio ``beta``); ``"exact_winding"``, the exact sum of every
+#: triangle's solid angle (O(F) per point off closed meshes).
+FAST_WINDING = "fast_winding"
+EXACT_WINDING = "exact_winding"
+SIGN_MODES = (FAST_WINDING, EXACT_WINDING)
+#: Barnes--Hut opening ratio: a BVH node is summed as its far-field expansion
+#: from points farther than ``beta`` times its radius.
 DEFAULT_BETA = 2.0
+#: A point within this many ulps of its closest face's longest edge of the
+#: face takes the face's normal as its gradient: the direction to the
+#: closest point is rounding noise there (the barycentrics are stored in the
+#: points' dtype).
+ON_SURFACE_ULPS = 64
 
 
 class SignedDistance(NamedTuple):
@@ -53,9 +67,8 @@ class SignedDistance(NamedTuple):
 class _DistanceFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, vertices, points, bvh, faces, point_mesh, beta, signed):
-        distance2, face, barycentric, closest_point, winding = bvh.query(
+        distance, face, barycentric, closest_point, winding = bvh.query(
             points, point_mesh, closest=True, winding=signed, beta=beta)
-        distance = distance2.clamp_min(0).sqrt()
         if signed:
             distance = torch.where(winding > 0.5, -distance, distance)
         ctx.save_for_backward(vertices.detach(), points.detach(), closest_point, barycentric, face,
@@ -72,28 +85,14 @@ class _DistanceFunction(torch.autograd.Function):
         if grad_distance is None and grad_closest_point is None:
             return None, None, None, None, None, None, None
         dtype = points.dtype
-        # "On the surface" is within rounding of the coordinates' magnitude.
-        scale = max(float(vertices.abs().max()), 1.0)
-        on_surface_length = 1e3 * torch.finfo(dtype).eps * scale
+        on_surface_ratio = ON_SURFACE_ULPS * torch.finfo(dtype).eps
         if points.device.type == "cpu":
-            return _cpu_backward(ctx, vertices, points, closest_point, barycentric, face,
-                                 distance, grad_distance, grad_closest_point, on_surface_length)
-        tiny = torch.finfo(dtype).tiny
+            return _cpu_backward(ctx, vertices, points, barycentric, face, distance,
+                                 grad_distance, grad_closest_point, on_surface_ratio)
         grad_point = torch.zeros_like(points)
         if grad_distance is not None:
-            offset = points - closest_point
-            length = offset.norm(dim=1, keepdim=True)
-            sign = torch.where(distance < 0, -1.0, 1.0).to(dtype)[:, None]
-            direction = sign * offset / length.clamp_min(tiny)
-            # On the surface the direction is undefined: use the face normal,
-            # the limit of the gradient from either side.
-            on_surface = (length <= on_surface_length).flatten()
-            if bool(on_surface.any()):
-                triangles = vertices[ctx.faces[face[on_surface]]]  # (S, 3, 3)
-                normal = torch.linalg.cross(triangles[:, 1] - triangles[:, 0],
-                                            triangles[:, 2] - triangles[:, 0], dim=1)
-                direction[on_surface] = normal / normal.norm(dim=1, keepdim=True).clamp_min(tiny)
-            grad_point = grad_distance[:, None] * direction
+            grad_point = grad_distance[:, None] * _distance_direction(
+                vertices, ctx.faces[face], points, barycentric, distance, on_surface_ratio)
         if ctx.needs_input_grad[0]:
             # d distance / d v_i = -w_i (d distance / d p); d closest / d v_i = w_i I.
             contributions = -barycentric[:, :, None] * grad_point[:, None, :]  # (P, 3, 3)
@@ -106,8 +105,37 @@ class _DistanceFunction(torch.autograd.Function):
         return grad_vertices, grad_points, None, None, None, None, None
 
 
-def _cpu_backward(ctx, vertices, points, closest_point, barycentric, face, distance,
-                  grad_distance, grad_closest_point, on_surface_length):
+def _distance_direction(vertices, closest_faces, points, barycentric, distance, on_surface_ratio):
+    """(P, 3) unit d distance / d p in the points' dtype, as the CPU kernel's
+    :func:`diffsd._cpu_kernels.distance_backward` computes it.
+
+    Args:
+        vertices: (V, 3) vertex positions.
+        closest_faces: (P, 3) vertex indices of every point's closest face.
+        points: (P, 3) query points.
+        barycentric: (P, 3) weights of the closest points on those faces.
+        distance: (P,) signed distances (their sign only is used).
+        on_surface_ratio: within this times a face's longest edge of it, a
+            point takes the face's unit normal.
+    """
+    triangles = vertices[closest_faces].double()  # (P, 3, 3)
+    edges = triangles[:, 1:] - triangles[:, :1]  # (P, 2, 3): ab, ac
+    offset = (points.double() - triangles[:, 0]
+              - (barycentric[:, 1:, None].double() * edges).sum(1))  # p - p*, (P, 3)
+    length = offset.norm(dim=1)
+    longest = torch.stack([edges[:, 0], edges[:, 1], edges[:, 1] - edges[:, 0]], 1).norm(
+        dim=2).amax(1)
+    sign = torch.where(distance < 0, -1.0, 1.0).to(torch.float64)
+    tiny = torch.finfo(torch.float64).tiny
+    direction = (sign / length.clamp_min(tiny))[:, None] * offset
+    normal = torch.linalg.cross(edges[:, 0], edges[:, 1], dim=1)
+    normal = normal / normal.norm(dim=1, keepdim=True).clamp_min(tiny)
+    on_surface = (length <= on_surface_ratio * longest)[:, None]
+    return torch.where(on_surface, normal, direction).to(points.dtype)
+
+
+def _cpu_backward(ctx, vertices, points, barycentric, face, distance, grad_distance,
+                  grad_closest_point, on_surface_ratio):
     """The same backward as above, in two Numba passes instead of a dozen torch ops."""
     import numba
 
@@ -120,8 +148,8 @@ def _cpu_backward(ctx, vertices, points, closest_point, barycentric, face, dista
     grad_point = torch.zeros_like(points)
     if grad_distance is not None:
         _cpu_kernels.distance_backward(
-            arr(points), arr(closest_point), arr(distance), arr(grad_distance),
-            float(on_surface_length), arr(vertices), arr(ctx.faces), arr(face), arr(grad_point))
+            arr(points), arr(barycentric), arr(distance), arr(grad_distance),
+            float(on_surface_ratio), arr(vertices), arr(ctx.faces), arr(face), arr(grad_point))
     grad_vertices = grad_points = None
     if ctx.needs_input_grad[0]:
         grad_vertices = torch.zeros_like(vertices, memory_format=torch.contiguous_format)
@@ -134,8 +162,22 @@ def _cpu_backward(ctx, vertices, points, closest_point, barycentric, face, dista
     return grad_vertices, grad_points, None, None, None, None, None
 
 
+def _opening_ratio(mode: str, beta: float, exact_sign: bool = False) -> float:
+    """The kernels' opening ratio for a sign mode: ``beta``, or infinite (exact)."""
+    if mode not in SIGN_MODES:
+        raise ValueError(f"sign mode must be one of {SIGN_MODES}, got {mode!r}")
+    beta = float(beta)
+    if not (0.0 < beta < math.inf):
+        raise ValueError(
+            f"beta is the Barnes--Hut opening ratio and must be positive and finite, got {beta}; "
+            f"for the exact sum pass {EXACT_WINDING!r} as the sign mode")
+    if exact_sign or mode == EXACT_WINDING:
+        return math.inf
+    return beta
+
+
 def _prepare(vertices, faces, points, point_mesh, mesh_faces_first_idx, bvh, backend, refit):
-    vertices = check_points("vertices", vertices)
+    vertices = check_vertices(vertices)
     points = check_points("points", points, vertices.dtype)
     if points.device != vertices.device:
         raise ValueError(f"points are on {points.device} but vertices on {vertices.device}")
@@ -144,6 +186,10 @@ def _prepare(vertices, faces, points, point_mesh, mesh_faces_first_idx, bvh, bac
     else:
         if not isinstance(bvh, MeshBVH):
             raise TypeError(f"bvh must be a diffsd.MeshBVH, got {type(bvh).__name__}")
+        if bvh.dtype != vertices.dtype:
+            raise TypeError(
+                f"bvh was built from {bvh.dtype} vertices but vertices and points are "
+                f"{vertices.dtype}; build the MeshBVH from vertices of the dtype you query with")
         # The BVH's own faces were validated at build time; anything else is
         # checked and compared (O(F)), which the hot path of a fit avoids.
         if faces is not bvh.faces:
@@ -166,6 +212,7 @@ def signed_distance(
     mesh_faces_first_idx: torch.Tensor | None = None,
     bvh: MeshBVH | None = None,
     refit: bool = True,
+    sign_mode: str = FAST_WINDING,
     beta: float = DEFAULT_BETA,
     exact_sign: bool = False,
     backend: str = "auto",
@@ -186,20 +233,30 @@ def signed_distance(
         bvh: a :class:`MeshBVH` over these faces to reuse across calls.
         refit: refit ``bvh`` to ``vertices`` first (O(F)); pass False only
             when it already matches them.
-        beta: Barnes--Hut opening ratio of the winding number; larger is more
-            accurate and slower.
-        exact_sign: sum the exact solid angle of every triangle (O(F) per
-            point) instead of the Barnes--Hut approximation.
+        sign_mode: how the winding number that gives the sign is found:
+            ``"fast_winding"`` (Barnes--Hut, opening ratio ``beta``) or
+            ``"exact_winding"`` (the exact solid angle of every triangle,
+            O(F) per point). On closed meshes both give the exact integer
+            wherever the CPU kernel can carry it over between points.
+        beta: Barnes--Hut opening ratio (> 0) of ``"fast_winding"``; larger
+            is more accurate and slower.
+        exact_sign: True is the same as ``sign_mode="exact_winding"`` (the
+            older spelling, kept for existing callers).
         backend: ``"auto"`` (the tensors' device), ``"cpu"`` or ``"cuda"``.
 
     Returns:
         :class:`SignedDistance` (distance (P,), closest_face (P,),
-        barycentric (P, 3), closest_point (P, 3)) on the input device.
-        Distances are negative inside (winding number above 1/2).
+        barycentric (P, 3), closest_point (P, 3)) on the input device, in
+        its dtype. Distances are negative inside (winding number above 1/2).
+
+    Raises:
+        TypeError: if ``bvh`` was built from vertices of another dtype.
+        ValueError: for an unknown ``sign_mode`` or a ``beta`` not > 0.
     """
+    opening_ratio = _opening_ratio(sign_mode, beta, exact_sign)
     vertices, points, point_mesh, bvh = _prepare(
         vertices, faces, points, point_mesh, mesh_faces_first_idx, bvh, backend, refit)
-    return _run(vertices, points, bvh, point_mesh, 0.0 if exact_sign else beta, signed=True)
+    return _run(vertices, points, bvh, point_mesh, opening_ratio, signed=True)
 
 
 def unsigned_distance(
@@ -220,7 +277,7 @@ def unsigned_distance(
     """
     vertices, points, point_mesh, bvh = _prepare(
         vertices, faces, points, point_mesh, mesh_faces_first_idx, bvh, backend, refit)
-    return _run(vertices, points, bvh, point_mesh, 0.0, signed=False)
+    return _run(vertices, points, bvh, point_mesh, math.inf, signed=False)
 
 
 def winding_number(
@@ -232,21 +289,23 @@ def winding_number(
     mesh_faces_first_idx: torch.Tensor | None = None,
     bvh: MeshBVH | None = None,
     refit: bool = True,
+    mode: str = FAST_WINDING,
     beta: float = DEFAULT_BETA,
-    exact: bool = False,
     backend: str = "auto",
 ) -> torch.Tensor:
     """Generalised winding number (1 inside a closed mesh, 0 outside).
 
-    Arguments as :func:`signed_distance`; ``exact`` sums every triangle.
+    Arguments as :func:`signed_distance`; ``mode`` is its ``sign_mode``:
+    ``"fast_winding"`` (Barnes--Hut, opening ratio ``beta``) or
+    ``"exact_winding"`` (every triangle summed).
 
     Returns:
         (P,) winding numbers (not differentiable).
     """
+    opening_ratio = _opening_ratio(mode, beta)
     vertices, points, point_mesh, bvh = _prepare(
         vertices, faces, points, point_mesh, mesh_faces_first_idx, bvh, backend, refit)
-    return bvh.query(points, point_mesh, closest=False, winding=True,
-                     beta=0.0 if exact else beta)[4]
+    return bvh.query(points, point_mesh, closest=False, winding=True, beta=opening_ratio)[4]
 
 
 def _run(vertices, points, bvh, point_mesh, beta, signed):

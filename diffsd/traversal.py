@@ -42,20 +42,25 @@ ORIENTED_MAX_LEAVES = 256
 
 
 def leaf_distance_squared(px, py, pz, leaf, leaf_vertices):
-    """Squared distance from p to leaf's triangle and the closest point's (w0, w1, w2)."""
-    ax = leaf_vertices[leaf, 0]
-    ay = leaf_vertices[leaf, 1]
-    az = leaf_vertices[leaf, 2]
-    bx = leaf_vertices[leaf, 3]
-    by = leaf_vertices[leaf, 4]
-    bz = leaf_vertices[leaf, 5]
-    cx = leaf_vertices[leaf, 6]
-    cy = leaf_vertices[leaf, 7]
-    cz = leaf_vertices[leaf, 8]
+    """Squared distance from p to leaf's triangle and the closest point's (w0, w1, w2).
+
+    In float64, relative to the triangle's first vertex: the rounding is
+    that of the triangle's size and p's distance to it, not of their
+    distance from the origin (a float64 literal promotes float32).
+    """
+    ax = leaf_vertices[leaf, 0] + 0.0
+    ay = leaf_vertices[leaf, 1] + 0.0
+    az = leaf_vertices[leaf, 2] + 0.0
+    bx = leaf_vertices[leaf, 3] + 0.0
+    by = leaf_vertices[leaf, 4] + 0.0
+    bz = leaf_vertices[leaf, 5] + 0.0
+    cx = leaf_vertices[leaf, 6] + 0.0
+    cy = leaf_vertices[leaf, 7] + 0.0
+    cz = leaf_vertices[leaf, 8] + 0.0
     w0, w1, w2 = closest_point_on_triangle(px, py, pz, ax, ay, az, bx, by, bz, cx, cy, cz)
-    dx = w0 * ax + w1 * bx + w2 * cx - px
-    dy = w0 * ay + w1 * by + w2 * cy - py
-    dz = w0 * az + w1 * bz + w2 * cz - pz
+    dx = (ax - px) + w1 * (bx - ax) + w2 * (cx - ax)
+    dy = (ay - py) + w1 * (by - ay) + w2 * (cy - ay)
+    dz = (az - pz) + w1 * (bz - az) + w2 * (cz - az)
     return dx * dx + dy * dy + dz * dz, w0, w1, w2
 
 
@@ -69,6 +74,17 @@ def nearer_leaf(px, py, pz, leaf, leaf_vertices, best, best_leaf, best_w0, best_
     if d2 < best or (d2 == best and leaf < best_leaf):
         return d2, leaf, w0, w1, w2
     return best, best_leaf, best_w0, best_w1, best_w2
+
+
+def rounding_margin(px, py, pz, mesh_magnitude, relative_margin):
+    """Rounding allowance (world units) of the box distances and projections at p.
+
+    They are accurate to a few ulps of the larger of p's largest coordinate
+    and the mesh's (``mesh_magnitude``); ``relative_margin`` is that many
+    ulps of the tree's dtype. Per point, so that one far point does not
+    loosen the pruning of all the others.
+    """
+    return relative_margin * max(mesh_magnitude, max(abs(px), max(abs(py), abs(pz))))
 
 
 def first_leaf_below(node, num_internal, child_left):
@@ -158,8 +174,8 @@ def winding_number_query(px, py, pz, root, num_internal, child_left, child_right
     Barnes--Hut: a node whose dipole centre is farther than ``beta`` times
     its radius contributes its far-field expansion to second order (dipole
     plus the first-moment term of Barill et al. 2018); nearer nodes are
-    opened and leaves contribute their exact solid angle. ``beta <= 0``
-    gives the exact sum over all triangles.
+    opened and leaves contribute their exact solid angle. ``beta = inf``
+    opens every node: the exact sum over all triangles.
     """
     total = 0.0
     node = root
@@ -181,7 +197,7 @@ def winding_number_query(px, py, pz, root, num_internal, child_left, child_right
             dy = cy - py
             dz = cz - pz
             r = node_radius[node]
-            if beta > 0.0 and dx * dx + dy * dy + dz * dz > beta2 * r * r:
+            if dx * dx + dy * dy + dz * dz > beta2 * r * r:
                 total += dipole_solid_angle(
                     px, py, pz, cx, cy, cz,
                     node_normal[node, 0], node_normal[node, 1], node_normal[node, 2])
