@@ -19,7 +19,7 @@ _INLINED = frozenset({
     "leaf_distance_squared", "nearer_leaf", "triangle_solid_angle", "dipole_solid_angle",
     "quadrupole_solid_angle", "segment_frame_overlap", "segment_triangle_crossing",
     "leaf_crossing", "orthonormal_frame", "write_frame", "write_child_frame", "refit_leaf",
-    "refit_internal_node", "refit_child_frames",
+    "refit_internal_node", "refit_child_frames", "face_sort_key",
 })
 
 
@@ -32,6 +32,7 @@ _shared = compile_module_functions([geometry, traversal], _compile_for_cpu)
 _closest_leaf_query = _shared.closest_leaf_query
 _winding_number_query = _shared.winding_number_query
 _morton_code_30 = _shared.morton_code_30
+_face_sort_key = _shared.face_sort_key
 _build_internal_node = _shared.build_internal_node
 _refit_leaf = _shared.refit_leaf
 _refit_internal_node = _shared.refit_internal_node
@@ -52,16 +53,9 @@ RECENT_POINTS = 8
 
 @numba.njit(parallel=True, cache=True, nogil=True)
 def face_keys(vertices, faces, face_mesh, mesh_lo, mesh_inverse_extent, keys):
-    """Sort keys: mesh id above the 30-bit Morton code of the face centroid."""
+    """:func:`diffsd.traversal.face_sort_key` of every face into ``keys`` (F,)."""
     for f in numba.prange(faces.shape[0]):
-        m = face_mesh[f]
-        a = faces[f, 0]
-        b = faces[f, 1]
-        c = faces[f, 2]
-        x = ((vertices[a, 0] + vertices[b, 0] + vertices[c, 0]) / 3.0 - mesh_lo[m, 0]) * mesh_inverse_extent[m, 0]
-        y = ((vertices[a, 1] + vertices[b, 1] + vertices[c, 1]) / 3.0 - mesh_lo[m, 1]) * mesh_inverse_extent[m, 1]
-        z = ((vertices[a, 2] + vertices[b, 2] + vertices[c, 2]) / 3.0 - mesh_lo[m, 2]) * mesh_inverse_extent[m, 2]
-        keys[f] = (np.int64(m) << 30) | _morton_code_30(x, y, z)
+        keys[f] = _face_sort_key(f, vertices, faces, face_mesh, mesh_lo, mesh_inverse_extent)
 
 
 @numba.njit(cache=True, nogil=True)

@@ -16,7 +16,7 @@ from diffsd._targets import compile_module_functions
 _shared = compile_module_functions([geometry, traversal], cuda.jit(device=True))
 _closest_leaf_query = _shared.closest_leaf_query
 _winding_number_query = _shared.winding_number_query
-_morton_code_30 = _shared.morton_code_30
+_face_sort_key = _shared.face_sort_key
 _build_internal_node = _shared.build_internal_node
 _refit_leaf = _shared.refit_leaf
 _refit_internal_node = _shared.refit_internal_node
@@ -33,17 +33,10 @@ def blocks_for(count: int) -> int:
 
 @cuda.jit
 def face_keys(vertices, faces, face_mesh, mesh_lo, mesh_inverse_extent, keys):
+    """:func:`diffsd.traversal.face_sort_key` of every face into ``keys`` (F,)."""
     f = cuda.grid(1)
-    if f >= faces.shape[0]:
-        return
-    m = face_mesh[f]
-    a = faces[f, 0]
-    b = faces[f, 1]
-    c = faces[f, 2]
-    x = ((vertices[a, 0] + vertices[b, 0] + vertices[c, 0]) / 3.0 - mesh_lo[m, 0]) * mesh_inverse_extent[m, 0]
-    y = ((vertices[a, 1] + vertices[b, 1] + vertices[c, 1]) / 3.0 - mesh_lo[m, 1]) * mesh_inverse_extent[m, 1]
-    z = ((vertices[a, 2] + vertices[b, 2] + vertices[c, 2]) / 3.0 - mesh_lo[m, 2]) * mesh_inverse_extent[m, 2]
-    keys[f] = (int64(m) << 30) | _morton_code_30(x, y, z)
+    if f < faces.shape[0]:
+        keys[f] = _face_sort_key(f, vertices, faces, face_mesh, mesh_lo, mesh_inverse_extent)
 
 
 @cuda.jit

@@ -25,6 +25,7 @@ from diffsd.geometry import (
     dipole_solid_angle,
     dot3,
     frame_distance_squared,
+    morton_code_30,
     orthonormal_frame,
     quadrupole_solid_angle,
     segment_frame_overlap,
@@ -267,6 +268,23 @@ def segment_winding_change(ax, ay, az, bx, by, bz, root, num_internal, child_lef
         top -= 1
         node = stack[top]
     return change, True
+
+
+def face_sort_key(face, vertices, faces, face_mesh, mesh_lo, mesh_inverse_extent):
+    """Sort key of a face for the Morton-code build (one per face, both targets).
+
+    The face's mesh above the 30-bit Morton code of its centroid, taken
+    relative to its mesh's centroid box (``mesh_lo`` and the inverse of its
+    extent, (M, 3) each), so that each mesh's faces sort together.
+    """
+    m = face_mesh[face]
+    a = faces[face, 0]
+    b = faces[face, 1]
+    c = faces[face, 2]
+    x = ((vertices[a, 0] + vertices[b, 0] + vertices[c, 0]) / 3.0 - mesh_lo[m, 0]) * mesh_inverse_extent[m, 0]
+    y = ((vertices[a, 1] + vertices[b, 1] + vertices[c, 1]) / 3.0 - mesh_lo[m, 1]) * mesh_inverse_extent[m, 1]
+    z = ((vertices[a, 2] + vertices[b, 2] + vertices[c, 2]) / 3.0 - mesh_lo[m, 2]) * mesh_inverse_extent[m, 2]
+    return (m << 30) | morton_code_30(x, y, z)
 
 
 def key_prefix_length(keys, i, j, n):
