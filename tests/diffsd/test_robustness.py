@@ -203,3 +203,33 @@ def test_sign_modes():
         signed_distance(vertices, faces, points, sign_mode="parity")
     with pytest.raises(ValueError, match="opening ratio"):
         signed_distance(vertices, faces, points, beta=0.0)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_torch_backward_direction_matches_the_cpu_kernel(dtype):
+    """CUDA tensors take the torch form of the backward (the simulator runs on
+    CPU tensors, so the kernel form): both must agree, on and off the surface."""
+    from diffsd import _cpu_kernels
+    from diffsd.signed_distance import ON_SURFACE_ULPS, _distance_direction
+
+    sphere, faces = icosphere(2)
+    vertices = (sphere * 1e-3 + 1e3).to(dtype)
+    generator = torch.Generator().manual_seed(4)
+    points = (sphere[::3] * (1 + 0.05 * torch.randn(sphere[::3].shape[0], 1, generator=generator,
+                                                      dtype=torch.float64)) * 1e-3 + 1e3)
+    on_face = vertices[faces[:8]].double().mean(1)  # centroids: on the surface
+    points = torch.cat([points, on_face]).to(dtype)
+    result = signed_distance(vertices, faces, points)
+    ratio = ON_SURFACE_ULPS * torch.finfo(dtype).eps
+    expected = torch.zeros_like(points)
+    _cpu_kernels.distance_backward(points.numpy(), result.barycentric.numpy(),
+                                   result.distance.numpy(), torch.ones_like(result.distance).numpy(),
+                                   ratio, vertices.numpy(), faces.numpy(),
+                                   result.closest_face.numpy(), expected.numpy())
+    direction = _distance_direction(vertices, faces[result.closest_face], points,
+                                    result.barycentric, result.distance, ratio)
+    # The centroids, rounded to the points' dtype at 1e3, sit up to an ulp of
+    # 1e3 off their face's plane: above the on-surface length (64 ulps of the
+    # edge), so their directions come from offsets of ~1e-13, where the two
+    # forms' different rounding shows at 1e-7.
+    torch.testing.assert_close(direction, expected, rtol=0, atol=1e-6)
