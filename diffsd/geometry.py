@@ -95,11 +95,12 @@ def closest_point_on_triangle(px, py, pz, ax, ay, az, bx, by, bz, cx, cy, cz):
 
     Voronoi-region classification (Ericson, Real-Time Collision Detection,
     5.1.5), computed in float64 whatever the coordinates' dtype (a float64
-    literal promotes float32), relative to a. A triangle too thin for the
-    face-region formula (see ``DEGENERATE_SINE2``), zero-area ones
-    included, is treated as its three edges; in the face region the weights
-    come from cross products with the normal, whose rounding does not grow
-    with p's height over the plane.
+    literal promotes float32), relative to a. Where p falls in the face
+    region of a triangle too thin for the face-region formula (see
+    ``DEGENERATE_SINE2``), zero-area ones included, the closest of its three
+    edges is taken; otherwise the face region's weights come from cross
+    products with the normal, whose rounding does not grow with p's height
+    over the plane.
     """
     ax = ax + 0.0
     ay = ay + 0.0
@@ -110,11 +111,6 @@ def closest_point_on_triangle(px, py, pz, ax, ay, az, bx, by, bz, cx, cy, cz):
     acx = cx - ax
     acy = cy - ay
     acz = cz - az
-    nx, ny, nz = cross3(abx, aby, abz, acx, acy, acz)
-    normal2 = dot3(nx, ny, nz, nx, ny, nz)
-    if not (normal2 > DEGENERATE_SINE2 * dot3(abx, aby, abz, abx, aby, abz)
-            * dot3(acx, acy, acz, acx, acy, acz)):
-        return closest_point_on_degenerate_triangle(px, py, pz, ax, ay, az, bx, by, bz, cx, cy, cz)
     apx = px - ax
     apy = py - ay
     apz = pz - az
@@ -148,6 +144,14 @@ def closest_point_on_triangle(px, py, pz, ax, ay, az, bx, by, bz, cx, cy, cz):
     if va <= 0.0 and (d4 - d3) >= 0.0 and (d5 - d6) >= 0.0 and (d4 - d3) + (d5 - d6) > 0.0:
         w = (d4 - d3) / ((d4 - d3) + (d5 - d6))
         return 0.0, 1.0 - w, w
+    # The vertex and edge tests above return points on the triangle, within
+    # its thickness of the nearest one even where rounding misjudges a thin
+    # triangle's regions; only the face region needs a usable normal.
+    nx, ny, nz = cross3(abx, aby, abz, acx, acy, acz)
+    normal2 = dot3(nx, ny, nz, nx, ny, nz)
+    if not (normal2 > DEGENERATE_SINE2 * dot3(abx, aby, abz, abx, aby, abz)
+            * dot3(acx, acy, acz, acx, acy, acz)):
+        return closest_point_on_degenerate_triangle(px, py, pz, ax, ay, az, bx, by, bz, cx, cy, cz)
     # p = a + v ab + w ac + h n, so (ap x ac) . n = v |n|^2 and
     # (ab x ap) . n = w |n|^2: the height h drops out exactly.
     sx, sy, sz = cross3(apx, apy, apz, acx, acy, acz)
