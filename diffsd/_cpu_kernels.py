@@ -20,6 +20,7 @@ _INLINED = frozenset({
     "quadrupole_solid_angle", "segment_frame_overlap", "segment_triangle_crossing",
     "leaf_crossing", "orthonormal_frame", "write_frame", "write_child_frame", "refit_leaf",
     "refit_internal_node", "refit_child_frames", "face_sort_key",
+    "distance_gradient", "point_distance_gradient", "as_float64",
 })
 
 
@@ -38,7 +39,7 @@ _refit_leaf = _shared.refit_leaf
 _refit_internal_node = _shared.refit_internal_node
 _refit_child_frames = _shared.refit_child_frames
 _segment_winding_change = _shared.segment_winding_change
-_cross3 = _shared.cross3
+_point_distance_gradient = _shared.point_distance_gradient
 _rounding_margin = _shared.rounding_margin
 
 STACK_SIZE = geometry.TRAVERSAL_STACK_SIZE
@@ -338,51 +339,11 @@ def _closed_mesh_winding(px, py, pz, distance, have_distance, root, num_internal
 @numba.njit(parallel=True, cache=True, nogil=True)
 def distance_backward(points, barycentric, distance, grad_distance, on_surface_ratio, vertices,
                       faces, face, grad_point):
-    """d loss / d p of every point: ``grad_distance * sgn(d) (p - p*) / |p - p*|``.
-
-    ``p - p*`` is recomputed in float64 from the closest face's vertices and
-    the barycentrics, relative to the face's first vertex, so that its
-    rounding is that of the face's size, not of its distance from the
-    origin. Within ``on_surface_ratio`` times the face's longest edge of
-    the face, where that direction is rounding noise, a point takes the
-    face's unit normal instead (the limit from either side); a zero-area
-    face gives zero.
-    """
+    """d loss / d p of every point (P, 3) into ``grad_point``: see
+    :func:`diffsd.traversal.distance_gradient`."""
     for i in numba.prange(points.shape[0]):
-        a = faces[face[i], 0]
-        b = faces[face[i], 1]
-        c = faces[face[i], 2]
-        ax = np.float64(vertices[a, 0])
-        ay = np.float64(vertices[a, 1])
-        az = np.float64(vertices[a, 2])
-        e1x = vertices[b, 0] - ax
-        e1y = vertices[b, 1] - ay
-        e1z = vertices[b, 2] - az
-        e2x = vertices[c, 0] - ax
-        e2y = vertices[c, 1] - ay
-        e2z = vertices[c, 2] - az
-        w1 = barycentric[i, 1]
-        w2 = barycentric[i, 2]
-        dx = (points[i, 0] - ax) - w1 * e1x - w2 * e2x
-        dy = (points[i, 1] - ay) - w1 * e1y - w2 * e2y
-        dz = (points[i, 2] - az) - w1 * e1z - w2 * e2z
-        length2 = dx * dx + dy * dy + dz * dz
-        longest2 = max(e1x * e1x + e1y * e1y + e1z * e1z,
-                       max(e2x * e2x + e2y * e2y + e2z * e2z,
-                           (e2x - e1x) ** 2 + (e2y - e1y) ** 2 + (e2z - e1z) ** 2))
-        scale = grad_distance[i]
-        if length2 <= on_surface_ratio * on_surface_ratio * longest2:
-            dx, dy, dz = _cross3(e1x, e1y, e1z, e2x, e2y, e2z)
-            length2 = dx * dx + dy * dy + dz * dz
-        elif distance[i] < 0.0:
-            scale = -scale
-        if length2 > 0.0:
-            scale = scale / np.sqrt(length2)
-        else:
-            scale = 0.0
-        grad_point[i, 0] = scale * dx
-        grad_point[i, 1] = scale * dy
-        grad_point[i, 2] = scale * dz
+        _point_distance_gradient(i, points, barycentric, distance, grad_distance,
+                                 on_surface_ratio, vertices, faces, face, grad_point)
 
 
 #: The parallel vertex-gradient scatter gives each extra thread a private

@@ -22,6 +22,7 @@ _refit_leaf = _shared.refit_leaf
 _refit_internal_node = _shared.refit_internal_node
 _refit_child_frames = _shared.refit_child_frames
 _rounding_margin = _shared.rounding_margin
+_point_distance_gradient = _shared.point_distance_gradient
 
 STACK_SIZE = geometry.TRAVERSAL_STACK_SIZE
 THREADS_PER_BLOCK = 128
@@ -129,3 +130,13 @@ def query(points, point_order, point_mesh, mesh_root, mesh_closed, child_left, c
         if mesh_closed[mesh]:
             winding = math.floor(winding + 0.5)
         out_winding[i] = winding
+
+
+@cuda.jit
+def distance_backward(points, barycentric, distance, grad_distance, on_surface_ratio, vertices,
+                      faces, face, grad_point):
+    """One thread per point: :func:`diffsd.traversal.distance_gradient`, as on the CPU."""
+    i = cuda.grid(1)
+    if i < points.shape[0]:
+        _point_distance_gradient(i, points, barycentric, distance, grad_distance,
+                                 on_surface_ratio, vertices, faces, face, grad_point)

@@ -22,6 +22,16 @@ FOUR_PI = 4.0 * math.pi
 TRAVERSAL_STACK_SIZE = 96
 
 
+def as_float64(x):
+    """x as float64 on every target.
+
+    A float64 literal promotes float32 in compiled code, but not in the CUDA
+    simulator (NumPy 2 keeps a float32 scalar's type against Python floats),
+    and Numba's ``float()`` keeps float32: so both are used.
+    """
+    return float(x) + 0.0
+
+
 def dot3(ax, ay, az, bx, by, bz):
     return ax * bx + ay * by + az * bz
 

@@ -71,95 +71,69 @@ class _DistanceFunction(torch.autograd.Function):
             points, point_mesh, closest=True, winding=signed, beta=beta)
         if signed:
             distance = torch.where(winding > 0.5, -distance, distance)
-        ctx.save_for_backward(vertices.detach(), points.detach(), closest_point, barycentric, face,
-                              distance)
+        ctx.save_for_backward(vertices.detach(), points.detach(), barycentric, face, distance)
         ctx.faces = faces
+        ctx.backend = bvh.backend
         ctx.mark_non_differentiable(face, barycentric, winding)
         return distance, face, barycentric, closest_point, winding
 
     @staticmethod
     def backward(ctx, grad_distance, _grad_face, _grad_barycentric, grad_closest_point,
                  _grad_winding):
-        vertices, points, closest_point, barycentric, face, distance = ctx.saved_tensors
-        grad_vertices = grad_points = None
+        """Two kernels of the points' backend: the points' gradient
+        (:func:`diffsd.traversal.distance_gradient`), then its scatter to the
+        closest faces' vertices."""
+        vertices, points, barycentric, face, distance = ctx.saved_tensors
         if grad_distance is None and grad_closest_point is None:
             return None, None, None, None, None, None, None
-        dtype = points.dtype
-        on_surface_ratio = ON_SURFACE_ULPS * torch.finfo(dtype).eps
-        if points.device.type == "cpu":
-            return _cpu_backward(ctx, vertices, points, barycentric, face, distance,
-                                 grad_distance, grad_closest_point, on_surface_ratio)
+
+        def arr(tensor):
+            return _backend.as_kernel_array(tensor.contiguous())
+
+        points = points.contiguous()
         grad_point = torch.zeros_like(points)
         if grad_distance is not None:
-            grad_point = grad_distance[:, None] * _distance_direction(
-                vertices, ctx.faces[face], points, barycentric, distance, on_surface_ratio)
+            on_surface_ratio = ON_SURFACE_ULPS * torch.finfo(points.dtype).eps
+            kernel = _backend.kernels(ctx.backend).distance_backward
+            args = (arr(points), arr(barycentric), arr(distance), arr(grad_distance),
+                    float(on_surface_ratio), arr(vertices), arr(ctx.faces), arr(face),
+                    arr(grad_point))
+            if ctx.backend == "cpu":
+                kernel(*args)
+            else:
+                _backend.launch(kernel, points.shape[0], points.device, *args)
+        grad_vertices = grad_points = None
         if ctx.needs_input_grad[0]:
-            # d distance / d v_i = -w_i (d distance / d p); d closest / d v_i = w_i I.
-            contributions = -barycentric[:, :, None] * grad_point[:, None, :]  # (P, 3, 3)
-            if grad_closest_point is not None:
-                contributions = contributions + barycentric[:, :, None] * grad_closest_point[:, None, :]
-            grad_vertices = torch.zeros_like(vertices)
-            grad_vertices.index_add_(0, ctx.faces[face].reshape(-1), contributions.reshape(-1, 3))
+            grad_vertices = _vertex_gradient(ctx, vertices, barycentric, face, grad_point,
+                                             grad_closest_point)
         if ctx.needs_input_grad[1]:
             grad_points = grad_point
         return grad_vertices, grad_points, None, None, None, None, None
 
 
-def _distance_direction(vertices, closest_faces, points, barycentric, distance, on_surface_ratio):
-    """(P, 3) unit d distance / d p in the points' dtype, as the CPU kernel's
-    :func:`diffsd._cpu_kernels.distance_backward` computes it.
+def _vertex_gradient(ctx, vertices, barycentric, face, grad_point, grad_closest_point):
+    """(V, 3): ``d/dv_k = w_k (grad_closest - grad_point)`` summed over the points
+    whose closest face has vertex k (d distance / d v_k = -w_k d distance / d p,
+    d closest / d v_k = w_k I)."""
+    if ctx.backend == "cpu":
+        import numba
 
-    Args:
-        vertices: (V, 3) vertex positions.
-        closest_faces: (P, 3) vertex indices of every point's closest face.
-        points: (P, 3) query points.
-        barycentric: (P, 3) weights of the closest points on those faces.
-        distance: (P,) signed distances (their sign only is used).
-        on_surface_ratio: within this times a face's longest edge of it, a
-            point takes the face's unit normal.
-    """
-    triangles = vertices[closest_faces].double()  # (P, 3, 3)
-    edges = triangles[:, 1:] - triangles[:, :1]  # (P, 2, 3): ab, ac
-    offset = (points.double() - triangles[:, 0]
-              - (barycentric[:, 1:, None].double() * edges).sum(1))  # p - p*, (P, 3)
-    length = offset.norm(dim=1)
-    longest = torch.stack([edges[:, 0], edges[:, 1], edges[:, 1] - edges[:, 0]], 1).norm(
-        dim=2).amax(1)
-    sign = torch.where(distance < 0, -1.0, 1.0).to(torch.float64)
-    tiny = torch.finfo(torch.float64).tiny
-    direction = (sign / length.clamp_min(tiny))[:, None] * offset
-    normal = torch.linalg.cross(edges[:, 0], edges[:, 1], dim=1)
-    normal = normal / normal.norm(dim=1, keepdim=True).clamp_min(tiny)
-    on_surface = (length <= on_surface_ratio * longest)[:, None]
-    return torch.where(on_surface, normal, direction).to(points.dtype)
+        from diffsd import _cpu_kernels
 
-
-def _cpu_backward(ctx, vertices, points, barycentric, face, distance, grad_distance,
-                  grad_closest_point, on_surface_ratio):
-    """The same backward as above, in two Numba passes instead of a dozen torch ops."""
-    import numba
-
-    from diffsd import _cpu_kernels
-
-    def arr(tensor):
-        return _backend.as_kernel_array(tensor.contiguous())
-
-    points = points.contiguous()
-    grad_point = torch.zeros_like(points)
-    if grad_distance is not None:
-        _cpu_kernels.distance_backward(
-            arr(points), arr(barycentric), arr(distance), arr(grad_distance),
-            float(on_surface_ratio), arr(vertices), arr(ctx.faces), arr(face), arr(grad_point))
-    grad_vertices = grad_points = None
-    if ctx.needs_input_grad[0]:
         grad_vertices = torch.zeros_like(vertices, memory_format=torch.contiguous_format)
-        closest = grad_closest_point if grad_closest_point is not None else points.new_empty((0, 3))
-        _cpu_kernels.scatter_vertex_gradient(arr(ctx.faces), arr(face), arr(barycentric),
-                                             arr(grad_point), arr(closest), arr(grad_vertices),
-                                             numba.get_num_threads())
-    if ctx.needs_input_grad[1]:
-        grad_points = grad_point
-    return grad_vertices, grad_points, None, None, None, None, None
+        closest = (grad_closest_point.contiguous() if grad_closest_point is not None
+                   else grad_point.new_empty((0, 3)))
+        _cpu_kernels.scatter_vertex_gradient(
+            *(_backend.as_kernel_array(t) for t in (ctx.faces, face, barycentric.contiguous(),
+                                                     grad_point, closest, grad_vertices)),
+            numba.get_num_threads())
+        return grad_vertices
+    contributions = -barycentric[:, :, None] * grad_point[:, None, :]  # (P, 3, 3)
+    if grad_closest_point is not None:
+        contributions = contributions + barycentric[:, :, None] * grad_closest_point[:, None, :]
+    grad_vertices = torch.zeros_like(vertices)
+    grad_vertices.index_add_(0, ctx.faces[face].reshape(-1), contributions.reshape(-1, 3))
+    return grad_vertices
 
 
 def _opening_ratio(mode: str, beta: float, exact_sign: bool = False) -> float:

@@ -19,6 +19,7 @@ import math
 
 from diffsd.geometry import (
     CROSSING_AMBIGUOUS,
+    as_float64,
     closest_point_on_triangle,
     count_leading_zeros_64,
     cross3,
@@ -47,22 +48,77 @@ def leaf_distance_squared(px, py, pz, leaf, leaf_vertices):
 
     In float64, relative to the triangle's first vertex: the rounding is
     that of the triangle's size and p's distance to it, not of their
-    distance from the origin (a float64 literal promotes float32).
+    distance from the origin.
     """
-    ax = leaf_vertices[leaf, 0] + 0.0
-    ay = leaf_vertices[leaf, 1] + 0.0
-    az = leaf_vertices[leaf, 2] + 0.0
-    bx = leaf_vertices[leaf, 3] + 0.0
-    by = leaf_vertices[leaf, 4] + 0.0
-    bz = leaf_vertices[leaf, 5] + 0.0
-    cx = leaf_vertices[leaf, 6] + 0.0
-    cy = leaf_vertices[leaf, 7] + 0.0
-    cz = leaf_vertices[leaf, 8] + 0.0
+    ax = as_float64(leaf_vertices[leaf, 0])
+    ay = as_float64(leaf_vertices[leaf, 1])
+    az = as_float64(leaf_vertices[leaf, 2])
+    bx = as_float64(leaf_vertices[leaf, 3])
+    by = as_float64(leaf_vertices[leaf, 4])
+    bz = as_float64(leaf_vertices[leaf, 5])
+    cx = as_float64(leaf_vertices[leaf, 6])
+    cy = as_float64(leaf_vertices[leaf, 7])
+    cz = as_float64(leaf_vertices[leaf, 8])
     w0, w1, w2 = closest_point_on_triangle(px, py, pz, ax, ay, az, bx, by, bz, cx, cy, cz)
     dx = (ax - px) + w1 * (bx - ax) + w2 * (cx - ax)
     dy = (ay - py) + w1 * (by - ay) + w2 * (cy - ay)
     dz = (az - pz) + w1 * (bz - az) + w2 * (cz - az)
     return dx * dx + dy * dy + dz * dz, w0, w1, w2
+
+
+def distance_gradient(px, py, pz, ax, ay, az, bx, by, bz, cx, cy, cz, w1, w2, inside,
+                      on_surface_ratio):
+    """Unit gradient of the signed distance at p, whose closest point on
+    triangle abc has barycentrics (1 - w1 - w2, w1, w2): ``sgn(d) (p - p*) / |p - p*|``.
+
+    ``p - p*`` is formed relative to a, in float64 (the caller converts), so
+    its rounding is that of the triangle's size, not of its distance from
+    the origin. Within
+    ``on_surface_ratio`` times the longest edge of the triangle, where that
+    direction is rounding noise, the unit normal is returned instead (the
+    limit from either side); a zero-area triangle then gives zero.
+    ``inside``: whether the distance is negative.
+    """
+    e1x = bx - ax
+    e1y = by - ay
+    e1z = bz - az
+    e2x = cx - ax
+    e2y = cy - ay
+    e2z = cz - az
+    dx = (px - ax) - w1 * e1x - w2 * e2x
+    dy = (py - ay) - w1 * e1y - w2 * e2y
+    dz = (pz - az) - w1 * e1z - w2 * e2z
+    length2 = dot3(dx, dy, dz, dx, dy, dz)
+    longest2 = max(dot3(e1x, e1y, e1z, e1x, e1y, e1z),
+                   max(dot3(e2x, e2y, e2z, e2x, e2y, e2z),
+                       dot3(e2x - e1x, e2y - e1y, e2z - e1z, e2x - e1x, e2y - e1y, e2z - e1z)))
+    sign = 1.0
+    if length2 <= on_surface_ratio * on_surface_ratio * longest2:
+        dx, dy, dz = cross3(e1x, e1y, e1z, e2x, e2y, e2z)
+        length2 = dot3(dx, dy, dz, dx, dy, dz)
+    elif inside:
+        sign = -1.0
+    scale = 0.0
+    if length2 > 0.0:
+        scale = sign / math.sqrt(length2)
+    return scale * dx, scale * dy, scale * dz
+
+
+def point_distance_gradient(i, points, barycentric, distance, grad_distance, on_surface_ratio,
+                            vertices, faces, face, grad_point):
+    """``grad_point[i] = grad_distance[i] *`` :func:`distance_gradient` of point i."""
+    a = faces[face[i], 0]
+    b = faces[face[i], 1]
+    c = faces[face[i], 2]
+    gx, gy, gz = distance_gradient(
+        as_float64(points[i, 0]), as_float64(points[i, 1]), as_float64(points[i, 2]), as_float64(vertices[a, 0]),
+        as_float64(vertices[a, 1]), as_float64(vertices[a, 2]), as_float64(vertices[b, 0]),
+        as_float64(vertices[b, 1]), as_float64(vertices[b, 2]), as_float64(vertices[c, 0]),
+        as_float64(vertices[c, 1]), as_float64(vertices[c, 2]), as_float64(barycentric[i, 1]),
+        as_float64(barycentric[i, 2]), distance[i] < 0.0, on_surface_ratio)
+    grad_point[i, 0] = grad_distance[i] * gx
+    grad_point[i, 1] = grad_distance[i] * gy
+    grad_point[i, 2] = grad_distance[i] * gz
 
 
 def nearer_leaf(px, py, pz, leaf, leaf_vertices, best, best_leaf, best_w0, best_w1, best_w2):
