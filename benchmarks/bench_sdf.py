@@ -11,11 +11,16 @@ near the surface):
   and one optimisation step (refit + forward + backward);
 - the naive O(P F) torch implementation of :mod:`diffsd.naive` (where its
   estimated time fits under ``--max-seconds``);
-- peers, each only when installed: libigl (exact and fast winding number),
-  Open3D, pysdf, fcpw and NVIDIA Warp (CPU device), build and query timed
-  separately.
+- peers, each only when installed (adapters in :mod:`sdf_peers`): libigl
+  (exact and fast winding number), Open3D, pysdf, fcpw and NVIDIA Warp (CPU
+  device).
 
-Every timing is the median of repeated calls after a warm-up. The sign of
+Every implementation's structure (BVH, AABB tree, scene) is built and timed
+apart from its queries. Every timing is the median of repeated calls after a
+warm-up call, and the implementations are measured in alternating rounds in
+this one process (each round calls each once, in a rotated order), so that
+a slow spell of a shared machine falls on all of them alike; only the naive
+method, a slow reference, is timed on its own. The sign of
 every method is checked against the exact winding number on a fixed subset
 of the points, and its distance against diffsd's exact float64 distance. The
 Numba compile time (first calls) is reported apart. The output is a markdown
@@ -66,9 +71,10 @@ try:
 except ImportError:  # running from a checkout without `pip install -e .`
     sys.path.insert(0, str(REPO_ROOT))
     import diffsd
+from sdf_peers import PEER_NAMES, load_peers  # noqa: E402
+
 from diffsd import naive, primitives  # noqa: E402
 
-PEER_NAMES = ("igl", "open3d", "pysdf", "fcpw", "warp")
 MESH_NAMES = ("sphere", "torus", "bumpy")
 FULL_SIZES = (10_000, 100_000, 1_000_000)
 QUICK_SIZES = (1_000, 5_000)
@@ -264,180 +270,42 @@ def measure_parts(function: Callable[[], dict[str, float]], *, budget: float = 1
     return {key: statistics.median(r[key] for r in runs) for key in runs[0]}
 
 
-# ---------------------------------------------------------------------------
-# Peers
+def measure_alternating(functions: dict[str, Callable[[], object]], *, warmup: bool = True,
+                        budget: float = 1.5, max_rounds: int = 7, min_rounds: int = 3,
+                        long_call: float = 3.0) -> dict[str, Timing]:
+    """Median wall time of every function, measured in alternating rounds.
 
-
-@dataclass
-class Peer:
-    """A peer library: build a structure once, then query signed distances.
-
-    ``query`` returns float64 signed distances, negative inside (the peer's
-    own convention is converted).
+    One untimed warm-up call of each (unless ``warmup`` is False), then
+    rounds in which every function runs once, the order rotated by one per
+    round: a slow spell of a shared machine (another process, frequency
+    scaling) then falls on all implementations alike instead of on whichever
+    was being measured. Rounds go on until ``budget`` seconds per function
+    are spent (at least ``min_rounds``, at most ``max_rounds``); a round with
+    a call longer than ``long_call`` seconds is the last.
     """
-
-    name: str
-    label: str
-    sign_note: str
-    build: Callable[[np.ndarray, np.ndarray], object]
-    query: Callable[[object, np.ndarray], np.ndarray]
-    prepare_points: Callable[[np.ndarray], object] = staticmethod(lambda p: p)
-    exact_distance: bool = True  # False: the distance is approximate by design
-
-
-def _threads() -> int:
-    return os.cpu_count() or 1
-
-
-def make_igl_peers() -> list[Peer]:
-    """libigl's signed distance with the exact and the fast winding number."""
-    import igl
-
-    def build(v, f):
-        # igl.signed_distance builds its trees inside every call; time the
-        # AABB tree alone as its build, and subtract it from the call.
-        tree = igl.AABB()
-        tree.init(v, f)
-        return (v, f)
-
-    def query_with(sign_type):
-        def query(state, points):
-            v, f = state
-            return igl.signed_distance(points, v, f, sign_type=sign_type)[0]
-        return query
-
-    types = igl.SignedDistanceType
-    return [
-        Peer("igl", "libigl (winding number)",
-             "exact hierarchical winding number; query = call - AABB build (rebuilt per call)",
-             build, query_with(types.SIGNED_DISTANCE_TYPE_WINDING_NUMBER)),
-        Peer("igl", "libigl (fast winding number)",
-             "fast winding number (Barill 2018); query = call - AABB build",
-             build, query_with(types.SIGNED_DISTANCE_TYPE_FAST_WINDING_NUMBER)),
-    ]
-
-
-def make_open3d_peer() -> list[Peer]:
-    """Open3D's RaycastingScene (Embree); the sign comes from ray parity."""
-    import open3d as o3d
-
-    def build(v, f):
-        scene = o3d.t.geometry.RaycastingScene()
-        scene.add_triangles(o3d.core.Tensor(v.astype(np.float32)),
-                            o3d.core.Tensor(f.astype(np.uint32)))
-        # Embree commits the scene lazily: force it inside the build.
-        scene.compute_distance(o3d.core.Tensor(np.zeros((1, 3), np.float32)))
-        return scene
-
-    def query(scene, points):
-        return scene.compute_signed_distance(points).numpy().astype(np.float64)
-
-    return [Peer("open3d", "Open3D RaycastingScene",
-                 "ray parity (1 ray; needs a watertight mesh)", build, query,
-                 lambda p: o3d.core.Tensor(np.ascontiguousarray(p, np.float32)))]
-
-
-def make_pysdf_peer() -> list[Peer]:
-    """pysdf (sxyu/sdf), in its default robust mode."""
-    import pysdf
-
-    def build(v, f):
-        return pysdf.SDF(np.ascontiguousarray(v, np.float32), np.ascontiguousarray(f, np.uint32))
-
-    def query(sdf, points):
-        return -sdf(points, n_threads=_threads()).astype(np.float64).reshape(-1)  # + inside
-
-    return [Peer("pysdf", "pysdf",
-                 "majority of 3 axis ray parities; distance approximate (faces of the nearest "
-                 "vertex only)", build, query, lambda p: np.ascontiguousarray(p, np.float32),
-                 exact_distance=False)]
-
-
-def make_fcpw_peer() -> list[Peer]:
-    """fcpw's vectorised BVH: closest points, and contains() for the sign."""
-    import fcpw
-
-    def build(v, f):
-        scene = fcpw.scene_3D()
-        scene.set_object_count(1)
-        scene.set_object_vertices(np.ascontiguousarray(v, np.float32), 0)
-        scene.set_object_triangles(np.ascontiguousarray(f, np.int32), 0)
-        scene.build(fcpw.aggregate_type.bvh_surface_area, True)
-        return scene
-
-    def prepare(points):
-        # fcpw 1.2's NumPy overload of contains() leaves its result array at 0;
-        # its list overload works, so the points are handed over in both forms.
-        points = np.ascontiguousarray(points, np.float32)
-        return np.asfortranarray(points), fcpw.float_3D_list(list(points))
-
-    def query(scene, prepared):
-        points, point_list = prepared
-        count = points.shape[0]
-        interactions = fcpw.interaction_3D_list()
-        scene.find_closest_points(points, np.full(count, np.inf, np.float32), interactions)
-        inside = fcpw.uint32_list()
-        scene.contains(point_list, inside)
-        distance = np.fromiter((i.d for i in interactions), np.float64, count)
-        return np.where(np.fromiter(inside, np.int64, count) > 0, -distance, distance)
-
-    return [Peer("fcpw", "fcpw (SIMD BVH)",
-                 "ray-cast containment (needs a watertight mesh); query includes reading the "
-                 "results out of Python objects", build, query, prepare)]
-
-
-def make_warp_peer() -> list[Peer]:
-    """NVIDIA Warp's mesh query with the winding-number sign, on the CPU device."""
-    import warp as wp
-
-    wp.config.quiet = True
-    wp.init()
-
-    @wp.kernel
-    def signed_distance_kernel(mesh: wp.uint64, points: wp.array(dtype=wp.vec3),
-                               out: wp.array(dtype=float)):
-        tid = wp.tid()
-        p = points[tid]
-        hit = wp.mesh_query_point_sign_winding_number(mesh, p, 1.0e30, 2.0, 0.5)
-        if hit.result:
-            closest = wp.mesh_eval_position(mesh, hit.face, hit.u, hit.v)
-            out[tid] = hit.sign * wp.length(closest - p)
-
-    def build(v, f):
-        points = wp.array(np.ascontiguousarray(v, np.float32), dtype=wp.vec3, device="cpu")
-        indices = wp.array(np.ascontiguousarray(f, np.int32).reshape(-1), dtype=wp.int32,
-                           device="cpu")
-        return wp.Mesh(points=points, indices=indices, support_winding_number=True)
-
-    def query(mesh, points):
-        out = wp.zeros(points.shape[0], dtype=float, device="cpu")
-        wp.launch(signed_distance_kernel, dim=points.shape[0], inputs=[mesh.id, points, out],
-                  device="cpu")
-        wp.synchronize()
-        return out.numpy().astype(np.float64)
-
-    return [Peer("warp", "NVIDIA Warp (CPU)",
-                 "fast winding number (accuracy 2); Warp runs CPU kernels on one thread",
-                 build, query,
-                 lambda p: wp.array(np.ascontiguousarray(p, np.float32), dtype=wp.vec3,
-                                    device="cpu"))]
-
-
-PEER_FACTORIES = {"igl": make_igl_peers, "open3d": make_open3d_peer, "pysdf": make_pysdf_peer,
-                  "fcpw": make_fcpw_peer, "warp": make_warp_peer}
-
-
-def load_peers(names) -> tuple[list[Peer], dict[str, str]]:
-    """The requested peers that import; the others with the reason."""
-    peers, missing = [], {}
-    for name in names:
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                peers.extend(PEER_FACTORIES[name]())
-        except Exception as error:  # ImportError, or a broken native dependency
-            missing[name] = f"{type(error).__name__}: {str(error).splitlines()[0][:100]}"
-    return peers, missing
+    names = list(functions)
+    if warmup:
+        for name in names:
+            functions[name]()
+    samples: dict[str, list[float]] = {name: [] for name in names}
+    spent = 0.0
+    with _GarbageCollectionPaused():
+        for round_index in range(max_rounds):
+            shift = round_index % len(names)
+            longest = 0.0
+            for name in names[shift:] + names[:shift]:
+                start = time.perf_counter()
+                functions[name]()
+                elapsed = time.perf_counter() - start
+                samples[name].append(elapsed)
+                spent += elapsed
+                longest = max(longest, elapsed)
+            if longest > long_call:
+                break
+            if round_index + 1 >= min_rounds and spent > budget * len(names):
+                break
+    return {name: Timing(statistics.median(times), len(times), times)
+            for name, times in samples.items()}
 
 
 # ---------------------------------------------------------------------------
@@ -502,7 +370,7 @@ def make_reference(mesh: Mesh, points: torch.Tensor, pair_budget: float) -> Refe
     subset = points[:count]
     v, f = mesh.vertices, mesh.faces
     distance = diffsd.unsigned_distance(v, f, subset).distance
-    inside = diffsd.winding_number(v, f, subset, exact=True) > 0.5
+    inside = diffsd.winding_number(v, f, subset, mode="exact_winding") > 0.5
     checked = distance > SIGN_TOLERANCE * mesh.diagonal
     return Reference(subset, distance, inside, checked, mesh.diagonal)
 
@@ -558,66 +426,139 @@ class Benchmark:
     def remember_rate(self, mesh: Mesh, method: str, count: int, seconds: float) -> None:
         self.rates[(mesh.name, method)] = count / max(seconds, 1e-9)
 
-    # -- diffsd -------------------------------------------------------------
-    def run_diffsd(self, mesh: Mesh, points: torch.Tensor, reference: Reference) -> None:
-        """BVH build and refit, then forward, backward and step rows for every size."""
+    # -- diffsd and the peers, alternated ---------------------------------------
+    def run_mesh(self, mesh: Mesh, points: torch.Tensor, reference: Reference) -> None:
+        """Builds, then queries at every size, of diffsd and every peer.
+
+        Every structure (diffsd's BVH with either builder and its refit, each
+        peer's) is built once untimed, as the warm-up, then all builds are
+        timed in alternating rounds (:func:`measure_alternating`); the
+        queries of every size likewise, after a warm-up call each. diffsd's
+        backward and optimisation step, which no peer has, are timed after
+        each size's round.
+        """
         o = self.options
         tag = "f32" if o.dtype == torch.float32 else "f64"
         v = mesh.vertices.to(o.dtype)
         f = mesh.faces
-        build = measure(lambda: diffsd.MeshBVH(v, f), budget=o.budget)
         bvh = diffsd.MeshBVH(v, f)
-        morton_build = measure(lambda: diffsd.MeshBVH(v, f, builder="lbvh"), budget=o.budget)
         morton_bvh = diffsd.MeshBVH(v, f, builder="lbvh")
-        refit = measure(lambda: bvh.refit(v), budget=o.budget)
-        self.rows.append(Row(mesh.name, None, "diffsd BVH build", build=build.median, kind="other",
+        builds = {"diffsd": lambda: diffsd.MeshBVH(v, f),
+                  "diffsd lbvh": lambda: diffsd.MeshBVH(v, f, builder="lbvh"),
+                  "diffsd refit": lambda: bvh.refit(v)}
+        peers = self.ready_peers(mesh, reference, builds)
+        self.log(f"  builds of {mesh.name}: {', '.join(builds)}")
+        build = measure_alternating(builds, warmup=False, budget=o.budget)
+        sah_build = build["diffsd"].median
+        self.rows.append(Row(mesh.name, None, "diffsd BVH build", build=sah_build, kind="other",
                              notes=f"{mesh.num_faces:,} faces, binned SAH (default), depth "
                                    f"{bvh.max_depth}"))
-        self.rows.append(Row(mesh.name, None, "diffsd BVH build (lbvh)", build=morton_build.median,
-                             kind="other",
+        self.rows.append(Row(mesh.name, None, "diffsd BVH build (lbvh)",
+                             build=build["diffsd lbvh"].median, kind="other",
                              notes=f"Morton radix tree, parallel, depth {morton_bvh.max_depth}"))
-        self.rows.append(Row(mesh.name, None, "diffsd BVH refit", build=refit.median, kind="other",
-                             notes=f"{100 * refit.median / build.median:.0f} % of a build"))
+        refit = build["diffsd refit"].median
+        self.rows.append(Row(mesh.name, None, "diffsd BVH refit", build=refit, kind="other",
+                             notes=f"{100 * refit / sah_build:.0f} % of a build"))
         sub = reference.points.to(o.dtype)
         signed_accuracy = reference.score(diffsd.signed_distance(v, f, sub, bvh=bvh).distance)
         unsigned_accuracy = reference.score(diffsd.unsigned_distance(v, f, sub, bvh=bvh).distance)
+        signed = f"diffsd signed ({tag})"
+        unsigned = f"diffsd unsigned ({tag})"
+        over_lbvh = f"diffsd signed over lbvh ({tag})"
 
         for count in o.sizes:
+            queries: dict[str, Callable[[], object]] = {}
             p = points[:count].to(o.dtype)
-            signed = f"diffsd signed ({tag})"
             skip = self.too_slow(mesh, signed, count)
             if skip:
                 self.rows.append(Row(mesh.name, count, signed, kind="diffsd", notes=skip))
+            else:
+                queries[signed] = lambda p=p: diffsd.signed_distance(v, f, p, bvh=bvh, refit=False)
+                queries[unsigned] = lambda p=p: diffsd.unsigned_distance(v, f, p, bvh=bvh,
+                                                                         refit=False)
+                queries[over_lbvh] = lambda p=p: diffsd.signed_distance(v, f, p, bvh=morton_bvh,
+                                                                        refit=False)
+            for peer, state, dtype, _ in peers:
+                skip = self.too_slow(mesh, peer.label, count)
+                if skip:
+                    self.rows.append(Row(mesh.name, count, peer.label, kind="peer", notes=skip))
+                    continue
+                prepared = peer.prepare_points(points[:count].numpy().astype(dtype))
+                queries[peer.label] = (
+                    lambda peer=peer, state=state, prepared=prepared: peer.query(state, prepared))
+            if not queries:
                 continue
-            self.log(f"  diffsd {mesh.name} {count:,} points")
-            forward = measure(lambda p=p: diffsd.signed_distance(v, f, p, bvh=bvh, refit=False),
-                              warmup=False, budget=o.budget)
-            self.remember_rate(mesh, signed, count, forward.median)
-            self.rows.append(Row(mesh.name, count, signed, build.median, forward.median,
-                                 signed_accuracy.wrong_sign, signed_accuracy.distance_error,
-                                 "sign: winding number, carried over exactly between points on closed meshes (Barnes-Hut beta 2 where it cannot be)", "diffsd"))
-            unsigned = measure(lambda p=p: diffsd.unsigned_distance(v, f, p, bvh=bvh, refit=False),
-                               warmup=False, budget=o.budget)
-            self.rows.append(Row(mesh.name, count, f"diffsd unsigned ({tag})", build.median,
-                                 unsigned.median, None, unsigned_accuracy.distance_error,
-                                 "no sign", "diffsd"))
-            morton = measure(
-                lambda p=p: diffsd.signed_distance(v, f, p, bvh=morton_bvh, refit=False),
-                budget=o.budget)
-            self.rows.append(Row(mesh.name, count, f"diffsd signed over lbvh ({tag})",
-                                 morton_build.median, morton.median, notes=(
-                                     "the same query over the Morton-code tree (builder='lbvh')"),
-                                 kind="diffsd-alternative"))
-            parts = self.time_step(v, f, p, bvh, o.budget)
-            backward_share = parts["backward"] / forward.median
-            self.rows.append(Row(mesh.name, count, "diffsd backward", None, parts["backward"],
-                                 notes=f"{100 * backward_share:.0f} % of the forward",
-                                 kind="diffsd"))
-            step = Row(mesh.name, count, "diffsd step: refit+fwd+bwd", None, parts["total"],
-                       notes=(f"refit {1e3 * parts['refit']:.1f} + fwd {1e3 * parts['forward']:.1f}"
-                              f" + bwd {1e3 * parts['backward']:.1f} ms"), kind="diffsd")
-            self.rows.append(step)
-            self.steps[(mesh.name, count)] = step
+            self.log(f"  {mesh.name} {count:,} points, alternating: {', '.join(queries)}")
+            timing = measure_alternating(queries, budget=o.budget)
+            if signed in timing:
+                forward = timing[signed].median
+                self.remember_rate(mesh, signed, count, forward)
+                self.rows.append(Row(mesh.name, count, signed, sah_build, forward,
+                                     signed_accuracy.wrong_sign, signed_accuracy.distance_error,
+                                     "sign: winding number, carried over exactly between points on closed meshes (Barnes-Hut beta 2 where it cannot be)", "diffsd"))
+                self.rows.append(Row(mesh.name, count, unsigned, sah_build,
+                                     timing[unsigned].median, None,
+                                     unsigned_accuracy.distance_error, "no sign", "diffsd"))
+                self.rows.append(Row(mesh.name, count, over_lbvh, build["diffsd lbvh"].median,
+                                     timing[over_lbvh].median, notes=(
+                                         "the same query over the Morton-code tree "
+                                         "(builder='lbvh')"), kind="diffsd-alternative"))
+                parts = self.time_step(v, f, p, bvh, o.budget)
+                backward_share = parts["backward"] / forward
+                self.rows.append(Row(mesh.name, count, "diffsd backward", None, parts["backward"],
+                                     notes=f"{100 * backward_share:.0f} % of the forward",
+                                     kind="diffsd"))
+                step = Row(mesh.name, count, "diffsd step: refit+fwd+bwd", None, parts["total"],
+                           notes=(f"refit {1e3 * parts['refit']:.1f} + fwd "
+                                  f"{1e3 * parts['forward']:.1f} + bwd "
+                                  f"{1e3 * parts['backward']:.1f} ms"), kind="diffsd")
+                self.rows.append(step)
+                self.steps[(mesh.name, count)] = step
+            for peer, _, _, accuracy in peers:
+                if peer.label not in timing:
+                    continue
+                call = timing[peer.label].median
+                peer_build = build[peer.label].median
+                query_time = call
+                if peer.name == "igl":  # its call rebuilds the AABB tree
+                    query_time = max(call - peer_build, 1e-9)
+                self.remember_rate(mesh, peer.label, count, call)
+                self.rows.append(Row(mesh.name, count, peer.label, peer_build, query_time,
+                                     accuracy.wrong_sign, accuracy.distance_error,
+                                     peer.sign_note, "peer",
+                                     exact_distance=peer.exact_distance))
+
+    def ready_peers(self, mesh: Mesh, reference: Reference,
+                    builds: dict[str, Callable[[], object]]) -> list[tuple]:
+        """Build every peer's structure once (its warm-up) and score it on the reference.
+
+        Adds each working peer's build to ``builds`` (under its label) and
+        records an error row for each failing one.
+
+        Returns:
+            ``(peer, state, coordinate dtype, accuracy)`` of every working peer.
+        """
+        ready = []
+        for peer in self.peers:
+            dtype = np.float64 if peer.name == "igl" else np.float32
+            v = np.ascontiguousarray(mesh.vertices.numpy(), dtype)
+            f = np.ascontiguousarray(mesh.faces.numpy(), np.int64)
+            try:
+                state = peer.build(v, f)
+                # Warm-up (kernel compilation) and accuracy on the reference subset.
+                reference_points = peer.prepare_points(reference.points.numpy().astype(dtype))
+                accuracy = reference.score(peer.query(state, reference_points))
+                self.remember_rate(mesh, peer.label, reference.points.shape[0],
+                                   measure(lambda peer=peer, state=state,
+                                           points=reference_points: peer.query(state, points),
+                                           warmup=False, max_repeats=1, min_repeats=1).median)
+            except Exception as error:
+                self.rows.append(Row(mesh.name, None, peer.label, kind="peer",
+                                     notes=f"error: {type(error).__name__}: {error}"[:120]))
+                continue
+            builds[peer.label] = lambda peer=peer, v=v, f=f: peer.build(v, f)
+            ready.append((peer, state, dtype, accuracy))
+        return ready
 
     @staticmethod
     def time_step(vertices, faces, points, bvh, budget: float) -> dict[str, float]:
@@ -665,42 +606,6 @@ class Benchmark:
             self.rows.append(Row(mesh.name, count, method, None, timing.median, 0.0, 0.0,
                                  f"exact sign; chunks of {chunk} points", "naive"))
 
-    # -- peers --------------------------------------------------------------
-    def run_peer(self, peer: Peer, mesh: Mesh, points: torch.Tensor, reference: Reference) -> None:
-        """A peer's build, accuracy (on the reference subset) and query for every size."""
-        o = self.options
-        dtype = np.float64 if peer.name == "igl" else np.float32
-        v = np.ascontiguousarray(mesh.vertices.numpy(), dtype)
-        f = np.ascontiguousarray(mesh.faces.numpy(), np.int64)
-        try:
-            build = measure(lambda: peer.build(v, f), budget=o.budget)
-            state = peer.build(v, f)
-            # Warm-up (kernel compilation) and accuracy on the reference subset.
-            reference_points = peer.prepare_points(reference.points.numpy().astype(dtype))
-            accuracy = reference.score(peer.query(state, reference_points))
-            self.remember_rate(mesh, peer.label, reference.points.shape[0],
-                               measure(lambda: peer.query(state, reference_points),
-                                       warmup=False, max_repeats=1, min_repeats=1).median)
-        except Exception as error:
-            self.rows.append(Row(mesh.name, None, peer.label, kind="peer",
-                                 notes=f"error: {type(error).__name__}: {error}"[:120]))
-            return
-        for count in o.sizes:
-            skip = self.too_slow(mesh, peer.label, count)
-            if skip:
-                self.rows.append(Row(mesh.name, count, peer.label, kind="peer", notes=skip))
-                continue
-            self.log(f"  {peer.label} {mesh.name} {count:,} points")
-            p = peer.prepare_points(points[:count].numpy().astype(dtype))
-            timing = measure(lambda p=p: peer.query(state, p), warmup=False, budget=o.budget)
-            query_time = timing.median
-            if peer.name == "igl":  # its call rebuilds the AABB tree
-                query_time = max(query_time - build.median, 1e-9)
-            self.remember_rate(mesh, peer.label, count, timing.median)
-            self.rows.append(Row(mesh.name, count, peer.label, build.median, query_time,
-                                 accuracy.wrong_sign, accuracy.distance_error, peer.sign_note,
-                                 "peer", exact_distance=peer.exact_distance))
-
     # -- all ----------------------------------------------------------------
     def run(self) -> None:
         """Every measurement on every mesh; fills :attr:`rows`."""
@@ -723,11 +628,9 @@ class Benchmark:
                 f"{mesh.name}: {mesh.description}, {mesh.num_faces:,} faces; signs checked on "
                 f"{int(reference.checked.sum()):,} of the first {reference.points.shape[0]:,} "
                 f"points (those farther than {SIGN_TOLERANCE:g} x diagonal from the surface)")
-            self.run_diffsd(mesh, points, reference)
+            self.run_mesh(mesh, points, reference)
             if o.naive:
                 self.run_naive(mesh, points)
-            for peer in self.peers:
-                self.run_peer(peer, mesh, points, reference)
         self.compute_ratios()
 
     def best_peer(self, mesh: str, count: int, exact_only: bool = False) -> Row | None:
@@ -866,16 +769,20 @@ def markdown_table(rows: list[Row]) -> str:
 
 
 def order_rows(rows: list[Row], meshes, sizes) -> list[Row]:
-    """Rows grouped by mesh, then point count (mesh-level rows first)."""
+    """Rows grouped by mesh, then point count (mesh-level rows first), then
+    diffsd, naive and peers."""
+    kinds = {"naive": 1, "peer": 2}
+
     def key(row: Row):
         mesh = meshes.index(row.mesh) if row.mesh in meshes else len(meshes)
         count = -1 if row.points is None else row.points
-        return (mesh, count)
+        return (mesh, count, kinds.get(row.kind, 0))
     return sorted(rows, key=key)  # stable: keeps the method order
 
 
 LEGEND = """\
-Legend: times are medians of repeated calls after a warm-up, on {threads} CPU threads.
+Legend: times are medians of repeated calls after a warm-up, the implementations
+alternated in rounds, on {threads} CPU threads.
 "query ms" excludes the build (peers' "build ms" is their structure's build; diffsd's
 is the BVH build). "diffsd x": on diffsd signed rows, its points/s divided by the
 fastest peer's; on peer and naive rows, diffsd signed points/s divided by theirs

@@ -19,7 +19,8 @@ _INLINED = frozenset({
     "leaf_distance_squared", "nearer_leaf", "triangle_solid_angle", "dipole_solid_angle",
     "quadrupole_solid_angle", "segment_frame_overlap", "segment_triangle_crossing",
     "leaf_crossing", "orthonormal_frame", "write_frame", "write_child_frame", "refit_leaf",
-    "refit_internal_node", "refit_child_frames",
+    "refit_internal_node", "refit_child_frames", "face_sort_key",
+    "distance_gradient", "point_distance_gradient", "as_float64",
 })
 
 
@@ -32,12 +33,14 @@ _shared = compile_module_functions([geometry, traversal], _compile_for_cpu)
 _closest_leaf_query = _shared.closest_leaf_query
 _winding_number_query = _shared.winding_number_query
 _morton_code_30 = _shared.morton_code_30
+_face_sort_key = _shared.face_sort_key
 _build_internal_node = _shared.build_internal_node
 _refit_leaf = _shared.refit_leaf
 _refit_internal_node = _shared.refit_internal_node
 _refit_child_frames = _shared.refit_child_frames
 _segment_winding_change = _shared.segment_winding_change
-_cross3 = _shared.cross3
+_point_distance_gradient = _shared.point_distance_gradient
+_rounding_margin = _shared.rounding_margin
 
 STACK_SIZE = geometry.TRAVERSAL_STACK_SIZE
 # Points per parallel task: large enough to amortise scheduling, small enough
@@ -51,24 +54,17 @@ RECENT_POINTS = 8
 
 @numba.njit(parallel=True, cache=True, nogil=True)
 def face_keys(vertices, faces, face_mesh, mesh_lo, mesh_inverse_extent, keys):
-    """Sort keys: mesh id above the 30-bit Morton code of the face centroid."""
+    """:func:`diffsd.traversal.face_sort_key` of every face into ``keys`` (F,)."""
     for f in numba.prange(faces.shape[0]):
-        m = face_mesh[f]
-        a = faces[f, 0]
-        b = faces[f, 1]
-        c = faces[f, 2]
-        x = ((vertices[a, 0] + vertices[b, 0] + vertices[c, 0]) / 3.0 - mesh_lo[m, 0]) * mesh_inverse_extent[m, 0]
-        y = ((vertices[a, 1] + vertices[b, 1] + vertices[c, 1]) / 3.0 - mesh_lo[m, 1]) * mesh_inverse_extent[m, 1]
-        z = ((vertices[a, 2] + vertices[b, 2] + vertices[c, 2]) / 3.0 - mesh_lo[m, 2]) * mesh_inverse_extent[m, 2]
-        keys[f] = (np.int64(m) << 30) | _morton_code_30(x, y, z)
+        keys[f] = _face_sort_key(f, vertices, faces, face_mesh, mesh_lo, mesh_inverse_extent)
 
 
 @numba.njit(cache=True, nogil=True)
-def all_finite(values):
-    """Whether no entry of a 2-D array is NaN or infinite."""
+def all_within(values, limit):
+    """Whether every entry of a 2-D array is at most ``limit`` in magnitude (not NaN)."""
     for i in range(values.shape[0]):
         for j in range(values.shape[1]):
-            if not np.isfinite(values[i, j]):
+            if not abs(values[i, j]) <= limit:
                 return False
     return True
 
@@ -212,8 +208,8 @@ def refit(vertices, faces, leaf_face, bottom_up, level_starts, child_left, child
 @numba.njit(parallel=True, cache=True, nogil=True)
 def query(points, point_order, point_mesh, mesh_root, mesh_closed, child_left, child_right,
           child_frame, leaf_vertices, leaf_face, node_center, node_normal, node_moment,
-          node_radius, beta, want_closest, want_winding, distance_margin, out_distance2,
-          out_face, out_barycentric, out_closest, out_winding):
+          node_radius, beta, want_closest, want_winding, mesh_magnitude, relative_margin,
+          out_distance, out_face, out_barycentric, out_closest, out_winding):
     """Closest triangle and/or winding number of every point against its mesh.
 
     Points are visited in ``point_order`` (all of them; empty: in their own
@@ -221,7 +217,11 @@ def query(points, point_order, point_mesh, mesh_root, mesh_closed, child_left, c
     each other: the previous answer seeds the next closest-triangle search,
     and on closed meshes the winding number is carried over from a recent
     point instead of summed again (see :func:`_closed_mesh_winding`).
-    Results are written at each point's own index.
+    Results are written at each point's own index. Coordinates are taken
+    to float64 first, so nothing overflows or loses the triangles' scale
+    to their distance from the origin in float32; ``mesh_magnitude`` and
+    ``relative_margin`` give each point's rounding margin (see
+    :func:`diffsd.traversal.rounding_margin`).
     """
     num_points = points.shape[0]
     num_internal = child_left.shape[0]
@@ -231,6 +231,7 @@ def query(points, point_order, point_mesh, mesh_root, mesh_closed, child_left, c
         stack_distance = np.empty(STACK_SIZE, np.float64)
         recent_point = np.empty((RECENT_POINTS, 3), np.float64)
         recent_distance = np.zeros(RECENT_POINTS, np.float64)
+        recent_margin = np.zeros(RECENT_POINTS, np.float64)
         recent_winding = np.empty(RECENT_POINTS, np.float64)
         recent_root = np.full(RECENT_POINTS, -1, np.int64)
         recent_next = 0
@@ -245,19 +246,21 @@ def query(points, point_order, point_mesh, mesh_root, mesh_closed, child_left, c
             if point_mesh.shape[0] != 0:
                 mesh = point_mesh[i]
             root = mesh_root[mesh]
-            px = points[i, 0]
-            py = points[i, 1]
-            pz = points[i, 2]
+            px = np.float64(points[i, 0])
+            py = np.float64(points[i, 1])
+            pz = np.float64(points[i, 2])
+            margin = _rounding_margin(px, py, pz, mesh_magnitude, relative_margin)
             distance = 0.0
             if want_closest:
                 if root != hint_root:
                     hint_leaf = -1
                 d2, leaf, w0, w1, w2 = _closest_leaf_query(
                     px, py, pz, root, num_internal, child_left, child_right, child_frame,
-                    leaf_vertices, distance_margin, hint_leaf, stack, stack_distance)
+                    leaf_vertices, margin, hint_leaf, stack, stack_distance)
                 hint_leaf = leaf
                 hint_root = root
-                out_distance2[i] = d2
+                distance = np.sqrt(d2)
+                out_distance[i] = distance
                 out_face[i] = leaf_face[leaf]
                 out_barycentric[i, 0] = w0
                 out_barycentric[i, 1] = w1
@@ -266,7 +269,6 @@ def query(points, point_order, point_mesh, mesh_root, mesh_closed, child_left, c
                     out_closest[i, axis] = (w0 * leaf_vertices[leaf, axis]
                                             + w1 * leaf_vertices[leaf, 3 + axis]
                                             + w2 * leaf_vertices[leaf, 6 + axis])
-                distance = np.sqrt(np.float64(d2))
             if not want_winding:
                 continue
             if not mesh_closed[mesh]:
@@ -277,13 +279,14 @@ def query(points, point_order, point_mesh, mesh_root, mesh_closed, child_left, c
             winding = _closed_mesh_winding(
                 px, py, pz, distance, want_closest, root, num_internal, child_left, child_right,
                 child_frame, leaf_vertices, node_center, node_normal, node_moment, node_radius,
-                beta, distance_margin, recent_point, recent_distance, recent_winding,
+                beta, margin, recent_point, recent_distance, recent_margin, recent_winding,
                 recent_root, stack)
             out_winding[i] = winding
             recent_point[recent_next, 0] = px
             recent_point[recent_next, 1] = py
             recent_point[recent_next, 2] = pz
             recent_distance[recent_next] = distance
+            recent_margin[recent_next] = margin
             recent_winding[recent_next] = winding
             recent_root[recent_next] = root
             recent_next = (recent_next + 1) % RECENT_POINTS
@@ -292,13 +295,14 @@ def query(points, point_order, point_mesh, mesh_root, mesh_closed, child_left, c
 @numba.njit(cache=True, nogil=True)
 def _closed_mesh_winding(px, py, pz, distance, have_distance, root, num_internal, child_left,
                          child_right, child_frame, leaf_vertices, node_center, node_normal,
-                         node_moment, node_radius, beta, distance_margin, recent_point,
-                         recent_distance, recent_winding, recent_root, stack):
+                         node_moment, node_radius, beta, margin, recent_point,
+                         recent_distance, recent_margin, recent_winding, recent_root, stack):
     """Winding number at p on a closed mesh, where it is an exact integer.
 
     It is constant off the surface, so it is carried over, exactly, from a
     recent point q of the same mesh when the balls around p and q free of
-    surface (radius: their distances, less a rounding margin) overlap, or
+    surface (radius: their distances, less the larger of their rounding
+    margins) overlap, or
     else across the segment q->p by counting its crossings. Only when no
     recent point qualifies or a crossing is ambiguous is the Barnes--Hut sum
     evaluated (and rounded).
@@ -313,7 +317,7 @@ def _closed_mesh_winding(px, py, pz, distance, have_distance, root, num_internal
         oz = pz - recent_point[k, 2]
         separation2 = ox * ox + oy * oy + oz * oz
         if have_distance:
-            reach = 0.999 * (distance + recent_distance[k]) - distance_margin
+            reach = 0.999 * (distance + recent_distance[k]) - max(margin, recent_margin[k])
             if reach > 0.0 and separation2 < reach * reach:
                 return recent_winding[k]
         if separation2 < nearest_separation2:
@@ -323,7 +327,7 @@ def _closed_mesh_winding(px, py, pz, distance, have_distance, root, num_internal
         change, ok = _segment_winding_change(
             recent_point[nearest, 0], recent_point[nearest, 1], recent_point[nearest, 2],
             px, py, pz, root, num_internal, child_left, child_right, child_frame, leaf_vertices,
-            distance_margin, stack)
+            max(margin, recent_margin[nearest]), stack)
         if ok:
             return recent_winding[nearest] + change
     winding = _winding_number_query(
@@ -333,38 +337,13 @@ def _closed_mesh_winding(px, py, pz, distance, have_distance, root, num_internal
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
-def distance_backward(points, closest_point, distance, grad_distance, on_surface_length,
-                      vertices, faces, face, grad_point):
-    """d loss / d p of every point: ``grad_distance * sgn(d) (p - p*) / |p - p*|``.
-
-    Within ``on_surface_length`` of its closest point, where that direction is
-    undefined, a point takes its face's unit normal instead (the limit from
-    either side); a zero-area face gives zero.
-    """
+def distance_backward(points, barycentric, distance, grad_distance, on_surface_ratio, vertices,
+                      faces, face, grad_point):
+    """d loss / d p of every point (P, 3) into ``grad_point``: see
+    :func:`diffsd.traversal.distance_gradient`."""
     for i in numba.prange(points.shape[0]):
-        dx = points[i, 0] - closest_point[i, 0]
-        dy = points[i, 1] - closest_point[i, 1]
-        dz = points[i, 2] - closest_point[i, 2]
-        length = np.sqrt(dx * dx + dy * dy + dz * dz)
-        scale = grad_distance[i]
-        if length <= on_surface_length:
-            a = faces[face[i], 0]
-            b = faces[face[i], 1]
-            c = faces[face[i], 2]
-            dx, dy, dz = _cross3(
-                vertices[b, 0] - vertices[a, 0], vertices[b, 1] - vertices[a, 1],
-                vertices[b, 2] - vertices[a, 2], vertices[c, 0] - vertices[a, 0],
-                vertices[c, 1] - vertices[a, 1], vertices[c, 2] - vertices[a, 2])
-            length = np.sqrt(dx * dx + dy * dy + dz * dz)
-        elif distance[i] < 0.0:
-            scale = -scale
-        if length > 0.0:
-            scale = scale / length
-        else:
-            scale = 0.0
-        grad_point[i, 0] = scale * dx
-        grad_point[i, 1] = scale * dy
-        grad_point[i, 2] = scale * dz
+        _point_distance_gradient(i, points, barycentric, distance, grad_distance,
+                                 on_surface_ratio, vertices, faces, face, grad_point)
 
 
 #: The parallel vertex-gradient scatter gives each extra thread a private

@@ -16,11 +16,13 @@ from diffsd._targets import compile_module_functions
 _shared = compile_module_functions([geometry, traversal], cuda.jit(device=True))
 _closest_leaf_query = _shared.closest_leaf_query
 _winding_number_query = _shared.winding_number_query
-_morton_code_30 = _shared.morton_code_30
+_face_sort_key = _shared.face_sort_key
 _build_internal_node = _shared.build_internal_node
 _refit_leaf = _shared.refit_leaf
 _refit_internal_node = _shared.refit_internal_node
 _refit_child_frames = _shared.refit_child_frames
+_rounding_margin = _shared.rounding_margin
+_point_distance_gradient = _shared.point_distance_gradient
 
 STACK_SIZE = geometry.TRAVERSAL_STACK_SIZE
 THREADS_PER_BLOCK = 128
@@ -32,17 +34,10 @@ def blocks_for(count: int) -> int:
 
 @cuda.jit
 def face_keys(vertices, faces, face_mesh, mesh_lo, mesh_inverse_extent, keys):
+    """:func:`diffsd.traversal.face_sort_key` of every face into ``keys`` (F,)."""
     f = cuda.grid(1)
-    if f >= faces.shape[0]:
-        return
-    m = face_mesh[f]
-    a = faces[f, 0]
-    b = faces[f, 1]
-    c = faces[f, 2]
-    x = ((vertices[a, 0] + vertices[b, 0] + vertices[c, 0]) / 3.0 - mesh_lo[m, 0]) * mesh_inverse_extent[m, 0]
-    y = ((vertices[a, 1] + vertices[b, 1] + vertices[c, 1]) / 3.0 - mesh_lo[m, 1]) * mesh_inverse_extent[m, 1]
-    z = ((vertices[a, 2] + vertices[b, 2] + vertices[c, 2]) / 3.0 - mesh_lo[m, 2]) * mesh_inverse_extent[m, 2]
-    keys[f] = (int64(m) << 30) | _morton_code_30(x, y, z)
+    if f < faces.shape[0]:
+        keys[f] = _face_sort_key(f, vertices, faces, face_mesh, mesh_lo, mesh_inverse_extent)
 
 
 @cuda.jit
@@ -94,11 +89,13 @@ def refit_child_frames(child_left, child_right, range_first, range_last, leaf_ve
 @cuda.jit
 def query(points, point_order, point_mesh, mesh_root, mesh_closed, child_left, child_right,
           child_frame, leaf_vertices, leaf_face, node_center, node_normal, node_moment,
-          node_radius, beta, want_closest, want_winding, distance_margin, out_distance2,
-          out_face, out_barycentric, out_closest, out_winding):
-    """One thread per point (``point_order`` is ignored). Winding numbers of closed meshes are rounded to
-    the integer they are (the CPU kernel's carry-over between neighbouring
-    points needs a serial loop, so each thread here sums its own)."""
+          node_radius, beta, want_closest, want_winding, mesh_magnitude, relative_margin,
+          out_distance, out_face, out_barycentric, out_closest, out_winding):
+    """One thread per point (``point_order`` is ignored). Winding numbers of
+    closed meshes are rounded to the integer they are (the CPU kernel's
+    carry-over between neighbouring points needs a serial loop, so each
+    thread here sums its own). Coordinates are taken to float64 first, as
+    on the CPU."""
     i = cuda.grid(1)
     if i >= points.shape[0]:
         return
@@ -109,14 +106,15 @@ def query(points, point_order, point_mesh, mesh_root, mesh_closed, child_left, c
     if point_mesh.shape[0] != 0:
         mesh = point_mesh[i]
     root = mesh_root[mesh]
-    px = points[i, 0]
-    py = points[i, 1]
-    pz = points[i, 2]
+    px = float64(points[i, 0])
+    py = float64(points[i, 1])
+    pz = float64(points[i, 2])
     if want_closest:
         d2, leaf, w0, w1, w2 = _closest_leaf_query(
             px, py, pz, root, num_internal, child_left, child_right, child_frame,
-            leaf_vertices, distance_margin, -1, stack, stack_distance)
-        out_distance2[i] = d2
+            leaf_vertices, _rounding_margin(px, py, pz, mesh_magnitude, relative_margin), -1,
+            stack, stack_distance)
+        out_distance[i] = math.sqrt(d2)
         out_face[i] = leaf_face[leaf]
         out_barycentric[i, 0] = w0
         out_barycentric[i, 1] = w1
@@ -132,3 +130,13 @@ def query(points, point_order, point_mesh, mesh_root, mesh_closed, child_left, c
         if mesh_closed[mesh]:
             winding = math.floor(winding + 0.5)
         out_winding[i] = winding
+
+
+@cuda.jit
+def distance_backward(points, barycentric, distance, grad_distance, on_surface_ratio, vertices,
+                      faces, face, grad_point):
+    """One thread per point: :func:`diffsd.traversal.distance_gradient`, as on the CPU."""
+    i = cuda.grid(1)
+    if i < points.shape[0]:
+        _point_distance_gradient(i, points, barycentric, distance, grad_distance,
+                                 on_surface_ratio, vertices, faces, face, grad_point)

@@ -6,10 +6,14 @@ its global names rebound to the already compiled siblings, then applies the
 target's decorator, so one source serves ``numba.njit`` and
 ``numba.cuda.jit(device=True)`` alike.
 
-Numba's on-disk cache checks only the timestamp of the file that holds a
-kernel, not of the files it inlines. Kernels here inline the shared geometry,
-so a cache locator keyed on a digest of every source file of the package is
-registered: editing ``geometry.py`` invalidates the cached CPU kernels too.
+Numba's on-disk cache checks only the file that holds a kernel, not the
+files it inlines. Kernels here inline the shared geometry, so a cache locator
+keyed on a digest of every source file of the package is registered: editing
+``geometry.py`` invalidates the cached CPU kernels too. It stores the cache
+in the first writable of: ``NUMBA_CACHE_DIR`` (Numba's own setting), the
+package's ``__pycache__``, and the user's cache folder (``diffsd`` under
+``$XDG_CACHE_HOME`` or ``~/.cache`` on Linux), so a read-only install
+(a system site-packages, a container image) still caches its kernels.
 """
 
 from __future__ import annotations
@@ -32,6 +36,32 @@ def _source_digest() -> str:
 SOURCE_DIGEST = _source_digest()
 
 
+def user_cache_dir() -> Path:
+    """The user's cache folder for diffsd (``$XDG_CACHE_HOME/diffsd`` on Linux)."""
+    from numba.misc.appdirs import AppDirs
+
+    return Path(AppDirs(appname="diffsd", appauthor=False).user_cache_dir)
+
+
+def kernel_cache_candidates(py_file: str, subpath: str) -> list[Path]:
+    """Folders to cache the kernels of ``py_file`` in, in order of preference.
+
+    Args:
+        py_file: the source file of the kernels (in the package).
+        subpath: a folder name unique to the package's location (Numba's
+            ``get_suitable_cache_subpath``), so that two installs sharing a
+            cache folder do not share entries.
+    """
+    from numba.core import config
+
+    candidates = []
+    if config.CACHE_DIR:
+        candidates.append(Path(config.CACHE_DIR) / subpath)
+    candidates.append(Path(py_file).resolve().parent / "__pycache__")
+    candidates.append(user_cache_dir() / subpath)
+    return candidates
+
+
 def _register_cache_locator() -> None:
     # Private Numba API; if it moves, fall back to Numba's default locator
     # (correct for users, stale only for developers editing geometry.py).
@@ -49,6 +79,10 @@ def _register_cache_locator() -> None:
         return  # pragma: no cover
 
     class _PackageDigestLocator(base):
+        def __init__(self, py_func, py_file, cache_path):
+            super().__init__(py_func, py_file)
+            self._cache_path = str(cache_path)
+
         def get_source_stamp(self):
             return SOURCE_DIGEST
 
@@ -56,7 +90,15 @@ def _register_cache_locator() -> None:
         def from_function(cls, py_func, py_file):
             if not Path(py_file).resolve().is_relative_to(_PACKAGE_DIR):
                 return None
-            return super().from_function(py_func, py_file)
+            for cache_path in kernel_cache_candidates(
+                    py_file, cls.get_suitable_cache_subpath(py_file)):
+                locator = cls(py_func, py_file, cache_path)
+                try:
+                    locator.ensure_cache_path()
+                except OSError:
+                    continue
+                return locator
+            return None
 
     if not any(c.__name__ == "_PackageDigestLocator" for c in impl._locator_classes):
         impl._locator_classes.insert(0, _PackageDigestLocator)

@@ -20,7 +20,7 @@ from diffsd import _backend
 from diffsd.geometry import TRAVERSAL_STACK_SIZE
 from diffsd.topology import closed_meshes
 from diffsd.traversal import FRAME_SIZE
-from diffsd.validation import check_faces, check_mesh_faces_first_idx, check_points
+from diffsd.validation import check_faces, check_mesh_faces_first_idx, check_vertices
 
 #: Tree builders: binned SAH (top-down, on the CPU) or the Morton-code
 #: radix tree (parallel, on the tensors' device).
@@ -45,7 +45,7 @@ class MeshBVH:
             parallel on the device, 1.4-2.3x faster to build. Distances are
             the same; the reported face may differ where several are exactly
             equally near, and on open meshes the Barnes--Hut winding number
-            differs within its approximation (not with ``exact_sign``).
+            differs within its approximation (not with ``sign_mode="exact_winding"``).
 
     All tree arrays live on the vertices' device, in their dtype.
     """
@@ -53,7 +53,7 @@ class MeshBVH:
     def __init__(self, vertices: torch.Tensor, faces: torch.Tensor,
                  mesh_faces_first_idx: torch.Tensor | None = None, backend: str = "auto",
                  builder: str = "sah"):
-        vertices = check_points("vertices", vertices)
+        vertices = check_vertices(vertices)
         if vertices.shape[0] == 0:
             raise ValueError("vertices is empty: the mesh needs at least three vertices")
         faces = check_faces(faces, vertices.shape[0]).to(vertices.device)
@@ -199,7 +199,7 @@ class MeshBVH:
         Returns:
             self, for chaining.
         """
-        vertices = check_points("vertices", vertices, self.dtype)
+        vertices = check_vertices(vertices, self.dtype)
         if vertices.device != self.device:
             raise ValueError(f"vertices are on {vertices.device}, the BVH on {self.device}")
         self._refit(vertices.detach().contiguous())
@@ -244,21 +244,37 @@ class MeshBVH:
               winding: bool, beta: float):
         """Run the per-point traversal kernel; see :func:`diffsd.signed_distance`.
 
+        Args:
+            points: (P, 3) query points in the BVH's dtype, on its device.
+            point_mesh: (P,) int64 mesh of every point, or empty for one mesh.
+            closest: find the closest triangle.
+            winding: evaluate the winding number.
+            beta: Barnes--Hut opening ratio (> 0); ``math.inf`` sums every
+                triangle exactly.
+
         Returns:
-            (distance2 (P,), face (P,) int64, barycentric (P, 3),
-            closest_point (P, 3), winding (P,)), with empty tensors for what
-            was not asked; nothing is differentiable.
+            (distance (P,), face (P,) int64, barycentric (P, 3),
+            closest_point (P, 3), winding (P,)), in the BVH's dtype, with
+            empty tensors for what was not asked; nothing is differentiable.
+
+        Raises:
+            TypeError: if the points' dtype is not the BVH's.
         """
+        if points.dtype != self.dtype:
+            raise TypeError(
+                f"points are {points.dtype} but the BVH was built from {self.dtype} vertices; "
+                f"convert the points with .to({self.dtype}) or build the MeshBVH from "
+                f"{points.dtype} vertices")
         arr = _backend.as_kernel_array
         num_points = points.shape[0]
         device, dtype = self.device, self.dtype
         size = num_points if closest else 0
-        distance2 = torch.empty(size, dtype=dtype, device=device)
+        distance = torch.empty(size, dtype=dtype, device=device)
         face = torch.empty(size, dtype=torch.int64, device=device)
         barycentric = torch.empty((size, 3), dtype=dtype, device=device)
         closest_point = torch.empty((size, 3), dtype=dtype, device=device)
         winding_number = torch.empty(num_points if winding else 0, dtype=dtype, device=device)
-        outputs = (distance2, face, barycentric, closest_point, winding_number)
+        outputs = (distance, face, barycentric, closest_point, winding_number)
         if num_points == 0:
             return outputs
         # On the CPU, large calls visit the points in Morton order: they walk
@@ -272,25 +288,26 @@ class MeshBVH:
                 arr(self.child_right), arr(self.child_frame),
                 arr(self.leaf_vertices), arr(self.leaf_face), arr(self.node_center),
                 arr(self.node_normal), arr(self.node_moment), arr(self.node_radius), float(beta),
-                bool(closest), bool(winding), self._distance_margin(points),
+                bool(closest), bool(winding), self.mesh_magnitude(), self.relative_margin,
                 *(arr(t) for t in outputs))
         self._run(_backend.kernels(self.backend).query, num_points, *args)
         return outputs
 
-    def _distance_margin(self, points: torch.Tensor) -> float:
-        """Rounding allowance (world units) of the distances in the kernels.
+    #: Rounding allowance of the kernels' box distances and projections, in
+    #: ulps of the larger of a point's largest coordinate and the mesh's
+    #: (see :func:`diffsd.traversal.rounding_margin`): the closest-triangle
+    #: search prunes a node only when its box is farther than the best
+    #: triangle by more than this, and the CPU winding-number carry-over
+    #: shrinks its surface-free balls by it.
+    MARGIN_ULPS = 64
 
-        Distances and projections are accurate to a few ulps of the largest
-        coordinate: the closest-triangle search prunes a node only when its
-        oriented box is farther than the best triangle by more than this,
-        and the CPU winding-number carry-over shrinks its surface-free balls
-        by it. (On CUDA this reads two maxima back: one sync a call.)
-        """
-        if points.shape[0] == 0:
-            return 0.0
-        scale = max(float(self.node_box[self.mesh_root].abs().max()),
-                    float(points.detach().abs().max()))
-        return 64.0 * torch.finfo(self.dtype).eps * scale
+    @property
+    def relative_margin(self) -> float:
+        return self.MARGIN_ULPS * torch.finfo(self.dtype).eps
+
+    def mesh_magnitude(self) -> float:
+        """Largest absolute coordinate of the meshes' boxes (on CUDA: one sync)."""
+        return float(self.node_box[self.mesh_root].abs().max())
 
     @staticmethod
     def _morton_order(points: torch.Tensor) -> torch.Tensor:

@@ -22,6 +22,16 @@ FOUR_PI = 4.0 * math.pi
 TRAVERSAL_STACK_SIZE = 96
 
 
+def as_float64(x):
+    """x as float64 on every target.
+
+    A float64 literal promotes float32 in compiled code, but not in the CUDA
+    simulator (NumPy 2 keeps a float32 scalar's type against Python floats),
+    and Numba's ``float()`` keeps float32: so both are used.
+    """
+    return float(x) + 0.0
+
+
 def dot3(ax, ay, az, bx, by, bz):
     return ax * bx + ay * by + az * bz
 
@@ -82,13 +92,29 @@ def closest_point_on_degenerate_triangle(px, py, pz, ax, ay, az, bx, by, bz, cx,
     return w0, w1, w2
 
 
+# Triangles whose edges ab and ac make an angle with squared sine below this
+# are taken as their three edges (segments): the face-region formula divides
+# by |ab x ac|^2, whose float64 rounding is about 1e-16 |ab|^2 |ac|^2, and a
+# triangle this thin lies within 1e-8 of its longest edge's length of its
+# edges, below float32's resolution of the vertices.
+DEGENERATE_SINE2 = 1e-16
+
+
 def closest_point_on_triangle(px, py, pz, ax, ay, az, bx, by, bz, cx, cy, cz):
     """Barycentric weights (w0, w1, w2) of the point of triangle abc closest to p.
 
     Voronoi-region classification (Ericson, Real-Time Collision Detection,
-    5.1.5), with a fall-back to the edges for zero-area triangles so that no
-    division by zero can occur.
+    5.1.5), computed in float64 whatever the coordinates' dtype (a float64
+    literal promotes float32), relative to a. Where p falls in the face
+    region of a triangle too thin for the face-region formula (see
+    ``DEGENERATE_SINE2``), zero-area ones included, the closest of its three
+    edges is taken; otherwise the face region's weights come from cross
+    products with the normal, whose rounding does not grow with p's height
+    over the plane.
     """
+    ax = ax + 0.0
+    ay = ay + 0.0
+    az = az + 0.0
     abx = bx - ax
     aby = by - ay
     abz = bz - az
@@ -128,14 +154,20 @@ def closest_point_on_triangle(px, py, pz, ax, ay, az, bx, by, bz, cx, cy, cz):
     if va <= 0.0 and (d4 - d3) >= 0.0 and (d5 - d6) >= 0.0 and (d4 - d3) + (d5 - d6) > 0.0:
         w = (d4 - d3) / ((d4 - d3) + (d5 - d6))
         return 0.0, 1.0 - w, w
-    total = va + vb + vc
-    # Relative test: a sliver whose Gram determinant vanishes against its edge
-    # lengths has no usable interior parametrisation.
-    scale = dot3(abx, aby, abz, abx, aby, abz) * dot3(acx, acy, acz, acx, acy, acz)
-    if not (total > 1e-12 * scale) or scale <= 0.0:
+    # The vertex and edge tests above return points on the triangle, within
+    # its thickness of the nearest one even where rounding misjudges a thin
+    # triangle's regions; only the face region needs a usable normal.
+    nx, ny, nz = cross3(abx, aby, abz, acx, acy, acz)
+    normal2 = dot3(nx, ny, nz, nx, ny, nz)
+    if not (normal2 > DEGENERATE_SINE2 * dot3(abx, aby, abz, abx, aby, abz)
+            * dot3(acx, acy, acz, acx, acy, acz)):
         return closest_point_on_degenerate_triangle(px, py, pz, ax, ay, az, bx, by, bz, cx, cy, cz)
-    v = vb / total
-    w = vc / total
+    # p = a + v ab + w ac + h n, so (ap x ac) . n = v |n|^2 and
+    # (ab x ap) . n = w |n|^2: the height h drops out exactly.
+    sx, sy, sz = cross3(apx, apy, apz, acx, acy, acz)
+    v = dot3(sx, sy, sz, nx, ny, nz) / normal2
+    sx, sy, sz = cross3(abx, aby, abz, apx, apy, apz)
+    w = dot3(sx, sy, sz, nx, ny, nz) / normal2
     return 1.0 - v - w, v, w
 
 

@@ -14,15 +14,29 @@ point ``p*``.
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import torch
 
 from diffsd import _backend
 from diffsd.bvh import MeshBVH
-from diffsd.validation import check_faces, check_point_mesh, check_points
+from diffsd.validation import check_faces, check_point_mesh, check_points, check_vertices
 
+#: How the sign is found: ``"fast_winding"``, the Barnes--Hut winding number
+#: (opening ratio ``beta``); ``"exact_winding"``, the exact sum of every
+#: triangle's solid angle (O(F) per point off closed meshes).
+FAST_WINDING = "fast_winding"
+EXACT_WINDING = "exact_winding"
+SIGN_MODES = (FAST_WINDING, EXACT_WINDING)
+#: Barnes--Hut opening ratio: a BVH node is summed as its far-field expansion
+#: from points farther than ``beta`` times its radius.
 DEFAULT_BETA = 2.0
+#: A point within this many ulps of its closest face's longest edge of the
+#: face takes the face's normal as its gradient: the direction to the
+#: closest point is rounding noise there (the barycentrics are stored in the
+#: points' dtype).
+ON_SURFACE_ULPS = 64
 
 
 class SignedDistance(NamedTuple):
@@ -53,89 +67,91 @@ class SignedDistance(NamedTuple):
 class _DistanceFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, vertices, points, bvh, faces, point_mesh, beta, signed):
-        distance2, face, barycentric, closest_point, winding = bvh.query(
+        distance, face, barycentric, closest_point, winding = bvh.query(
             points, point_mesh, closest=True, winding=signed, beta=beta)
-        distance = distance2.clamp_min(0).sqrt()
         if signed:
             distance = torch.where(winding > 0.5, -distance, distance)
-        ctx.save_for_backward(vertices.detach(), points.detach(), closest_point, barycentric, face,
-                              distance)
+        ctx.save_for_backward(vertices.detach(), points.detach(), barycentric, face, distance)
         ctx.faces = faces
+        ctx.backend = bvh.backend
         ctx.mark_non_differentiable(face, barycentric, winding)
         return distance, face, barycentric, closest_point, winding
 
     @staticmethod
     def backward(ctx, grad_distance, _grad_face, _grad_barycentric, grad_closest_point,
                  _grad_winding):
-        vertices, points, closest_point, barycentric, face, distance = ctx.saved_tensors
-        grad_vertices = grad_points = None
+        """Two kernels of the points' backend: the points' gradient
+        (:func:`diffsd.traversal.distance_gradient`), then its scatter to the
+        closest faces' vertices."""
+        vertices, points, barycentric, face, distance = ctx.saved_tensors
         if grad_distance is None and grad_closest_point is None:
             return None, None, None, None, None, None, None
-        dtype = points.dtype
-        # "On the surface" is within rounding of the coordinates' magnitude.
-        scale = max(float(vertices.abs().max()), 1.0)
-        on_surface_length = 1e3 * torch.finfo(dtype).eps * scale
-        if points.device.type == "cpu":
-            return _cpu_backward(ctx, vertices, points, closest_point, barycentric, face,
-                                 distance, grad_distance, grad_closest_point, on_surface_length)
-        tiny = torch.finfo(dtype).tiny
+
+        def arr(tensor):
+            return _backend.as_kernel_array(tensor.contiguous())
+
+        points = points.contiguous()
         grad_point = torch.zeros_like(points)
         if grad_distance is not None:
-            offset = points - closest_point
-            length = offset.norm(dim=1, keepdim=True)
-            sign = torch.where(distance < 0, -1.0, 1.0).to(dtype)[:, None]
-            direction = sign * offset / length.clamp_min(tiny)
-            # On the surface the direction is undefined: use the face normal,
-            # the limit of the gradient from either side.
-            on_surface = (length <= on_surface_length).flatten()
-            if bool(on_surface.any()):
-                triangles = vertices[ctx.faces[face[on_surface]]]  # (S, 3, 3)
-                normal = torch.linalg.cross(triangles[:, 1] - triangles[:, 0],
-                                            triangles[:, 2] - triangles[:, 0], dim=1)
-                direction[on_surface] = normal / normal.norm(dim=1, keepdim=True).clamp_min(tiny)
-            grad_point = grad_distance[:, None] * direction
+            on_surface_ratio = ON_SURFACE_ULPS * torch.finfo(points.dtype).eps
+            kernel = _backend.kernels(ctx.backend).distance_backward
+            args = (arr(points), arr(barycentric), arr(distance), arr(grad_distance),
+                    float(on_surface_ratio), arr(vertices), arr(ctx.faces), arr(face),
+                    arr(grad_point))
+            if ctx.backend == "cpu":
+                kernel(*args)
+            else:
+                _backend.launch(kernel, points.shape[0], points.device, *args)
+        grad_vertices = grad_points = None
         if ctx.needs_input_grad[0]:
-            # d distance / d v_i = -w_i (d distance / d p); d closest / d v_i = w_i I.
-            contributions = -barycentric[:, :, None] * grad_point[:, None, :]  # (P, 3, 3)
-            if grad_closest_point is not None:
-                contributions = contributions + barycentric[:, :, None] * grad_closest_point[:, None, :]
-            grad_vertices = torch.zeros_like(vertices)
-            grad_vertices.index_add_(0, ctx.faces[face].reshape(-1), contributions.reshape(-1, 3))
+            grad_vertices = _vertex_gradient(ctx, vertices, barycentric, face, grad_point,
+                                             grad_closest_point)
         if ctx.needs_input_grad[1]:
             grad_points = grad_point
         return grad_vertices, grad_points, None, None, None, None, None
 
 
-def _cpu_backward(ctx, vertices, points, closest_point, barycentric, face, distance,
-                  grad_distance, grad_closest_point, on_surface_length):
-    """The same backward as above, in two Numba passes instead of a dozen torch ops."""
-    import numba
+def _vertex_gradient(ctx, vertices, barycentric, face, grad_point, grad_closest_point):
+    """(V, 3): ``d/dv_k = w_k (grad_closest - grad_point)`` summed over the points
+    whose closest face has vertex k (d distance / d v_k = -w_k d distance / d p,
+    d closest / d v_k = w_k I)."""
+    if ctx.backend == "cpu":
+        import numba
 
-    from diffsd import _cpu_kernels
+        from diffsd import _cpu_kernels
 
-    def arr(tensor):
-        return _backend.as_kernel_array(tensor.contiguous())
-
-    points = points.contiguous()
-    grad_point = torch.zeros_like(points)
-    if grad_distance is not None:
-        _cpu_kernels.distance_backward(
-            arr(points), arr(closest_point), arr(distance), arr(grad_distance),
-            float(on_surface_length), arr(vertices), arr(ctx.faces), arr(face), arr(grad_point))
-    grad_vertices = grad_points = None
-    if ctx.needs_input_grad[0]:
         grad_vertices = torch.zeros_like(vertices, memory_format=torch.contiguous_format)
-        closest = grad_closest_point if grad_closest_point is not None else points.new_empty((0, 3))
-        _cpu_kernels.scatter_vertex_gradient(arr(ctx.faces), arr(face), arr(barycentric),
-                                             arr(grad_point), arr(closest), arr(grad_vertices),
-                                             numba.get_num_threads())
-    if ctx.needs_input_grad[1]:
-        grad_points = grad_point
-    return grad_vertices, grad_points, None, None, None, None, None
+        closest = (grad_closest_point.contiguous() if grad_closest_point is not None
+                   else grad_point.new_empty((0, 3)))
+        _cpu_kernels.scatter_vertex_gradient(
+            *(_backend.as_kernel_array(t) for t in (ctx.faces, face, barycentric.contiguous(),
+                                                     grad_point, closest, grad_vertices)),
+            numba.get_num_threads())
+        return grad_vertices
+    contributions = -barycentric[:, :, None] * grad_point[:, None, :]  # (P, 3, 3)
+    if grad_closest_point is not None:
+        contributions = contributions + barycentric[:, :, None] * grad_closest_point[:, None, :]
+    grad_vertices = torch.zeros_like(vertices)
+    grad_vertices.index_add_(0, ctx.faces[face].reshape(-1), contributions.reshape(-1, 3))
+    return grad_vertices
+
+
+def _opening_ratio(mode: str, beta: float, exact_sign: bool = False) -> float:
+    """The kernels' opening ratio for a sign mode: ``beta``, or infinite (exact)."""
+    if mode not in SIGN_MODES:
+        raise ValueError(f"sign mode must be one of {SIGN_MODES}, got {mode!r}")
+    beta = float(beta)
+    if not (0.0 < beta < math.inf):
+        raise ValueError(
+            f"beta is the Barnes--Hut opening ratio and must be positive and finite, got {beta}; "
+            f"for the exact sum pass {EXACT_WINDING!r} as the sign mode")
+    if exact_sign or mode == EXACT_WINDING:
+        return math.inf
+    return beta
 
 
 def _prepare(vertices, faces, points, point_mesh, mesh_faces_first_idx, bvh, backend, refit):
-    vertices = check_points("vertices", vertices)
+    vertices = check_vertices(vertices)
     points = check_points("points", points, vertices.dtype)
     if points.device != vertices.device:
         raise ValueError(f"points are on {points.device} but vertices on {vertices.device}")
@@ -144,6 +160,10 @@ def _prepare(vertices, faces, points, point_mesh, mesh_faces_first_idx, bvh, bac
     else:
         if not isinstance(bvh, MeshBVH):
             raise TypeError(f"bvh must be a diffsd.MeshBVH, got {type(bvh).__name__}")
+        if bvh.dtype != vertices.dtype:
+            raise TypeError(
+                f"bvh was built from {bvh.dtype} vertices but vertices and points are "
+                f"{vertices.dtype}; build the MeshBVH from vertices of the dtype you query with")
         # The BVH's own faces were validated at build time; anything else is
         # checked and compared (O(F)), which the hot path of a fit avoids.
         if faces is not bvh.faces:
@@ -166,6 +186,7 @@ def signed_distance(
     mesh_faces_first_idx: torch.Tensor | None = None,
     bvh: MeshBVH | None = None,
     refit: bool = True,
+    sign_mode: str = FAST_WINDING,
     beta: float = DEFAULT_BETA,
     exact_sign: bool = False,
     backend: str = "auto",
@@ -186,20 +207,30 @@ def signed_distance(
         bvh: a :class:`MeshBVH` over these faces to reuse across calls.
         refit: refit ``bvh`` to ``vertices`` first (O(F)); pass False only
             when it already matches them.
-        beta: Barnes--Hut opening ratio of the winding number; larger is more
-            accurate and slower.
-        exact_sign: sum the exact solid angle of every triangle (O(F) per
-            point) instead of the Barnes--Hut approximation.
+        sign_mode: how the winding number that gives the sign is found:
+            ``"fast_winding"`` (Barnes--Hut, opening ratio ``beta``) or
+            ``"exact_winding"`` (the exact solid angle of every triangle,
+            O(F) per point). On closed meshes both give the exact integer
+            wherever the CPU kernel can carry it over between points.
+        beta: Barnes--Hut opening ratio (> 0) of ``"fast_winding"``; larger
+            is more accurate and slower.
+        exact_sign: True is the same as ``sign_mode="exact_winding"`` (the
+            older spelling, kept for existing callers).
         backend: ``"auto"`` (the tensors' device), ``"cpu"`` or ``"cuda"``.
 
     Returns:
         :class:`SignedDistance` (distance (P,), closest_face (P,),
-        barycentric (P, 3), closest_point (P, 3)) on the input device.
-        Distances are negative inside (winding number above 1/2).
+        barycentric (P, 3), closest_point (P, 3)) on the input device, in
+        its dtype. Distances are negative inside (winding number above 1/2).
+
+    Raises:
+        TypeError: if ``bvh`` was built from vertices of another dtype.
+        ValueError: for an unknown ``sign_mode`` or a ``beta`` not > 0.
     """
+    opening_ratio = _opening_ratio(sign_mode, beta, exact_sign)
     vertices, points, point_mesh, bvh = _prepare(
         vertices, faces, points, point_mesh, mesh_faces_first_idx, bvh, backend, refit)
-    return _run(vertices, points, bvh, point_mesh, 0.0 if exact_sign else beta, signed=True)
+    return _run(vertices, points, bvh, point_mesh, opening_ratio, signed=True)
 
 
 def unsigned_distance(
@@ -220,7 +251,7 @@ def unsigned_distance(
     """
     vertices, points, point_mesh, bvh = _prepare(
         vertices, faces, points, point_mesh, mesh_faces_first_idx, bvh, backend, refit)
-    return _run(vertices, points, bvh, point_mesh, 0.0, signed=False)
+    return _run(vertices, points, bvh, point_mesh, math.inf, signed=False)
 
 
 def winding_number(
@@ -232,21 +263,23 @@ def winding_number(
     mesh_faces_first_idx: torch.Tensor | None = None,
     bvh: MeshBVH | None = None,
     refit: bool = True,
+    mode: str = FAST_WINDING,
     beta: float = DEFAULT_BETA,
-    exact: bool = False,
     backend: str = "auto",
 ) -> torch.Tensor:
     """Generalised winding number (1 inside a closed mesh, 0 outside).
 
-    Arguments as :func:`signed_distance`; ``exact`` sums every triangle.
+    Arguments as :func:`signed_distance`; ``mode`` is its ``sign_mode``:
+    ``"fast_winding"`` (Barnes--Hut, opening ratio ``beta``) or
+    ``"exact_winding"`` (every triangle summed).
 
     Returns:
         (P,) winding numbers (not differentiable).
     """
+    opening_ratio = _opening_ratio(mode, beta)
     vertices, points, point_mesh, bvh = _prepare(
         vertices, faces, points, point_mesh, mesh_faces_first_idx, bvh, backend, refit)
-    return bvh.query(points, point_mesh, closest=False, winding=True,
-                     beta=0.0 if exact else beta)[4]
+    return bvh.query(points, point_mesh, closest=False, winding=True, beta=opening_ratio)[4]
 
 
 def _run(vertices, points, bvh, point_mesh, beta, signed):

@@ -19,12 +19,14 @@ import math
 
 from diffsd.geometry import (
     CROSSING_AMBIGUOUS,
+    as_float64,
     closest_point_on_triangle,
     count_leading_zeros_64,
     cross3,
     dipole_solid_angle,
     dot3,
     frame_distance_squared,
+    morton_code_30,
     orthonormal_frame,
     quadrupole_solid_angle,
     segment_frame_overlap,
@@ -42,21 +44,81 @@ ORIENTED_MAX_LEAVES = 256
 
 
 def leaf_distance_squared(px, py, pz, leaf, leaf_vertices):
-    """Squared distance from p to leaf's triangle and the closest point's (w0, w1, w2)."""
-    ax = leaf_vertices[leaf, 0]
-    ay = leaf_vertices[leaf, 1]
-    az = leaf_vertices[leaf, 2]
-    bx = leaf_vertices[leaf, 3]
-    by = leaf_vertices[leaf, 4]
-    bz = leaf_vertices[leaf, 5]
-    cx = leaf_vertices[leaf, 6]
-    cy = leaf_vertices[leaf, 7]
-    cz = leaf_vertices[leaf, 8]
+    """Squared distance from p to leaf's triangle and the closest point's (w0, w1, w2).
+
+    In float64, relative to the triangle's first vertex: the rounding is
+    that of the triangle's size and p's distance to it, not of their
+    distance from the origin.
+    """
+    ax = as_float64(leaf_vertices[leaf, 0])
+    ay = as_float64(leaf_vertices[leaf, 1])
+    az = as_float64(leaf_vertices[leaf, 2])
+    bx = as_float64(leaf_vertices[leaf, 3])
+    by = as_float64(leaf_vertices[leaf, 4])
+    bz = as_float64(leaf_vertices[leaf, 5])
+    cx = as_float64(leaf_vertices[leaf, 6])
+    cy = as_float64(leaf_vertices[leaf, 7])
+    cz = as_float64(leaf_vertices[leaf, 8])
     w0, w1, w2 = closest_point_on_triangle(px, py, pz, ax, ay, az, bx, by, bz, cx, cy, cz)
-    dx = w0 * ax + w1 * bx + w2 * cx - px
-    dy = w0 * ay + w1 * by + w2 * cy - py
-    dz = w0 * az + w1 * bz + w2 * cz - pz
+    dx = (ax - px) + w1 * (bx - ax) + w2 * (cx - ax)
+    dy = (ay - py) + w1 * (by - ay) + w2 * (cy - ay)
+    dz = (az - pz) + w1 * (bz - az) + w2 * (cz - az)
     return dx * dx + dy * dy + dz * dz, w0, w1, w2
+
+
+def distance_gradient(px, py, pz, ax, ay, az, bx, by, bz, cx, cy, cz, w1, w2, inside,
+                      on_surface_ratio):
+    """Unit gradient of the signed distance at p, whose closest point on
+    triangle abc has barycentrics (1 - w1 - w2, w1, w2): ``sgn(d) (p - p*) / |p - p*|``.
+
+    ``p - p*`` is formed relative to a, in float64 (the caller converts), so
+    its rounding is that of the triangle's size, not of its distance from
+    the origin. Within
+    ``on_surface_ratio`` times the longest edge of the triangle, where that
+    direction is rounding noise, the unit normal is returned instead (the
+    limit from either side); a zero-area triangle then gives zero.
+    ``inside``: whether the distance is negative.
+    """
+    e1x = bx - ax
+    e1y = by - ay
+    e1z = bz - az
+    e2x = cx - ax
+    e2y = cy - ay
+    e2z = cz - az
+    dx = (px - ax) - w1 * e1x - w2 * e2x
+    dy = (py - ay) - w1 * e1y - w2 * e2y
+    dz = (pz - az) - w1 * e1z - w2 * e2z
+    length2 = dot3(dx, dy, dz, dx, dy, dz)
+    longest2 = max(dot3(e1x, e1y, e1z, e1x, e1y, e1z),
+                   max(dot3(e2x, e2y, e2z, e2x, e2y, e2z),
+                       dot3(e2x - e1x, e2y - e1y, e2z - e1z, e2x - e1x, e2y - e1y, e2z - e1z)))
+    sign = 1.0
+    if length2 <= on_surface_ratio * on_surface_ratio * longest2:
+        dx, dy, dz = cross3(e1x, e1y, e1z, e2x, e2y, e2z)
+        length2 = dot3(dx, dy, dz, dx, dy, dz)
+    elif inside:
+        sign = -1.0
+    scale = 0.0
+    if length2 > 0.0:
+        scale = sign / math.sqrt(length2)
+    return scale * dx, scale * dy, scale * dz
+
+
+def point_distance_gradient(i, points, barycentric, distance, grad_distance, on_surface_ratio,
+                            vertices, faces, face, grad_point):
+    """``grad_point[i] = grad_distance[i] *`` :func:`distance_gradient` of point i."""
+    a = faces[face[i], 0]
+    b = faces[face[i], 1]
+    c = faces[face[i], 2]
+    gx, gy, gz = distance_gradient(
+        as_float64(points[i, 0]), as_float64(points[i, 1]), as_float64(points[i, 2]), as_float64(vertices[a, 0]),
+        as_float64(vertices[a, 1]), as_float64(vertices[a, 2]), as_float64(vertices[b, 0]),
+        as_float64(vertices[b, 1]), as_float64(vertices[b, 2]), as_float64(vertices[c, 0]),
+        as_float64(vertices[c, 1]), as_float64(vertices[c, 2]), as_float64(barycentric[i, 1]),
+        as_float64(barycentric[i, 2]), distance[i] < 0.0, on_surface_ratio)
+    grad_point[i, 0] = grad_distance[i] * gx
+    grad_point[i, 1] = grad_distance[i] * gy
+    grad_point[i, 2] = grad_distance[i] * gz
 
 
 def nearer_leaf(px, py, pz, leaf, leaf_vertices, best, best_leaf, best_w0, best_w1, best_w2):
@@ -69,6 +131,17 @@ def nearer_leaf(px, py, pz, leaf, leaf_vertices, best, best_leaf, best_w0, best_
     if d2 < best or (d2 == best and leaf < best_leaf):
         return d2, leaf, w0, w1, w2
     return best, best_leaf, best_w0, best_w1, best_w2
+
+
+def rounding_margin(px, py, pz, mesh_magnitude, relative_margin):
+    """Rounding allowance (world units) of the box distances and projections at p.
+
+    They are accurate to a few ulps of the larger of p's largest coordinate
+    and the mesh's (``mesh_magnitude``); ``relative_margin`` is that many
+    ulps of the tree's dtype. Per point, so that one far point does not
+    loosen the pruning of all the others.
+    """
+    return relative_margin * max(mesh_magnitude, max(abs(px), max(abs(py), abs(pz))))
 
 
 def first_leaf_below(node, num_internal, child_left):
@@ -158,8 +231,8 @@ def winding_number_query(px, py, pz, root, num_internal, child_left, child_right
     Barnes--Hut: a node whose dipole centre is farther than ``beta`` times
     its radius contributes its far-field expansion to second order (dipole
     plus the first-moment term of Barill et al. 2018); nearer nodes are
-    opened and leaves contribute their exact solid angle. ``beta <= 0``
-    gives the exact sum over all triangles.
+    opened and leaves contribute their exact solid angle. ``beta = inf``
+    opens every node: the exact sum over all triangles.
     """
     total = 0.0
     node = root
@@ -181,7 +254,7 @@ def winding_number_query(px, py, pz, root, num_internal, child_left, child_right
             dy = cy - py
             dz = cz - pz
             r = node_radius[node]
-            if beta > 0.0 and dx * dx + dy * dy + dz * dz > beta2 * r * r:
+            if dx * dx + dy * dy + dz * dz > beta2 * r * r:
                 total += dipole_solid_angle(
                     px, py, pz, cx, cy, cz,
                     node_normal[node, 0], node_normal[node, 1], node_normal[node, 2])
@@ -251,6 +324,23 @@ def segment_winding_change(ax, ay, az, bx, by, bz, root, num_internal, child_lef
         top -= 1
         node = stack[top]
     return change, True
+
+
+def face_sort_key(face, vertices, faces, face_mesh, mesh_lo, mesh_inverse_extent):
+    """Sort key of a face for the Morton-code build (one per face, both targets).
+
+    The face's mesh above the 30-bit Morton code of its centroid, taken
+    relative to its mesh's centroid box (``mesh_lo`` and the inverse of its
+    extent, (M, 3) each), so that each mesh's faces sort together.
+    """
+    m = face_mesh[face]
+    a = faces[face, 0]
+    b = faces[face, 1]
+    c = faces[face, 2]
+    x = ((vertices[a, 0] + vertices[b, 0] + vertices[c, 0]) / 3.0 - mesh_lo[m, 0]) * mesh_inverse_extent[m, 0]
+    y = ((vertices[a, 1] + vertices[b, 1] + vertices[c, 1]) / 3.0 - mesh_lo[m, 1]) * mesh_inverse_extent[m, 1]
+    z = ((vertices[a, 2] + vertices[b, 2] + vertices[c, 2]) / 3.0 - mesh_lo[m, 2]) * mesh_inverse_extent[m, 2]
+    return (m << 30) | morton_code_30(x, y, z)
 
 
 def key_prefix_length(keys, i, j, n):

@@ -14,8 +14,17 @@ def check_tensor(name: str, value) -> torch.Tensor:
     return value
 
 
-def check_points(name: str, points, dtype: torch.dtype | None = None) -> torch.Tensor:
-    """A float tensor of shape (N, 3) with finite values."""
+#: Largest coordinate magnitude accepted for query points: the kernels work
+#: in float64, where the solid angle's cubed lengths overflow past ~1e102.
+POINT_LIMIT = 1e100
+#: Largest vertex coordinate per dtype: the refit forms edge cross products
+#: in the vertices' dtype, which overflow float32 past ~1e19.
+VERTEX_LIMIT = {torch.float32: 1e18, torch.float64: 1e100}
+
+
+def check_points(name: str, points, dtype: torch.dtype | None = None,
+                 limit: float = POINT_LIMIT) -> torch.Tensor:
+    """A float tensor of shape (N, 3) with finite values at most ``limit`` in magnitude."""
     points = check_tensor(name, points)
     if points.dim() != 2 or points.shape[1] != 3:
         raise ValueError(f"{name} must have shape (N, 3), got {tuple(points.shape)}")
@@ -26,19 +35,30 @@ def check_points(name: str, points, dtype: torch.dtype | None = None) -> torch.T
             f"{name} is {points.dtype} but the mesh vertices are {dtype}; convert one of them "
             f"with .to({dtype})"
         )
-    if points.numel() and not _all_finite(points):
-        raise ValueError(f"{name} contains NaN or infinite coordinates")
+    if points.numel() and not _all_within(points, limit):
+        if not bool(torch.isfinite(points).all()):
+            raise ValueError(f"{name} contains NaN or infinite coordinates")
+        raise ValueError(
+            f"{name} has coordinates up to {float(points.abs().max()):.3g}, beyond the "
+            f"{limit:.0e} that {points.dtype} {name} may reach here without overflow; "
+            "translate and scale the problem towards the origin")
     return points
 
 
-def _all_finite(values: torch.Tensor) -> bool:
+def check_vertices(vertices, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """:func:`check_points` for mesh vertices, with their dtype's ``VERTEX_LIMIT``."""
+    vertices = check_tensor("vertices", vertices)
+    return check_points("vertices", vertices, dtype, VERTEX_LIMIT.get(vertices.dtype, POINT_LIMIT))
+
+
+def _all_within(values: torch.Tensor, limit: float) -> bool:
     if values.device.type == "cpu":
         # One pass without temporaries; torch's isfinite().all() allocates
         # a mask and takes three times as long (10k points).
-        from diffsd._cpu_kernels import all_finite
+        from diffsd._cpu_kernels import all_within
 
-        return bool(all_finite(values.detach().numpy()))
-    return bool(torch.isfinite(values).all())
+        return bool(all_within(values.detach().numpy(), float(limit)))
+    return bool((values.abs() <= limit).all())
 
 
 def check_faces(faces, num_vertices: int) -> torch.Tensor:

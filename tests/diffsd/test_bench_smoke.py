@@ -48,3 +48,17 @@ def test_bench_runs_without_peers(tmp_path):
     assert "| torus | 500 | diffsd signed" in completed.stdout
     assert "SKIP forward >= 2x the fastest peer: no peer measured" in completed.stdout
     assert (tmp_path / "memory.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_implementations_are_alternated_in_rounds_after_a_warm_up(monkeypatch):
+    """The runner times implementations in rounds (each called once per round,
+    the order rotated), after one warm-up call each, so that a slow spell of
+    a shared machine is not charged to whichever was being measured."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    from bench_sdf import measure_alternating
+
+    calls = []
+    functions = {name: (lambda name=name: calls.append(name)) for name in "abc"}
+    timings = measure_alternating(functions, budget=0.0, min_rounds=3, max_rounds=3)
+    assert calls == list("abc") + list("abc") + list("bca") + list("cab")
+    assert {name: t.repeats for name, t in timings.items()} == {"a": 3, "b": 3, "c": 3}

@@ -99,7 +99,7 @@ def test_builders_give_the_same_distances_and_signs(name):
     # Exact signs: on the open mesh the Barnes--Hut approximation (and so,
     # near w = 1/2, the sign) depends on the tree.
     results = [signed_distance(vertices, faces, points, point_mesh=point_mesh,
-                               mesh_faces_first_idx=first_idx, exact_sign=True,
+                               mesh_faces_first_idx=first_idx, sign_mode="exact_winding",
                                bvh=MeshBVH(vertices, faces, mesh_faces_first_idx=first_idx,
                                            builder=builder))
                for builder in BUILDERS]

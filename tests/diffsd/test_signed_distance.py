@@ -102,7 +102,7 @@ def test_winding_number_modes(backend):
     vertices, faces = MESHES["torus"]()
     points = query_points(vertices, 80, seed=6)
     exact = naive_winding_number(vertices, faces, points)
-    ours_exact = winding_number(vertices, faces, points, exact=True, backend=backend)
+    ours_exact = winding_number(vertices, faces, points, mode="exact_winding", backend=backend)
     torch.testing.assert_close(ours_exact, exact, rtol=0, atol=1e-10)
     approximate = winding_number(vertices, faces, points, beta=2.0, backend=backend)
     assert (approximate - exact).abs().max() < 0.05
@@ -275,7 +275,7 @@ def test_closest_leaf_does_not_depend_on_the_search_hint():
     root, num_internal, num_leaves = int(bvh.mesh_root[0]), faces.shape[0] - 1, faces.shape[0]
     stack = np.empty(_cpu_kernels.STACK_SIZE, np.int64)
     stack_distance = np.empty(_cpu_kernels.STACK_SIZE, np.float64)
-    margin = bvh._distance_margin(vertices)
+    margin = bvh.relative_margin * max(bvh.mesh_magnitude(), 0.8)
     directions = [(x, y, z) for x in (-1, 0, 1) for y in (-1, 0, 1) for z in (-1, 0, 1)
                   if (x, y, z) != (0, 0, 0)]
     ties = 0
