@@ -35,6 +35,14 @@ Run (all three VerSe crops, both centroid kinds, default settings)::
         --variant base= --variant nomask=optim.mask_outside_view=false \\
         --markdown /tmp/bench_accuracy/results.md
 
+Cut scans (the scan made smaller, to test the fit where the scan ends):
+``verse005@L4-L5`` is the scan cut to the box of the L4 and L5 labels (no
+margin), ``verse005@slab80`` an 80 mm sagittal slab (left-right) centred on
+the labelled vertebrae, ``verse005@top9`` the scan cut 9 mm above the lowest
+voxel of its highest labelled vertebra (that vertebra mostly out of view).
+Dice is scored on the part in view; vertebrae with fewer than 200 voxels in
+view are not fitted.
+
 A variant is ``NAME=override[,override...]``; ``--variant base=`` adds none.
 Results go to ``--output`` (``results.json``, ``results.md``).
 """
@@ -47,7 +55,7 @@ import json
 import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -71,6 +79,7 @@ class Scan:
     labels: str
     convention: str
     levels: tuple[int, ...] | None = None  # VerSe ids fitted and scored (None: all labelled)
+    cut: str = ""  # see cut_scan
 
 
 SCANS = {
@@ -109,6 +118,37 @@ def ground_truth(scan: Scan):
     return image, labels, verse, levels
 
 
+def cut_scan(image, labels, verse, levels, how: str):
+    """The scan, label map and truth cut as ``how`` says (see the module docstring)."""
+    from diffam.roi import crop_to_world_box
+
+    k, j, i = np.nonzero(verse)
+    world = image.index_to_world(np.stack([i, j, k], 1).astype(np.float64))
+    lo, hi = np.full(3, -1e6), np.full(3, 1e6)
+    if how.startswith("slab"):
+        centre = 0.5 * (world[:, 0].min() + world[:, 0].max())
+        half = 0.5 * float(how[4:])
+        lo[0], hi[0] = centre - half, centre + half
+    elif how.startswith("top"):
+        top = min(levels)
+        z = world[verse[k, j, i] == top, 2]
+        hi[2] = z.min() + float(how[3:])
+    else:
+        from diffam.labels import verse_id
+
+        wanted = [verse_id(n) for n in how.split("-")]
+        wanted = list(range(min(wanted), max(wanted) + 1))
+        sel = np.isin(verse[k, j, i], wanted)
+        lo, hi = world[sel].min(0) - 0.01, world[sel].max(0) + 0.01
+    cut = crop_to_world_box(image.with_array(verse), lo, hi).array
+    image = crop_to_world_box(image, lo, hi)
+    labels = crop_to_world_box(labels, lo, hi)
+    counts = {v: int((cut == v).sum()) for v in levels}
+    levels = [v for v in levels if counts[v] >= 200]
+    cut = np.where(np.isin(cut, levels), cut, 0).astype(np.int32)
+    return image, labels, cut, levels
+
+
 def make_centroids(kind: str, labels, convention: str, levels: list[int]):
     if kind == "none":
         return None
@@ -125,6 +165,8 @@ def run_one(scan: Scan, kind: str, overrides: list[str], output: Path) -> dict:
     from diffam.segment import segment
 
     image, labels, truth, levels = ground_truth(scan)
+    if scan.cut:
+        image, labels, truth, levels = cut_scan(image, labels, truth, levels, scan.cut)
     centroids = make_centroids(kind, labels, scan.convention, levels)
     config, settings = compose_config(overrides, output)
     kwargs = {}
@@ -206,7 +248,10 @@ def main(argv=None) -> int:
     if not (SHARED / "ct").is_dir():
         print(f"shared data not found at {SHARED}: set DIFFAM_SHARED_DATA")
         return 2
-    scans = [SCANS[s] for s in args.scans.split(",") if s]
+    scans = []
+    for s in (s for s in args.scans.split(",") if s):
+        name, _, cut = s.partition("@")
+        scans.append(replace(SCANS[name], name=s, cut=cut))
     kinds = [k for k in args.centroids.split(",") if k]
     variants = []
     for v in args.variant or ["base="]:

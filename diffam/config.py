@@ -21,6 +21,9 @@ class LossWeights:
     normal: float = 0.1
     overlap: float = 1.0
     variance: float = 0.02
+    #: Keeps each vertebra's centre from moving out of the scan's field of view
+    #: (diffam.field_of_view.view_drift_penalty); not in the paper.
+    view: float = 10.0
 
 
 @dataclass
@@ -72,6 +75,12 @@ class OptimConfig:
     processing_spacing_mm: float = 1.0
     #: Margin around the initial template kept when cropping, mm.
     crop_margin_mm: float = 40.0
+    #: Leave samples outside the scan's field of view out of the image and
+    #: normal losses (they carry no data; the paper fits the padding value).
+    mask_outside_view: bool = True
+    #: A vertebra's centre may not come closer than this (or than it started)
+    #: to the border of the field of view (loss weight ``losses.view``), mm.
+    view_margin_mm: float = 15.0
 
 
 @dataclass

@@ -22,6 +22,7 @@ from diffam import losses as L
 from diffam.appearance import AppearanceModel
 from diffam.config import SegmentationConfig
 from diffam.deformation import InitialTransform, SpineShapeModel
+from diffam.field_of_view import FieldOfView, view_drift_penalty
 from diffam.interpolation import VolumeSampler
 from diffam.mesh_ops import face_normals, sample_surface, unique_edges
 from diffam.optim import VectorAdam, appearance_optimizer, frequency_step_scale
@@ -29,7 +30,7 @@ from diffam.schedules import blur_sigma_schedule, linear_schedule
 from diffam.spectral import laplace_beltrami_basis
 from diffam.template import TemplateSet
 
-LOSS_NAMES = ("image", "edge", "normal", "overlap", "variance")
+LOSS_NAMES = ("image", "edge", "normal", "overlap", "variance", "view")
 
 
 @dataclass
@@ -114,6 +115,10 @@ class SpineFit:
         target_centroids: (M, 3) initial centroid of each template vertebra, mm.
         config: the run's configuration.
         device: compute device.
+        placement: initial similarity per vertebra (default:
+            :func:`initial_placement` of ``target_centroids``).
+        field_of_view: the whole scan's field of view, for keeping the
+            vertebrae in it (default: the sampler's box).
     """
 
     def __init__(
@@ -123,6 +128,8 @@ class SpineFit:
         target_centroids: np.ndarray,
         config: SegmentationConfig,
         device: torch.device,
+        placement: InitialTransform | None = None,
+        field_of_view: FieldOfView | None = None,
     ):
         self.config = config
         self.device = device
@@ -144,7 +151,8 @@ class SpineFit:
         else:
             mean_shape = np.mean([v.vertices - v.vertices.mean(0) for v in template.vertebrae], 0)
         basis = _basis_for(template, mean_shape, faces.numpy(), config.shape.num_eigenvectors)
-        placement = initial_placement(template, np.asarray(target_centroids, float), config)
+        if placement is None:
+            placement = initial_placement(template, np.asarray(target_centroids, float), config)
         self.shape = SpineShapeModel(
             [torch.as_tensor(v.vertices) for v in template.vertebrae],
             faces,
@@ -191,11 +199,29 @@ class SpineFit:
         self.mesh_bvh = diffsd.MeshBVH(
             vertices, self.packed_faces, torch.arange(m, device=device) * self.num_faces
         )
+        # Samples outside the data box carry no information (diffam.field_of_view).
+        self.data_view = FieldOfView.of_sampler(sampler)
+        self.scan_view = field_of_view or self.data_view
+        with torch.no_grad():
+            start = vertices.reshape(m, -1, 3).mean(1)
+            self.view_floor = torch.minimum(
+                self.scan_view.depth(start.double()),
+                torch.full((m,), float(optim.view_margin_mm), dtype=torch.float64, device=device))
         # Start the appearance at the mean intensity around the template.
         with torch.no_grad():
             points = self._image_points(vertices)
-            mean = self.appearance.normalize(self.sampler.sample(points)).mean()
+            observed = self.sampler.sample(points)
+            mask = self._in_view(points)
+            if mask is not None and bool(mask.any()):
+                observed = observed[mask]
+            mean = self.appearance.normalize(observed).mean()
         self.appearance.set_output_bias(float(mean))
+
+    def _in_view(self, points: torch.Tensor) -> torch.Tensor | None:
+        """(N,) bool: samples with image data; None when masking is off."""
+        if not self.config.optim.mask_outside_view:
+            return None
+        return self.data_view.inside(points)
 
     # ------------------------------------------------------------------ pieces
     def _image_points(self, packed_vertices: torch.Tensor) -> torch.Tensor:
@@ -267,15 +293,21 @@ class SpineFit:
                 predicted = self.appearance(union.distance / self.unit)
                 with torch.no_grad():
                     observed = self.appearance.normalize(target_sampler.sample(points))
-                values["image"] = L.image_loss(predicted, observed)
+                values["image"] = L.image_loss(predicted, observed, self._in_view(points))
             if weights.edge > 0:
                 values["edge"] = L.edge_length_loss(vertices / self.unit, self.edges)
             if weights.normal > 0:
                 normals = face_normals(packed, self.packed_faces)[face]
+                keep = self._in_view(surface)
+                if keep is not None and bool(keep.any()):
+                    surface, normals = surface[keep], normals[keep]
                 _, gradient = target_sampler.sample_with_gradient(surface)
                 # HU per mm -> normalised intensity per model unit.
                 gradient = gradient * (self.unit / self.appearance.intensity_scale)
                 values["normal"] = L.normal_loss(normals, gradient)
+            if getattr(weights, "view", 0.0) > 0:
+                values["view"] = view_drift_penalty(
+                    vertices.mean(1), self.scan_view, self.view_floor, self.unit)
             if weights.variance > 0 and config.shape.spectral:
                 values["variance"] = L.variance_loss(
                     self.shape.coefficients, self.shape.eigenvalues)

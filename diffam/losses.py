@@ -9,8 +9,17 @@ from __future__ import annotations
 import torch
 
 
-def image_loss(predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """L_I: mean absolute difference of predicted and observed intensity, (N,) each."""
+def image_loss(predicted: torch.Tensor, target: torch.Tensor,
+               mask: torch.Tensor | None = None) -> torch.Tensor:
+    """L_I: mean absolute difference of predicted and observed intensity, (N,) each.
+
+    ``mask`` (N,) bool keeps only the samples that carry image data (inside
+    the scan's field of view); the mean is over those (0 when there are none).
+    """
+    if mask is not None:
+        if not bool(mask.any()):
+            return predicted.sum() * 0.0
+        predicted, target = predicted[mask], target[mask]
     return (predicted - target).abs().mean()
 
 

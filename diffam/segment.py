@@ -18,6 +18,7 @@ import torch
 
 from diffam.centroids import check_inside
 from diffam.config import SegmentationConfig
+from diffam.field_of_view import FieldOfView
 from diffam.fit import FitResult, SpineFit, initial_placement
 from diffam.image import Volume
 from diffam.interpolation import VolumeSampler
@@ -190,7 +191,8 @@ def segment(
                             config.optim.processing_spacing_mm)
     sampler = VolumeSampler.from_volume(roi, outside_value=float(np.median(roi.array)),
                                         sigma_step_mm=0.16, device=device)
-    fit = SpineFit(sampler, chosen, target, config, device)
+    fit = SpineFit(sampler, chosen, target, config, device,
+                   field_of_view=FieldOfView.of_volume(image, device))
     if resume and checkpoint is not None and Path(checkpoint).exists():
         fit.load_state_dict(torch.load(checkpoint, map_location=device, weights_only=False))
         log.info("resumed from %s at iteration %d", checkpoint, fit.iteration)
