@@ -14,6 +14,16 @@ Formats:
       ``n - c``, half a voxel to one voxel off).
     * CSV: header ``label,x,y,z``; ``label`` a VerSe id or a level name
       (``L1``, ``T12``, ``sacrum``); ``x, y, z`` LPS mm.
+
+What a centroid means (its *kind*, :func:`centroids_kind`):
+    * ``body``: the centre of the vertebral BODY. VerSe ``*_ctd.json`` files
+      give these (on VerSe scans 11-15 mm anterior of the whole vertebra's
+      centre of mass); a JSON file is read as body centres by default.
+    * ``vertebra``: the centre of mass of the whole vertebra (a label mask's
+      centroid, :func:`centroids_from_label_map`); a CSV file is read as
+      whole-vertebra centres by default.
+    The setting ``centroids_kind=auto|vertebra|body`` of ``scripts/segment.py``
+    and ``kind=`` of ``scripts/make_centroids.py`` override the default.
 """
 
 from __future__ import annotations
@@ -208,6 +218,22 @@ def read_centroids_csv(path: str | os.PathLike, volume: Volume | None = None) ->
     if volume is not None:
         check_inside(centroids, volume, where=str(path))
     return centroids
+
+
+CENTROID_KINDS = ("vertebra", "body")
+
+
+def centroids_kind(path: str | os.PathLike, setting: str = "auto") -> str:
+    """What the centroids in ``path`` are: ``body`` or ``vertebra`` (see the module docstring).
+
+    ``auto`` reads a VerSe JSON as body centres and a CSV as whole-vertebra centres.
+    """
+    setting = str(setting or "auto").lower()
+    if setting in CENTROID_KINDS:
+        return setting
+    if setting != "auto":
+        raise CentroidError(f"centroids_kind must be auto, vertebra or body, got {setting!r}")
+    return "body" if Path(path).suffix.lower() == ".json" else "vertebra"
 
 
 def read_centroids(path: str | os.PathLike, volume: Volume | None = None) -> Centroids:

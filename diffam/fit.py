@@ -79,16 +79,35 @@ def _tangents(points: np.ndarray) -> np.ndarray:
     return gradient / np.linalg.norm(gradient, axis=1, keepdims=True).clip(1e-9)
 
 
-def initial_placement(
-    template: TemplateSet, target: np.ndarray, config: SegmentationConfig
-) -> InitialTransform:
-    """Similarity per vertebra moving template centroids onto ``target`` (M, 3) mm.
+def template_centres(template: TemplateSet, kind: str = "vertebra") -> np.ndarray:
+    """(M, 3) centre of each template vertebra that a centroid of ``kind`` names.
 
-    With two or more vertebrae, each template is tilted so that its
+    ``vertebra``: the centroid of the whole solid (what a label mask's centre of
+    mass estimates); ``body``: the centre of the vertebral body (what VerSe
+    ``*_ctd.json`` files give), :func:`diffam.body_centre.template_body_centres`.
+    """
+    if kind == "vertebra":
+        return np.stack([v.centroid() for v in template.vertebrae])
+    if kind == "body":
+        from diffam.body_centre import template_body_centres
+
+        return template_body_centres(template)
+    raise ValueError(f"centroids_kind must be vertebra or body, got {kind!r}")
+
+
+def initial_placement(
+    template: TemplateSet, target: np.ndarray, config: SegmentationConfig,
+    kind: str = "vertebra",
+) -> InitialTransform:
+    """Similarity per vertebra moving template centres onto ``target`` (M, 3) mm.
+
+    ``kind`` says what the targets are: whole-vertebra centroids (``vertebra``)
+    or vertebral body centres (``body``); the matching template centre
+    (:func:`template_centres`) is put on each target. With two or more vertebrae, each template is tilted so that its
     cranio-caudal tangent follows the curve through the targets, and all are
     scaled by the ratio of target to template inter-centroid spacing.
     """
-    source = np.stack([v.centroid() for v in template.vertebrae])
+    source = template_centres(template, kind)
     m = len(source)
     rotation = np.repeat(np.eye(3)[None], m, axis=0)
     scale = np.ones(m)

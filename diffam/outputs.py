@@ -285,9 +285,13 @@ def write_outputs(
             log.warning("%s", error)
             warnings.append(str(error))
     written["centroids_json"] = output_dir / "centroids.json"
-    write_verse_json(result.centroids, image, written["centroids_json"], overwrite=overwrite)
+    # Each file holds the kind it is read as by default (centroids_kind=auto):
+    # the JSON body centres, the CSV whole-vertebra centres, both of the initial placement.
+    json_centroids = getattr(result, "body_centroids", None) or result.centroids
+    csv_centroids = getattr(result, "vertebra_centroids", None) or result.centroids
+    write_verse_json(json_centroids, image, written["centroids_json"], overwrite=overwrite)
     written["centroids_csv"] = output_dir / "centroids.csv"
-    write_centroids_csv(result.centroids, written["centroids_csv"], overwrite=overwrite)
+    write_centroids_csv(csv_centroids, written["centroids_csv"], overwrite=overwrite)
 
     scores = None
     if export.fit_score and fit.appearance_profile is not None and len(fit.levels):

@@ -367,7 +367,7 @@ def _same_scan(done: str, scan: str) -> bool:
 def run_one(job: Job, settings: dict, config: SegmentationConfig, overwrite: bool,
             should_stop: Callable[[], bool] | None) -> bool:
     """Segment one scan and write its output folder; True when the fit completed."""
-    from diffam.centroids import read_centroids
+    from diffam.centroids import centroids_kind, read_centroids
     from diffam.image import read_image
     from diffam.outputs import check_output_dir, write_outputs
     from diffam.segment import segment
@@ -386,6 +386,11 @@ def run_one(job: Job, settings: dict, config: SegmentationConfig, overwrite: boo
     if centroids_file:
         log.info("initial centroids: %s", centroids_file)
         centroids = read_centroids(centroids_file, image)
+        kind = centroids_kind(centroids_file, settings.get("centroids_kind", "auto"))
+        log.info("centroids read as %s centres (centroids_kind=%s)", kind,
+                 settings.get("centroids_kind", "auto"))
+    else:
+        kind = "vertebra"
     levels = settings.get("levels") or {}
 
     bar = _progress_bar(config.optim.iterations)
@@ -393,7 +398,8 @@ def run_one(job: Job, settings: dict, config: SegmentationConfig, overwrite: boo
         result = segment(image, config, centroids=centroids,
                          hint_lowest=levels.get("lowest"), hint_highest=levels.get("highest"),
                          progress=bar.update_record, should_stop=should_stop,
-                         checkpoint=output_dir / "checkpoint.pt", resume=resume)
+                         checkpoint=output_dir / "checkpoint.pt", resume=resume,
+                         centroids_kind=kind)
     finally:
         bar.close()
     inputs = {"scan": job.scan, "centroids": centroids_file, "output_dir": str(output_dir),

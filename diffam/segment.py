@@ -19,7 +19,7 @@ import torch
 from diffam.centroids import check_inside
 from diffam.config import SegmentationConfig
 from diffam.field_of_view import FieldOfView
-from diffam.fit import FitResult, SpineFit, initial_placement
+from diffam.fit import FitResult, SpineFit, initial_placement, template_centres
 from diffam.image import Volume
 from diffam.interpolation import VolumeSampler
 from diffam.labels import level_name, verse_to_totalsegmentator
@@ -58,6 +58,11 @@ class SegmentationResult:
     centroid_source: str
     completed: bool
     timings: dict[str, float] = field(default_factory=dict)
+    #: What ``centroids`` are: whole-vertebra centres (``vertebra``) or body centres (``body``).
+    centroids_kind: str = "vertebra"
+    #: The initial placement's whole-vertebra centres and body centres (VerSe id -> LPS mm).
+    vertebra_centroids: dict[int, np.ndarray] = field(default_factory=dict)
+    body_centroids: dict[int, np.ndarray] = field(default_factory=dict)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -140,6 +145,7 @@ def segment(
     checkpoint: Path | None = None,
     resume: bool = False,
     checkpoint_every: int = 250,
+    centroids_kind: str = "vertebra",
 ) -> SegmentationResult:
     """Fit the spine template to ``image`` and label its vertebrae.
 
@@ -156,6 +162,9 @@ def segment(
         checkpoint: file to save the fit state to (every
             ``checkpoint_every`` iterations and when stopped).
         resume: continue from ``checkpoint`` if it exists.
+        centroids_kind: ``vertebra`` when ``centroids`` are whole-vertebra
+            centres of mass (label-map centroids, the localiser's), ``body``
+            when they are vertebral body centres (VerSe ``*_ctd.json``).
 
     Returns:
         :class:`SegmentationResult`.
@@ -168,8 +177,11 @@ def segment(
     torch.manual_seed(config.seed)
     template = template or load_template(config.template)
 
+    if centroids_kind not in ("vertebra", "body"):
+        raise SegmentationError(f"centroids_kind must be vertebra or body, got {centroids_kind!r}")
     if centroids is None:
         centroids, source = find_centroids(image, hint_lowest, hint_highest)
+        centroids_kind = "vertebra"
     else:
         source = "given"
     try:
@@ -183,7 +195,7 @@ def segment(
 
     # Crop around the placed template (plus margin) and resample for fitting.
     tick = time.perf_counter()
-    placement = initial_placement(chosen, target, config)
+    placement = initial_placement(chosen, target, config, kind=centroids_kind)
     placed = placement.apply(torch.as_tensor(chosen.stacked_vertices())).numpy()
     margin = config.optim.crop_margin_mm
     roi = processing_volume(image, placed.reshape(-1, 3).min(0) - margin,
@@ -191,7 +203,7 @@ def segment(
                             config.optim.processing_spacing_mm)
     sampler = VolumeSampler.from_volume(roi, outside_value=float(np.median(roi.array)),
                                         sigma_step_mm=0.16, device=device)
-    fit = SpineFit(sampler, chosen, target, config, device,
+    fit = SpineFit(sampler, chosen, target, config, device, placement=placement,
                    field_of_view=FieldOfView.of_volume(image, device))
     if resume and checkpoint is not None and Path(checkpoint).exists():
         fit.load_state_dict(torch.load(checkpoint, map_location=device, weights_only=False))
@@ -232,7 +244,14 @@ def segment(
     label_volume = image.with_array(labels.astype(label_dtype(labels)))
     timings["export"] = time.perf_counter() - tick
     timings["total"] = time.perf_counter() - start
-    return SegmentationResult(label_volume, result, dict(centroids), source, completed, timings)
+    ids = [v.verse_id for v in chosen.vertebrae]
+    placed_centres = {}
+    for kind in ("vertebra", "body"):
+        centres = template_centres(chosen, kind)
+        moved = placement.apply(torch.as_tensor(centres[:, None, :])).numpy()[:, 0]
+        placed_centres[kind] = dict(zip(ids, moved))
+    return SegmentationResult(label_volume, result, dict(centroids), source, completed, timings,
+                              centroids_kind, placed_centres["vertebra"], placed_centres["body"])
 
 
 def save_checkpoint(fit: SpineFit, path: Path) -> None:
