@@ -81,6 +81,12 @@ class OptimConfig:
     #: A vertebra's centre may not come closer than this (or than it started)
     #: to the border of the field of view (loss weight ``losses.view``), mm.
     view_margin_mm: float = 15.0
+    #: Coarse rigid search of each vertebra's placement before the fit
+    #: (diffam.rigid_search): translations of +-init_search_mm, rotations of
+    #: +-init_search_deg; false starts the fit at the centroids.
+    init_search: bool = True
+    init_search_mm: float = 15.0
+    init_search_deg: float = 15.0
 
 
 @dataclass

@@ -203,6 +203,15 @@ def segment(
                             config.optim.processing_spacing_mm)
     sampler = VolumeSampler.from_volume(roi, outside_value=float(np.median(roi.array)),
                                         sigma_step_mm=0.16, device=device)
+    if config.optim.init_search and not (resume and checkpoint is not None
+                                         and Path(checkpoint).exists()):
+        from diffam.rigid_search import rigid_search
+
+        search_tick = time.perf_counter()
+        placement = rigid_search(sampler, chosen.stacked_vertices(), chosen.faces, placement,
+                                 search_mm=config.optim.init_search_mm,
+                                 search_deg=config.optim.init_search_deg)
+        timings["search"] = time.perf_counter() - search_tick
     fit = SpineFit(sampler, chosen, target, config, device, placement=placement,
                    field_of_view=FieldOfView.of_volume(image, device))
     if resume and checkpoint is not None and Path(checkpoint).exists():
