@@ -10,8 +10,11 @@ best explains the scan:
   0..1000) at the placed vertebra's surface points: the surface should lie on
   the bright cortical shell. (A region score, solid against a shell around
   it, fails: the cancellous inside is darker than the cortex at the surface.)
-  Points outside the scan's field of view count as 0 HU, the score's
-  minimum, so leaving the scan never pays.
+  Points outside the scan's field of view are left out of the mean, and the
+  mean is scaled by min(1, fraction in view / fraction in view at the
+  start): leaving the scan never pays, and entering it pays only by what is
+  seen there. A vertebra less than half in view at the start (cut by the
+  border) is not searched: its centroid is all there is to go by.
 * Stage 1, the whole column: one translation for all vertebrae, on a grid of
   +-``search_mm`` and then finer around the best.
 * Stage 2, each vertebra: translations of +-``search_mm`` and rotations of
@@ -43,6 +46,10 @@ PRIOR_HU = 60.0
 #: Weight of the pull toward the start, HU: STAY_HU * ((move / search_mm)^2 + (turn / search_deg)^2),
 #: so that a vertebra moves only for clear evidence.
 STAY_HU = 15.0
+#: A move is kept only when it raises the score by this fraction over the start:
+#: a vertebra started on its bone stays there (the template's shape differs from
+#: the patient's, so the best rigid pose of a correct start is a few mm off).
+MIN_GAIN = 0.2
 
 
 def _rotation(axis: int, degrees: float) -> np.ndarray:
@@ -54,19 +61,25 @@ def _rotation(axis: int, degrees: float) -> np.ndarray:
 
 
 class _Scorer:
-    """Mean clipped HU at surface points; points without data count as the minimum."""
+    """Mean clipped HU at the surface points in view, scaled by the fraction in view."""
 
     def __init__(self, sampler):
         self.sampler = sampler.blurred(BLUR_MM)
         self.view = FieldOfView.of_sampler(sampler)
 
-    def scores(self, points: torch.Tensor) -> torch.Tensor:
+    def in_view(self, points: torch.Tensor) -> float:
+        """Fraction of (N, 3) points in view."""
+        return float(self.view.inside(points).double().mean())
+
+    def scores(self, points: torch.Tensor, start_fraction: float = 1.0) -> torch.Tensor:
         """(C,) for candidate surface points (C, N, 3) mm."""
         c, n, _ = points.shape
         flat = points.reshape(-1, 3)
         hu = self.sampler.sample(flat.to(torch.float32)).clamp(*HU_RANGE).double()
-        hu = torch.where(self.view.inside(flat), hu, torch.full_like(hu, HU_RANGE[0]))
-        return hu.reshape(c, n).mean(1)
+        inside = self.view.inside(flat).double().reshape(c, n)
+        count = inside.sum(1)
+        mean = (hu.reshape(c, n) * inside).sum(1) / count.clamp_min(1.0)
+        return mean * (count / n / max(start_fraction, 1e-6)).clamp(max=1.0)
 
 
 def _translations(radius: float, step: float) -> np.ndarray:
@@ -116,21 +129,30 @@ def rigid_search(
     pick = torch.linspace(0, placed.shape[1] - 1, min(POINTS, placed.shape[1])).long()
     offsets = [(placed[k] - placed[k].mean(0))[pick].to(device) for k in range(m)]
     scorer = _Scorer(sampler)
+    start_fraction = [scorer.in_view(torch.as_tensor(centres[k], device=device) + offsets[k])
+                      for k in range(m)]
+    searched = [f >= 0.5 for f in start_fraction]
+    if not any(searched):
+        return placement
 
     def column_score(shifts: np.ndarray) -> np.ndarray:
         t = torch.as_tensor(shifts, device=device)
         total = torch.zeros(len(shifts), dtype=torch.float64, device=device)
         for k in range(m):
-            base = torch.as_tensor(centres[k], device=device)
-            points = base + offsets[k][None] + t[:, None, :]
-            total += scorer.scores(points)
-        return (total / m).cpu().numpy()
+            if searched[k]:
+                base = torch.as_tensor(centres[k], device=device)
+                points = base + offsets[k][None] + t[:, None, :]
+                total += scorer.scores(points, start_fraction[k])
+        return total.cpu().numpy()
 
     # Stage 1: the column as a whole.
     shift = np.zeros(3)
     for radius, step in ((search_mm, 2.5), (2.0, 1.0)):
         candidates = shift + _translations(radius, step)
         shift = candidates[int(np.argmax(column_score(candidates)))]
+    start_score = float(column_score(np.zeros((1, 3)))[0])
+    if float(column_score(shift[None])[0]) < start_score + MIN_GAIN * abs(start_score):
+        shift = np.zeros(3)
     centres1 = centres + shift
     if log is not None:
         log.info('rigid search: column moved %s mm', np.round(shift, 1).tolist())
@@ -143,6 +165,10 @@ def rigid_search(
     new_rot, new_shift = [], []
     for k in range(m):
         best = (np.eye(3), np.zeros(3))
+        if not searched[k]:  # cut by the border: keep it where the centroid put it
+            new_rot.append(best[0])
+            new_shift.append(-shift)
+            continue
         for radius, step, rots in ((search_mm, 3.0, rotations), (3.0, 1.5, fine_rot),
                                    (1.0, 1.0, fine_rot)):
             trans = best[1] + _translations(radius, step)
@@ -159,7 +185,7 @@ def rigid_search(
                 rot = torch.as_tensor(total, device=device)
                 turned = offsets[k] @ rot.T
                 points = torch.as_tensor(centres1[k], device=device) + turned[None] + t[:, None, :]
-                s = scorer.scores(points).cpu().numpy()
+                s = scorer.scores(points, start_fraction[k]).cpu().numpy()
                 angle = math.degrees(math.acos(np.clip((np.trace(total) - 1) / 2, -1, 1)))
                 stay = STAY_HU * ((np.linalg.norm(trans + shift, axis=1) / search_mm) ** 2
                                   + (angle / max(search_deg, 1e-9)) ** 2)
@@ -168,6 +194,13 @@ def rigid_search(
             scores = np.stack(scores)
             i, j = np.unravel_index(int(np.argmax(scores)), scores.shape)
             best = (options[i], trans[j])
+        own = torch.as_tensor(centres[k], device=device) + offsets[k]
+        turned = offsets[k] @ torch.as_tensor(best[0], device=device).T
+        moved = torch.as_tensor(centres1[k] + best[1], device=device) + turned
+        before = float(scorer.scores(own[None], start_fraction[k])[0])
+        after = float(scorer.scores(moved[None], start_fraction[k])[0])
+        if after < before + MIN_GAIN * abs(before):
+            best = (np.eye(3), -shift)  # no clear gain: keep the start
         new_rot.append(best[0])
         new_shift.append(best[1])
         if log is not None:
