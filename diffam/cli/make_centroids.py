@@ -1,5 +1,11 @@
 """``diffam-make-centroids``: write initial centroids (CSV label,x,y,z in LPS mm, or VerSe JSON) from a label map.
 
+``kind=vertebra`` writes each vertebra's centre of mass, ``kind=body`` its body
+centre (the centroid of the voxels anterior of the spinal canal, as VerSe
+``*_ctd.json`` files give it: :mod:`diffam.core.body_centre`); ``kind=auto`` (the
+default) writes body centres to a .json and whole-vertebra centres to a .csv,
+which is how ``diffam-segment`` reads them by default (``centroids_kind=auto``).
+
 Example:
     diffam-make-centroids labels=labels.nii.gz convention=totalsegmentator \
         output=centroids.csv
@@ -38,7 +44,8 @@ def _fail(message: str, code: int) -> int:
 def run(cfg) -> int:
     """Write the centroids; returns the exit status (0 done, 1 failed, 2 bad settings)."""
     from diffam.core.atomic import check_writable
-    from diffam.core.centroids import CentroidError, check_usable
+    from diffam.core.body_centre import body_centres_from_label_map
+    from diffam.core.centroids import CentroidError, centroids_kind, check_usable
     from diffam.core.volume import ImageReadError
 
     if not cfg.labels or not cfg.output:
@@ -52,6 +59,10 @@ def run(cfg) -> int:
         return _fail(f"output={output}: must end in .csv (label,x,y,z in LPS mm) or .json "
                      "(VerSe, voxel indices)", 2)
     try:
+        kind = centroids_kind(output, cfg.get("kind", "auto"))
+    except CentroidError as error:
+        return _fail(str(error), 2)
+    try:
         check_writable(output, overwrite=cfg.overwrite)
     except (FileExistsError, FileNotFoundError, PermissionError, IsADirectoryError) as error:
         return _fail(f"{error}".replace("overwrite=True (overwrite=true in a config)",
@@ -63,7 +74,10 @@ def run(cfg) -> int:
     problem = label_map_problem(volume.array, cfg.convention)
     if problem:
         return _fail(f"labels={cfg.labels}: {problem}", 2)
-    centroids = centroids_from_label_map(volume, cfg.convention)
+    if kind == "body":
+        centroids = body_centres_from_label_map(volume, cfg.convention)
+    else:
+        centroids = centroids_from_label_map(volume, cfg.convention)
     try:
         check_usable(centroids, f"labels={cfg.labels}")
     except CentroidError as error:
@@ -78,7 +92,7 @@ def run(cfg) -> int:
             write_centroids_csv(centroids, output, overwrite=cfg.overwrite)
     except OSError as error:
         return _fail(f"cannot write {output}: {error}", 1)
-    print(f"{len(centroids)} centroids written to {output}")
+    print(f"{len(centroids)} {kind} centroids written to {output}")
     return 0
 
 

@@ -341,7 +341,7 @@ def _fit_and_write(job: Job, settings: dict, config: SegmentationConfig,
                    should_stop: Callable[[], bool] | None, centroids_file: str | None,
                    resuming: bool) -> bool:
     from diffam.cli import checkpoints
-    from diffam.core.centroids import read_centroids
+    from diffam.core.centroids import centroids_kind, read_centroids
     from diffam.core.image import read_image
     from diffam.export.staging import StagedOutput
     from diffam.export.writers import write_outputs
@@ -357,9 +357,13 @@ def _fit_and_write(job: Job, settings: dict, config: SegmentationConfig,
         else:
             image = read_image(job.scan, series_uid=settings.get("series_uid"))
             centroids = None
+        kind = "vertebra"  # the phantom's and the localiser's centroids
         if centroids_file:
             log.info("initial centroids: %s", centroids_file)
             centroids = read_centroids(centroids_file, image)
+            setting = settings.get("centroids_kind", "auto")
+            kind = centroids_kind(centroids_file, setting)
+            log.info("centroids read as %s centres (centroids_kind=%s)", kind, setting)
         levels = settings.get("levels") or {}
 
         bar = _progress_bar(config.optim.iterations)
@@ -368,7 +372,7 @@ def _fit_and_write(job: Job, settings: dict, config: SegmentationConfig,
                              hint_lowest=levels.get("lowest"),
                              hint_highest=levels.get("highest"),
                              progress=bar.update_record, should_stop=should_stop,
-                             checkpoint=checkpoint, resume=resuming)
+                             checkpoint=checkpoint, resume=resuming, centroids_kind=kind)
         finally:
             bar.close()
         inputs = {"scan": job.scan, "centroids": centroids_file, "output_dir": str(output_dir),

@@ -14,6 +14,16 @@ Formats:
       ``n - c``, half a voxel to one voxel off).
     * CSV: header ``label,x,y,z``; ``label`` a VerSe id or a level name
       (``L1``, ``T12``, ``sacrum``); ``x, y, z`` LPS mm.
+
+What a centroid means (its *kind*, :func:`centroids_kind`):
+    * ``body``: the centre of the vertebral BODY. VerSe ``*_ctd.json`` files
+      give these (on VerSe scans 11-15 mm anterior of the whole vertebra's
+      centre of mass); a JSON file is read as body centres by default.
+    * ``vertebra``: the centre of mass of the whole vertebra (a label mask's
+      centroid, :func:`centroids_from_label_map`); a CSV file is read as
+      whole-vertebra centres by default.
+    The setting ``centroids_kind=auto|vertebra|body`` of ``scripts/segment.py``
+    and ``kind=`` of ``scripts/make_centroids.py`` override the default.
 """
 
 from __future__ import annotations
@@ -245,6 +255,22 @@ def check_usable(centroids: Mapping[int, np.ndarray], where: str) -> None:
                 f"{where}: the centroids of {level_name(labels[a])} and {level_name(labels[b])} "
                 f"are {distance[a, b]:.1f} mm apart (less than {MIN_CENTROID_DISTANCE_MM:g} mm): "
                 "two labels at one point; fix the file (one point per vertebra centre)")
+
+
+CENTROID_KINDS = ("vertebra", "body")
+
+
+def centroids_kind(path: str | os.PathLike, setting: str = "auto") -> str:
+    """What the centroids in ``path`` are: ``body`` or ``vertebra`` (see the module docstring).
+
+    ``auto`` reads a VerSe JSON as body centres and a CSV as whole-vertebra centres.
+    """
+    setting = str(setting or "auto").lower()
+    if setting in CENTROID_KINDS:
+        return setting
+    if setting != "auto":
+        raise CentroidError(f"centroids_kind must be auto, vertebra or body, got {setting!r}")
+    return "body" if Path(path).suffix.lower() == ".json" else "vertebra"
 
 
 def read_centroids(path: str | os.PathLike, volume: Volume | None = None) -> Centroids:

@@ -21,6 +21,9 @@ class LossWeights:
     normal: float = 0.1
     overlap: float = 1.0
     variance: float = 0.02
+    #: Keeps each vertebra's centre from moving out of the scan's field of view
+    #: (diffam.fit.field_of_view.view_drift_penalty); not in the paper.
+    view: float = 10.0
 
 
 @dataclass
@@ -77,6 +80,20 @@ class OptimConfig:
     processing_spacing_mm: float = 1.0
     #: Margin around the initial template kept when cropping, mm.
     crop_margin_mm: float = 40.0
+    #: Leave samples outside the scan's field of view out of the image and
+    #: normal losses (they carry no data; the paper fits the padding value).
+    mask_outside_view: bool = True
+    #: A vertebra's centre may not come closer than this (or than it started)
+    #: to the border of the field of view (loss weight ``losses.view``), mm.
+    view_margin_mm: float = 15.0
+    #: Coarse rigid search of each vertebra's placement before the fit
+    #: (diffam.fit.rigid_search): translations of +-init_search_mm, rotations of
+    #: +-init_search_deg; false starts the fit at the centroids. Off by default:
+    #: on the VerSe crops with label-map centroids it moved some end vertebrae
+    #: off (verse008 T12 87 -> 80 Dice, optim=fast); it helps starts 15 mm off.
+    init_search: bool = False
+    init_search_mm: float = 15.0
+    init_search_deg: float = 15.0
 
 
 @dataclass
@@ -100,7 +117,7 @@ class ExportConfig:
     #: Per-vertebra fit score (image residual near the surface) in the reports.
     fit_score: bool = True
     #: A vertebra whose predicted and observed intensities near its surface
-    #: correlate less than this is flagged as doubtful (diffam.fit.quality).
+    #: correlate less than this is flagged as doubtful (diffam.fit.model.quality).
     fit_score_min_correlation: float = 0.4
     #: Per-vertebra measurements (HU, body heights, Genant ratios, border flag)
     #: in statistics.json/.csv and report.md (diffam.export.statistics).
@@ -115,7 +132,7 @@ class ExportConfig:
 
 @dataclass
 class SegmentationConfig:
-    """Everything :func:`diffam.fit.pipeline.segment` needs besides the image."""
+    """Everything :func:`diffam.fit.model.pipeline.segment` needs besides the image."""
 
     template: str = "spine"
     levels: list[str] | None = None

@@ -183,8 +183,13 @@ def _dicom_seg(ctx: OutputContext) -> dict[str, Path]:
 
 def _centroids(ctx: OutputContext) -> dict[str, Path]:
     json_path, csv_path = (ctx.output_dir / name for name in CENTROID_FILES)
-    write_verse_json(ctx.result.centroids, ctx.image, json_path, overwrite=ctx.overwrite)
-    write_centroids_csv(ctx.result.centroids, csv_path, overwrite=ctx.overwrite)
+    # Each file holds the kind it is read as by default (centroids_kind=auto): the
+    # JSON body centres, the CSV whole-vertebra centres, both of the initial placement.
+    result = ctx.result
+    write_verse_json(result.body_centroids or result.centroids, ctx.image, json_path,
+                     overwrite=ctx.overwrite)
+    write_centroids_csv(result.vertebra_centroids or result.centroids, csv_path,
+                        overwrite=ctx.overwrite)
     return {"centroids_json": json_path, "centroids_csv": csv_path}
 
 

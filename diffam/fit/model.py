@@ -3,7 +3,7 @@
 Every iteration samples points around the current spine surface, predicts
 their intensity from their signed distance to the spine through the
 appearance MLP, and descends the weighted sum of the five losses of
-:mod:`diffam.fit.objective` on the appearance (Adam) and on each vertebra's affine
+:mod:`diffam.fit.model.objective` on the appearance (Adam) and on each vertebra's affine
 and spectral parameters (VectorAdam with the per-frequency step).
 """
 
@@ -21,13 +21,14 @@ import diffsd
 from diffam.core.config import SegmentationConfig
 from diffam.core.mesh_ops import sample_surface, unique_edges
 from diffam.core.template import TemplateSet
-from diffam.fit.appearance import AppearanceModel
-from diffam.fit.deformation import InitialTransform, SpineShapeModel
-from diffam.fit.interpolation import VolumeSampler
-from diffam.fit.objective import LOSS_TERMS, StepSamples
-from diffam.fit.optim import VectorAdam, appearance_optimizer, frequency_step_scale
-from diffam.fit.schedules import blur_sigma_schedule, linear_schedule
-from diffam.fit.spectral import laplace_beltrami_basis
+from diffam.fit.model.appearance import AppearanceModel
+from diffam.fit.model.deformation import InitialTransform, SpineShapeModel
+from diffam.fit.model.field_of_view import FieldOfView
+from diffam.fit.model.interpolation import VolumeSampler
+from diffam.fit.model.objective import LOSS_TERMS, StepSamples
+from diffam.fit.model.optim import VectorAdam, appearance_optimizer, frequency_step_scale
+from diffam.fit.model.schedules import blur_sigma_schedule, linear_schedule
+from diffam.fit.model.spectral import laplace_beltrami_basis
 
 
 @dataclass
@@ -76,16 +77,35 @@ def _tangents(points: np.ndarray) -> np.ndarray:
     return gradient / np.linalg.norm(gradient, axis=1, keepdims=True).clip(1e-9)
 
 
-def initial_placement(
-    template: TemplateSet, target: np.ndarray, config: SegmentationConfig
-) -> InitialTransform:
-    """Similarity per vertebra moving template centroids onto ``target`` (M, 3) mm.
+def template_centres(template: TemplateSet, kind: str = "vertebra") -> np.ndarray:
+    """(M, 3) centre of each template vertebra that a centroid of ``kind`` names.
 
-    With two or more vertebrae, each template is tilted so that its
+    ``vertebra``: the centroid of the whole solid (what a label mask's centre of
+    mass estimates); ``body``: the centre of the vertebral body (what VerSe
+    ``*_ctd.json`` files give), :func:`diffam.core.body_centre.template_body_centres`.
+    """
+    if kind == "vertebra":
+        return np.stack([v.centroid() for v in template.vertebrae])
+    if kind == "body":
+        from diffam.core.body_centre import template_body_centres
+
+        return template_body_centres(template)
+    raise ValueError(f"centroids_kind must be vertebra or body, got {kind!r}")
+
+
+def initial_placement(
+    template: TemplateSet, target: np.ndarray, config: SegmentationConfig,
+    kind: str = "vertebra",
+) -> InitialTransform:
+    """Similarity per vertebra moving template centres onto ``target`` (M, 3) mm.
+
+    ``kind`` says what the targets are: whole-vertebra centroids (``vertebra``)
+    or vertebral body centres (``body``); the matching template centre
+    (:func:`template_centres`) is put on each target. With two or more vertebrae, each template is tilted so that its
     cranio-caudal tangent follows the curve through the targets, and all are
     scaled by the ratio of target to template inter-centroid spacing.
     """
-    source = np.stack([v.centroid() for v in template.vertebrae])
+    source = template_centres(template, kind)
     m = len(source)
     rotation = np.repeat(np.eye(3)[None], m, axis=0)
     scale = np.ones(m)
@@ -112,6 +132,10 @@ class SpineFit:
         target_centroids: (M, 3) initial centroid of each template vertebra, mm.
         config: the run's configuration.
         device: compute device.
+        placement: initial similarity per vertebra (default:
+            :func:`initial_placement` of ``target_centroids``).
+        field_of_view: the whole scan's field of view, for keeping the
+            vertebrae in it (default: the sampler's box).
     """
 
     def __init__(
@@ -121,6 +145,8 @@ class SpineFit:
         target_centroids: np.ndarray,
         config: SegmentationConfig,
         device: torch.device,
+        placement: InitialTransform | None = None,
+        field_of_view: FieldOfView | None = None,
     ):
         self.config = config
         self.device = device
@@ -142,7 +168,8 @@ class SpineFit:
         else:
             mean_shape = np.mean([v.vertices - v.vertices.mean(0) for v in template.vertebrae], 0)
         basis = _basis_for(template, mean_shape, faces.numpy(), config.shape.num_eigenvectors)
-        placement = initial_placement(template, np.asarray(target_centroids, float), config)
+        if placement is None:
+            placement = initial_placement(template, np.asarray(target_centroids, float), config)
         self.shape = SpineShapeModel(
             [torch.as_tensor(v.vertices) for v in template.vertebrae],
             faces,
@@ -189,11 +216,29 @@ class SpineFit:
         self.mesh_bvh = diffsd.MeshBVH(
             vertices, self.packed_faces, torch.arange(m, device=device) * self.num_faces
         )
+        # Samples outside the data box carry no information (diffam.fit.field_of_view).
+        self.data_view = FieldOfView.of_sampler(sampler)
+        self.scan_view = field_of_view or self.data_view
+        with torch.no_grad():
+            start = vertices.reshape(m, -1, 3).mean(1)
+            self.view_floor = torch.minimum(
+                self.scan_view.depth(start.double()),
+                torch.full((m,), float(optim.view_margin_mm), dtype=torch.float64, device=device))
         # Start the appearance at the mean intensity around the template.
         with torch.no_grad():
             points = self._image_points(vertices)
-            mean = self.appearance.normalize(self.sampler.sample(points)).mean()
+            observed = self.sampler.sample(points)
+            mask = self.in_view(points)
+            if mask is not None and bool(mask.any()):
+                observed = observed[mask]
+            mean = self.appearance.normalize(observed).mean()
         self.appearance.set_output_bias(float(mean))
+
+    def in_view(self, points: torch.Tensor) -> torch.Tensor | None:
+        """(N,) bool: samples with image data; None when masking is off."""
+        if not self.config.optim.mask_outside_view:
+            return None
+        return self.data_view.inside(points)
 
     # ------------------------------------------------------------------ pieces
     def _image_points(self, packed_vertices: torch.Tensor) -> torch.Tensor:
@@ -357,7 +402,7 @@ def _basis_for(template: TemplateSet, mean_shape: np.ndarray, faces: np.ndarray,
         and stored.shape[1] >= k
         and stored.shape[0] == mean_shape.shape[0]
     ):
-        from diffam.fit.spectral import SpectralBasis
+        from diffam.fit.model.spectral import SpectralBasis
 
         return SpectralBasis(template.eigenvalues[:k], stored[:, :k], np.ones(len(stored)))
     return laplace_beltrami_basis(mean_shape, faces, min(k, len(mean_shape) - 2))

@@ -8,7 +8,8 @@ over; each name is also a field of :class:`~diffam.core.config.LossWeights`
 here plus its weight field.
 
 All lengths are in model units (64 mm by default), so the published weights
-apply unchanged: ``L = L_I + 0.02 L_E + 0.1 L_N + 1.0 L_O + 0.02 L_V``.
+apply unchanged: ``L = L_I + 0.02 L_E + 0.1 L_N + 1.0 L_O + 0.02 L_V``; ``view``
+(not in the paper) keeps the vertebrae inside the scan's field of view.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import torch
 
 import diffsd
 from diffam.core.mesh_ops import face_normals
+from diffam.fit.field_of_view import view_drift_penalty
 
 if TYPE_CHECKING:
     from diffam.fit.model import SpineFit
@@ -32,8 +34,17 @@ OVERLAP_CANDIDATE_WINDING = 1.25
 
 
 # ---------------------------------------------------------------------- the losses
-def image_loss(predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """L_I: mean absolute difference of predicted and observed intensity, (N,) each."""
+def image_loss(predicted: torch.Tensor, target: torch.Tensor,
+               mask: torch.Tensor | None = None) -> torch.Tensor:
+    """L_I: mean absolute difference of predicted and observed intensity, (N,) each.
+
+    ``mask`` (N,) bool keeps only the samples that carry image data (inside
+    the scan's field of view); the mean is over those (0 when there are none).
+    """
+    if mask is not None:
+        if not bool(mask.any()):
+            return predicted.sum() * 0.0
+        predicted, target = predicted[mask], target[mask]
     return (predicted - target).abs().mean()
 
 
@@ -123,7 +134,7 @@ def _image_term(fit: SpineFit, s: StepSamples) -> torch.Tensor:
     predicted = fit.appearance(s.union.distance / fit.unit)
     with torch.no_grad():
         observed = fit.appearance.normalize(s.target_sampler.sample(s.points))
-    return image_loss(predicted, observed)
+    return image_loss(predicted, observed, fit.in_view(s.points))
 
 
 def _edge_term(fit: SpineFit, s: StepSamples) -> torch.Tensor:
@@ -132,7 +143,11 @@ def _edge_term(fit: SpineFit, s: StepSamples) -> torch.Tensor:
 
 def _normal_term(fit: SpineFit, s: StepSamples) -> torch.Tensor:
     normals = face_normals(s.packed, fit.packed_faces)[s.surface_faces]
-    _, gradient = s.target_sampler.sample_with_gradient(s.surface_points)
+    surface = s.surface_points
+    keep = fit.in_view(surface)  # no image gradient outside the scan
+    if keep is not None and bool(keep.any()):
+        surface, normals = surface[keep], normals[keep]
+    _, gradient = s.target_sampler.sample_with_gradient(surface)
     # HU per mm -> normalised intensity per model unit.
     gradient = gradient * (fit.unit / fit.appearance.intensity_scale)
     return normal_loss(normals, gradient)
@@ -153,6 +168,11 @@ def _overlap_term(fit: SpineFit, s: StepSamples) -> torch.Tensor:
     return overlap_loss(distance.reshape(m, -1))
 
 
+def _view_term(fit: SpineFit, s: StepSamples) -> torch.Tensor:
+    """Keeps each vertebra's centre in the scan (:func:`~diffam.fit.field_of_view.view_drift_penalty`)."""
+    return view_drift_penalty(s.vertices.mean(1), fit.scan_view, fit.view_floor, fit.unit)
+
+
 def _variance_term(fit: SpineFit, s: StepSamples) -> torch.Tensor:
     return variance_loss(fit.shape.coefficients, fit.shape.eigenvalues)
 
@@ -167,6 +187,7 @@ LOSS_TERMS: dict[str, LossTerm] = {
         LossTerm("image", _image_term, needs_union_distance=True),
         LossTerm("edge", _edge_term),
         LossTerm("normal", _normal_term, needs_surface_samples=True),
+        LossTerm("view", _view_term),
         LossTerm("variance", _variance_term, applies=lambda fit: fit.config.shape.spectral),
     )
 }

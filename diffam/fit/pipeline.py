@@ -21,10 +21,11 @@ from diffam.core.config import SegmentationConfig
 from diffam.core.labels import level_name, verse_to_totalsegmentator
 from diffam.core.template import TemplateSet, load_template
 from diffam.core.volume import Volume
-from diffam.fit.interpolation import VolumeSampler
-from diffam.fit.model import FitResult, SpineFit, initial_placement
-from diffam.fit.rasterize import rasterize_meshes
-from diffam.fit.roi import processing_volume
+from diffam.fit.model.field_of_view import FieldOfView
+from diffam.fit.model.interpolation import VolumeSampler
+from diffam.fit.model.model import FitResult, SpineFit, initial_placement, template_centres
+from diffam.fit.model.rasterize import rasterize_meshes
+from diffam.fit.model.roi import processing_volume
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,11 @@ class SegmentationResult:
     centroid_source: str
     completed: bool
     timings: dict[str, float] = field(default_factory=dict)
+    #: What ``centroids`` are: whole-vertebra centres (``vertebra``) or body centres (``body``).
+    centroids_kind: str = "vertebra"
+    #: The initial placement's whole-vertebra centres and body centres (VerSe id -> LPS mm).
+    vertebra_centroids: dict[int, np.ndarray] = field(default_factory=dict)
+    body_centroids: dict[int, np.ndarray] = field(default_factory=dict)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -138,6 +144,7 @@ def segment(
     should_stop: Callable[[], bool] | None = None,
     checkpoint: Path | None = None,
     resume: bool = False,
+    centroids_kind: str = "vertebra",
 ) -> SegmentationResult:
     """Fit the spine template to ``image`` and label its vertebrae.
 
@@ -154,6 +161,9 @@ def segment(
         checkpoint: file to save the fit state to (every
             ``config.optim.checkpoint_every_iterations`` and when stopped).
         resume: continue from ``checkpoint`` if it exists.
+        centroids_kind: ``vertebra`` when ``centroids`` are whole-vertebra
+            centres of mass (label-map centroids, the localiser's), ``body``
+            when they are vertebral body centres (VerSe ``*_ctd.json``).
 
     Returns:
         :class:`SegmentationResult`.
@@ -166,8 +176,11 @@ def segment(
     torch.manual_seed(config.seed)
     template = template or load_template(config.template)
 
+    if centroids_kind not in ("vertebra", "body"):
+        raise SegmentationError(f"centroids_kind must be vertebra or body, got {centroids_kind!r}")
     if centroids is None:
         centroids, source = find_centroids(image, hint_lowest, hint_highest)
+        centroids_kind = "vertebra"
     else:
         source = "given"
     try:
@@ -181,7 +194,7 @@ def segment(
 
     # Crop around the placed template (plus margin) and resample for fitting.
     tick = time.perf_counter()
-    placement = initial_placement(chosen, target, config)
+    placement = initial_placement(chosen, target, config, kind=centroids_kind)
     placed = placement.apply(torch.as_tensor(chosen.stacked_vertices())).numpy()
     margin = config.optim.crop_margin_mm
     roi = processing_volume(image, placed.reshape(-1, 3).min(0) - margin,
@@ -190,7 +203,17 @@ def segment(
     sampler = VolumeSampler.from_volume(roi, outside_value=float(np.median(roi.array)),
                                         sigma_step_mm=config.optim.blur_step_mm,
                                         device=device)
-    fit = SpineFit(sampler, chosen, target, config, device)
+    if config.optim.init_search and not (resume and checkpoint is not None
+                                         and Path(checkpoint).exists()):
+        from diffam.fit.model.rigid_search import rigid_search
+
+        search_tick = time.perf_counter()
+        placement = rigid_search(sampler, chosen.stacked_vertices(), chosen.faces, placement,
+                                 search_mm=config.optim.init_search_mm,
+                                 search_deg=config.optim.init_search_deg)
+        timings["search"] = time.perf_counter() - search_tick
+    fit = SpineFit(sampler, chosen, target, config, device, placement=placement,
+                   field_of_view=FieldOfView.of_volume(image, device))
     if resume and checkpoint is not None and Path(checkpoint).exists():
         fit.load_state_dict(torch.load(checkpoint, map_location=device, weights_only=False))
         log.info("resumed from %s at iteration %d", checkpoint, fit.iteration)
@@ -232,7 +255,14 @@ def segment(
     label_volume = image.with_array(labels.astype(label_dtype(labels)))
     timings["export"] = time.perf_counter() - tick
     timings["total"] = time.perf_counter() - start
-    return SegmentationResult(label_volume, result, dict(centroids), source, completed, timings)
+    ids = [v.verse_id for v in chosen.vertebrae]
+    placed_centres = {}
+    for kind in ("vertebra", "body"):
+        centres = template_centres(chosen, kind)
+        moved = placement.apply(torch.as_tensor(centres[:, None, :])).numpy()[:, 0]
+        placed_centres[kind] = dict(zip(ids, moved))
+    return SegmentationResult(label_volume, result, dict(centroids), source, completed, timings,
+                              centroids_kind, placed_centres["vertebra"], placed_centres["body"])
 
 
 def save_checkpoint(fit: SpineFit, path: Path) -> None:

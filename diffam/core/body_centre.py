@@ -1,0 +1,148 @@
+"""Vertebral BODY centres, of template meshes and of label maps.
+
+VerSe centroid files (``*_ctd.json``) give the centre of the vertebral body,
+not of the whole vertebra: on VerSe scans the body centre lies 11-15 mm
+anterior of the whole vertebra's centre of mass. The template is placed by
+one of the two, so both must be computable the same way on a template mesh
+and on a label map.
+
+Definition used everywhere here: the body is the part of the vertebra
+anterior of the spinal canal. Along the vertebra's antero-posterior axis,
+the solid points of a thin mid-sagittal band show a gap (the canal) between
+the body (anterior) and the arch (posterior); the body centre is the centroid
+of all solid points anterior of that gap's anterior end (the posterior wall
+of the body). When no gap is found, the anterior half (points anterior of
+the whole centroid plus ``fallback_offset_mm``) is used.
+
+Axes: superior ``u`` along the spine (the tangent of the curve through the
+centroids, +z for a single vertebra), anterior ``a`` = LPS -y made
+orthogonal to ``u``, lateral ``u x a``. A template with local frames uses
+its frames (local +y is posterior).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from diffam.core.volume import Volume
+
+Centroids = dict[int, np.ndarray]
+
+#: Half width of the mid-sagittal band searched for the canal, mm.
+BAND_MM = 5.0
+#: Shortest empty run along the AP axis that counts as the canal, mm.
+MIN_GAP_MM = 3.0
+
+
+def anterior_axes(centres: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Anterior and lateral unit axes (M, 3) for centroids (M, 3) ordered along the spine."""
+    centres = np.asarray(centres, dtype=np.float64).reshape(-1, 3)
+    if len(centres) >= 2:
+        up = np.gradient(centres, axis=0)
+        up /= np.linalg.norm(up, axis=1, keepdims=True).clip(1e-9)
+        up *= np.sign(up[:, 2:3] + 1e-12)  # superior: +z in LPS
+    else:
+        up = np.array([[0.0, 0.0, 1.0]])
+    front = np.array([0.0, -1.0, 0.0])
+    anterior = front - (up @ front)[:, None] * up
+    anterior /= np.linalg.norm(anterior, axis=1, keepdims=True).clip(1e-9)
+    lateral = np.cross(up, anterior)
+    return anterior, lateral
+
+
+def body_centre_of_points(points: np.ndarray, anterior: np.ndarray, lateral: np.ndarray,
+                          *, bin_mm: float = 1.0, fallback_offset_mm: float = 0.0) -> np.ndarray:
+    """Centroid of the solid ``points`` (N, 3) anterior of the canal (see module docstring)."""
+    points = np.asarray(points, dtype=np.float64)
+    centre = points.mean(0)
+    s = (points - centre) @ anterior
+    band = np.abs((points - centre) @ lateral) <= BAND_MM
+    cut = fallback_offset_mm
+    if band.sum() >= 4:
+        sb = s[band]
+        edges = np.arange(sb.min(), sb.max() + bin_mm, bin_mm)
+        if len(edges) >= 3:
+            counts, edges = np.histogram(sb, bins=edges)
+            occupied = counts > 0
+            need = max(1, int(np.ceil(MIN_GAP_MM / bin_mm)))
+            # from the anterior end backwards: the first empty run of `need` bins
+            run = 0
+            for b in range(len(counts) - 1, -1, -1):
+                if not occupied[b]:
+                    run += 1
+                    continue
+                if run >= need:
+                    cut = edges[b + 1 + run]  # anterior end of the gap
+                    break
+                run = 0
+    body = points[s >= cut]
+    if len(body) == 0:
+        body = points[s >= 0]
+    return body.mean(0)
+
+
+def _interior_points(vertices: np.ndarray, faces: np.ndarray, step_mm: float) -> np.ndarray:
+    """Grid points (step_mm apart) inside a closed mesh."""
+    import torch
+
+    import diffsd
+
+    lo, hi = vertices.min(0), vertices.max(0)
+    axes = [np.arange(a + 0.5 * step_mm, b, step_mm) for a, b in zip(lo, hi)]
+    grid = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)
+    v = torch.as_tensor(vertices, dtype=torch.float64)
+    f = torch.as_tensor(np.asarray(faces), dtype=torch.int64)
+    d = diffsd.signed_distance(v, f, torch.as_tensor(grid)).distance.numpy()
+    return grid[d < 0]
+
+
+def template_body_centres(template, *, step_mm: float = 2.0) -> np.ndarray:
+    """Body centre (M, 3) mm of every vertebra of a template set, from its meshes.
+
+    Uses each vertebra's local frame for the axes when the template has frames
+    (local +y is posterior, +x lateral), the centroid curve otherwise.
+    """
+    vertebrae = list(template.vertebrae)
+    solids = [np.stack([v.centroid()]) for v in vertebrae]
+    anterior, lateral = anterior_axes(np.concatenate(solids))
+    out = []
+    for m, v in enumerate(vertebrae):
+        a, lat = anterior[m], lateral[m]
+        if getattr(v, "frame", None) is not None:
+            a, lat = -v.frame[:3, 1], v.frame[:3, 0]
+        out.append(body_centre_of_points(_interior_points(v.vertices, v.faces, step_mm), a, lat))
+    return np.stack(out)
+
+
+def body_centres_from_label_map(volume: Volume, convention: str = "verse") -> Centroids:
+    """Body centre (LPS mm) of every vertebra of a label map (see module docstring).
+
+    Args:
+        volume: label map.
+        convention: ``verse`` or ``totalsegmentator`` label values.
+    """
+    from diffam.core.centroids import centroids_from_label_map
+    from diffam.core.labels import totalsegmentator_to_verse
+
+    whole = centroids_from_label_map(volume, convention)
+    if not whole:
+        return {}
+    if convention == "totalsegmentator":
+        labels = totalsegmentator_to_verse(volume.array)
+    else:
+        labels = np.rint(np.asarray(volume.array)).astype(np.int64)
+    ids = sorted(whole)
+    anterior, lateral = anterior_axes(np.stack([whole[k] for k in ids]))
+    out: Centroids = {}
+    for n, label in enumerate(ids):
+        k, j, i = np.nonzero(labels == label)
+        points = volume.index_to_world(np.stack([i, j, k], 1).astype(np.float64))
+        out[label] = body_centre_of_points(points, anterior[n], lateral[n])
+    return out
+
+
+def body_to_vertebra_offsets(template) -> np.ndarray:
+    """(M, 3) whole-solid centroid minus body centre of every template vertebra, mm."""
+    whole = np.stack([v.centroid() for v in template.vertebrae])
+    return whole - template_body_centres(template)
+
