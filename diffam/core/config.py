@@ -117,7 +117,7 @@ class ExportConfig:
     #: Per-vertebra fit score (image residual near the surface) in the reports.
     fit_score: bool = True
     #: A vertebra whose predicted and observed intensities near its surface
-    #: correlate less than this is flagged as doubtful (diffam.fit.model.quality).
+    #: correlate less than this is flagged as doubtful (diffam.fit.quality).
     fit_score_min_correlation: float = 0.4
     #: Per-vertebra measurements (HU, body heights, Genant ratios, border flag)
     #: in statistics.json/.csv and report.md (diffam.export.statistics).
@@ -132,7 +132,7 @@ class ExportConfig:
 
 @dataclass
 class SegmentationConfig:
-    """Everything :func:`diffam.fit.model.pipeline.segment` needs besides the image."""
+    """Everything :func:`diffam.fit.pipeline.segment` needs besides the image."""
 
     template: str = "spine"
     levels: list[str] | None = None

@@ -3,7 +3,7 @@
 Every iteration samples points around the current spine surface, predicts
 their intensity from their signed distance to the spine through the
 appearance MLP, and descends the weighted sum of the five losses of
-:mod:`diffam.fit.model.objective` on the appearance (Adam) and on each vertebra's affine
+:mod:`diffam.fit.objective` on the appearance (Adam) and on each vertebra's affine
 and spectral parameters (VectorAdam with the per-frequency step).
 """
 
@@ -21,14 +21,14 @@ import diffsd
 from diffam.core.config import SegmentationConfig
 from diffam.core.mesh_ops import sample_surface, unique_edges
 from diffam.core.template import TemplateSet
-from diffam.fit.model.appearance import AppearanceModel
-from diffam.fit.model.deformation import InitialTransform, SpineShapeModel
-from diffam.fit.model.field_of_view import FieldOfView
-from diffam.fit.model.interpolation import VolumeSampler
-from diffam.fit.model.objective import LOSS_TERMS, StepSamples
-from diffam.fit.model.optim import VectorAdam, appearance_optimizer, frequency_step_scale
-from diffam.fit.model.schedules import blur_sigma_schedule, linear_schedule
-from diffam.fit.model.spectral import laplace_beltrami_basis
+from diffam.fit.appearance import AppearanceModel
+from diffam.fit.deformation import InitialTransform, SpineShapeModel
+from diffam.fit.field_of_view import FieldOfView
+from diffam.fit.interpolation import VolumeSampler
+from diffam.fit.objective import LOSS_TERMS, StepSamples
+from diffam.fit.optim import VectorAdam, appearance_optimizer, frequency_step_scale
+from diffam.fit.schedules import blur_sigma_schedule, linear_schedule
+from diffam.fit.spectral import laplace_beltrami_basis
 
 
 @dataclass
@@ -402,7 +402,7 @@ def _basis_for(template: TemplateSet, mean_shape: np.ndarray, faces: np.ndarray,
         and stored.shape[1] >= k
         and stored.shape[0] == mean_shape.shape[0]
     ):
-        from diffam.fit.model.spectral import SpectralBasis
+        from diffam.fit.spectral import SpectralBasis
 
         return SpectralBasis(template.eigenvalues[:k], stored[:, :k], np.ones(len(stored)))
     return laplace_beltrami_basis(mean_shape, faces, min(k, len(mean_shape) - 2))

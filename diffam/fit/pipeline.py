@@ -21,11 +21,11 @@ from diffam.core.config import SegmentationConfig
 from diffam.core.labels import level_name, verse_to_totalsegmentator
 from diffam.core.template import TemplateSet, load_template
 from diffam.core.volume import Volume
-from diffam.fit.model.field_of_view import FieldOfView
-from diffam.fit.model.interpolation import VolumeSampler
-from diffam.fit.model.model import FitResult, SpineFit, initial_placement, template_centres
-from diffam.fit.model.rasterize import rasterize_meshes
-from diffam.fit.model.roi import processing_volume
+from diffam.fit.field_of_view import FieldOfView
+from diffam.fit.interpolation import VolumeSampler
+from diffam.fit.model import FitResult, SpineFit, initial_placement, template_centres
+from diffam.fit.rasterize import rasterize_meshes
+from diffam.fit.roi import processing_volume
 
 log = logging.getLogger(__name__)
 
@@ -205,7 +205,7 @@ def segment(
                                         device=device)
     if config.optim.init_search and not (resume and checkpoint is not None
                                          and Path(checkpoint).exists()):
-        from diffam.fit.model.rigid_search import rigid_search
+        from diffam.fit.rigid_search import rigid_search
 
         search_tick = time.perf_counter()
         placement = rigid_search(sampler, chosen.stacked_vertices(), chosen.faces, placement,
