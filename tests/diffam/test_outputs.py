@@ -30,17 +30,10 @@ from diffam.export.qc import plane_images
 from diffam.export.writers import write_outputs
 from diffam.fit.model import FitResult
 from diffam.fit.pipeline import SegmentationResult
+from tests.diffam.phantom_spine import rotation
 
 LEVELS = ("L1", "L2")
 VERSE = (20, 21)
-
-
-def _rotation(angles_deg) -> np.ndarray:
-    a, b, c = np.radians(angles_deg)
-    rx = np.array([[1, 0, 0], [0, np.cos(a), -np.sin(a)], [0, np.sin(a), np.cos(a)]])
-    ry = np.array([[np.cos(b), 0, np.sin(b)], [0, 1, 0], [-np.sin(b), 0, np.cos(b)]])
-    rz = np.array([[np.cos(c), -np.sin(c), 0], [np.sin(c), np.cos(c), 0], [0, 0, 1]])
-    return rz @ ry @ rx
 
 
 def _box_mesh(center: np.ndarray, half: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -128,8 +121,8 @@ def _assert_same_header(written: Volume, reference: Volume) -> None:
 
 
 # ---------------------------------------------------------------------- label map header
-OBLIQUE = _rotation((12.0, -20.0, 33.0))
-FLIPPED = np.diag([-1.0, 1.0, -1.0]) @ _rotation((0.0, 0.0, 90.0))  # axes permuted and flipped
+OBLIQUE = rotation((12.0, -20.0, 33.0))
+FLIPPED = np.diag([-1.0, 1.0, -1.0]) @ rotation((0.0, 0.0, 90.0))  # axes permuted and flipped
 
 
 @pytest.mark.parametrize("suffix", [".nii.gz", ".nii", ".mha", ".nrrd"])
