@@ -131,7 +131,8 @@ def localize_vertebrae(
             f"separated along it; {HINT_ADVICE}"
         )
     carried = rib_levels(find_ribs(grid, centerline), detection.bounds_mm)
-    from_ribs = name_from_ribs(carried, count)
+    cut = {n for n in range(count) if detection.partial[n]}
+    from_ribs = name_from_ribs(carried, count, partial=cut)
     if hint_lowest is None and hint_highest is None and from_ribs is not None:
         ids, how = from_ribs
     else:

@@ -79,24 +79,37 @@ def name_levels(
 T12 = 19
 
 
-def name_from_ribs(carried: dict[int, set[str]], count: int) -> tuple[list[int], str] | None:
+#: Vertebrae that must be seen below the lowest rib-bearing one for it to be
+#: taken as T12 (L1 and L2).
+VERTEBRAE_BELOW_T12 = 2
+
+
+def name_from_ribs(carried: dict[int, set[str]], count: int,
+                   partial: set[int] = frozenset()) -> tuple[list[int], str] | None:
     """Name ``count`` vertebrae from the lowest rib-bearing one (T12), or None.
 
     The anchor is the lowest vertebra that carries a rib while the vertebra
     above it carries one too (a lone rib-like component is not a rib cage),
-    with at least one rib-free vertebra detected below it (otherwise the
-    ribs may go on below the scan).
+    with a rib-free vertebra below it that the scan shows whole, and another
+    vertebra below that one. Otherwise the ribs may go on below the scan:
+    ribs run down and forward from their vertebra, so near the lower end of a
+    scan a thoracic vertebra's ribs leave the field of view while its body is
+    still in it (a T2-T10 window was named two levels off with one rib-free
+    vertebra below its lowest ribs).
 
     Args:
         carried: vertebra index (inferior to superior) -> sides with a rib,
             from :func:`diffam.localize.ribs.rib_levels`.
         count: number of vertebrae detected.
+        partial: indices of the vertebrae cut by the end of the scan.
 
     Returns:
         ``(ids, how)`` as :func:`name_levels`, or None when the ribs do not
         name the levels.
     """
-    anchors = [n for n in sorted(carried) if n + 1 in carried and n >= 1 and n - 1 not in carried]
+    anchors = [n for n in sorted(carried)
+               if n + 1 in carried and n >= VERTEBRAE_BELOW_T12
+               and n - 1 not in carried and n - 1 not in partial]
     if not anchors:
         return None
     n12 = anchors[0]

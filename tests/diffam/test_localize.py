@@ -309,6 +309,11 @@ def test_name_from_ribs_anchors_t12_at_the_lowest_rib_cage_level():
     # Ribs from the lowest vertebra seen: they may go on below the scan.
     assert name_from_ribs({n: both for n in range(0, 5)}, 6) is None
     assert name_from_ribs({}, 6) is None
+    # One rib-free vertebra at the lower end (a T2-T10 window: T11's ribs run out of
+    # view below its body) is not enough; nor is a rib-free one the scan cuts.
+    assert name_from_ribs({n: both for n in range(1, 10)}, 11) is None
+    assert name_from_ribs(carried, 14, partial={1}) is None
+    assert name_from_ribs(carried, 14, partial={0})[0][2] == 19
 
 
 def _rib_phantom(rib_z_mm, side_signs=(1, -1)):
