@@ -23,7 +23,8 @@ from diffam.core.volume import Volume, resample_like
 from diffam.export.colortables import label_entries
 from diffam.export.files import DICOM_SEG_FILE
 from diffam.export.writers import write_outputs
-from tests.diffam.test_outputs import _assert_same_header, _rotation, synthetic_result
+from tests.diffam.phantom_spine import rotation
+from tests.diffam.test_outputs import _assert_same_header, synthetic_result
 
 highdicom = pytest.importorskip(
     "highdicom",
@@ -203,7 +204,7 @@ def write_oblique_series(
 
 
 def test_oblique_series_header_and_seg_round_trip(tmp_path):
-    direction = _rotation((15.0, -10.0, 25.0))
+    direction = rotation((15.0, -10.0, 25.0))
     truth = write_oblique_series(tmp_path / "series", direction)
     image = read_image(tmp_path / "series")
     assert image.source.is_dicom
