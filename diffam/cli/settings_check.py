@@ -26,6 +26,8 @@ from diffam.core.config import (
     OptimConfig,
     ShapeConfig,
 )
+from diffam.core.labels import LABEL_CONVENTIONS
+from diffam.fit.objective import LOSS_TERMS
 
 
 class SettingsError(ValueError):
@@ -52,6 +54,12 @@ RANGES: dict[str, tuple] = {
     "optim.blur_start_mm": _NON_NEGATIVE,
     "optim.blur_end_fraction": (0.0, True, 1.0),
     "optim.winding_beta": _POSITIVE,
+    "optim.blur_step_mm": _POSITIVE,
+    "optim.checkpoint_every_iterations": (0, True, None),
+    "optim.view_margin_mm": _NON_NEGATIVE,
+    "optim.init_search_mm": _NON_NEGATIVE,
+    "optim.init_search_deg": _NON_NEGATIVE,
+    "export.trabecular_margin_mm": _NON_NEGATIVE,
     "optim.processing_spacing_mm": _NON_NEGATIVE,
     "optim.crop_margin_mm": _NON_NEGATIVE,
     "shape.num_eigenvectors": _AT_LEAST_ONE,
@@ -68,12 +76,12 @@ RANGES: dict[str, tuple] = {
     "phantom.spacing_mm": _POSITIVE,
     "memory_limit_gb": _NON_NEGATIVE,
 }
-for _name in ("image", "edge", "normal", "overlap", "variance"):
+for _name in LOSS_TERMS:
     RANGES[f"losses.{_name}"] = _NON_NEGATIVE
 
 #: option -> valid values (compared lower-case).
 CHOICES: dict[str, tuple[str, ...]] = {
-    "export.labels": ("verse", "totalsegmentator"),
+    "export.labels": LABEL_CONVENTIONS,
     "export.format": ("auto", "nii.gz", "nii", "mha", "nrrd"),
     "export.mesh_format": ("ply", "stl", "obj", "off"),
     "export.dicom_seg": ("auto", "true", "false"),

@@ -140,9 +140,3 @@ def body_centres_from_label_map(volume: Volume, convention: str = "verse") -> Ce
         out[label] = body_centre_of_points(points, anterior[n], lateral[n])
     return out
 
-
-def body_to_vertebra_offsets(template) -> np.ndarray:
-    """(M, 3) whole-solid centroid minus body centre of every template vertebra, mm."""
-    whole = np.stack([v.centroid() for v in template.vertebrae])
-    return whole - template_body_centres(template)
-
