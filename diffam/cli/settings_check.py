@@ -27,7 +27,6 @@ from diffam.core.config import (
     ShapeConfig,
 )
 from diffam.core.labels import LABEL_CONVENTIONS
-from diffam.fit.objective import LOSS_TERMS
 
 
 class SettingsError(ValueError):
@@ -76,8 +75,8 @@ RANGES: dict[str, tuple] = {
     "phantom.spacing_mm": _POSITIVE,
     "memory_limit_gb": _NON_NEGATIVE,
 }
-for _name in LOSS_TERMS:
-    RANGES[f"losses.{_name}"] = _NON_NEGATIVE
+for _field in dataclasses.fields(LossWeights):  # one weight per registered loss (tested)
+    RANGES[f"losses.{_field.name}"] = _NON_NEGATIVE
 
 #: option -> valid values (compared lower-case).
 CHOICES: dict[str, tuple[str, ...]] = {
