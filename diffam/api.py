@@ -20,6 +20,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from diffam.cli.settings import compose_settings, override_strings
+from diffam.cli.settings_check import check_segment_settings
 from diffam.core.centroids import read_centroids
 from diffam.core.config import segmentation_config
 from diffam.core.image import read_image
@@ -114,8 +115,14 @@ def segment(
 
     Returns:
         :class:`Segmentation`.
+
+    Raises:
+        ValueError: an option names no setting or preset, or has a bad type,
+            range or choice (:class:`~diffam.cli.settings_check.SettingsError`
+            lists every one), before any work.
     """
     settings = compose_settings("segment", override_strings(options))
+    check_segment_settings(settings)  # the CLI's checks, before any work
     config = segmentation_config(settings)
     volume, kind = _as_volume(image)
     if output_dir is not None:

@@ -69,3 +69,12 @@ def test_segment_writes_the_cli_folder_when_asked(phantom, tmp_path):
     assert out.files["labels"] == tmp_path / "run" / "labels.nii.gz"
     with pytest.raises(FileExistsError):
         diffam.segment(path, centroids, output_dir=tmp_path / "run", **TINY)
+
+
+def test_bad_option_values_are_refused_before_any_work(phantom):
+    from diffam.cli.settings_check import SettingsError
+
+    with pytest.raises(SettingsError, match="optim.iterations"):
+        diffam.segment(phantom.image, optim={"iterations": "abc"})
+    with pytest.raises(SettingsError, match="export.labels"):
+        diffam.segment(phantom.image, export={"labels": "kitten"})
