@@ -194,7 +194,7 @@ def run_one(scan: Scan, kind: str, overrides: list[str], output: Path) -> dict:
         "mean_hd95": float(np.nanmean([r.hd95_mm for r in gt_rows])),
         "worst": [worst.name, 100 * worst.dice],
         "seconds": seconds, "fit_seconds": result.timings.get("fit", float("nan")),
-        "iterations": config.optim.iterations,
+        "iterations": result.fit.completed_iterations,
     }
 
 

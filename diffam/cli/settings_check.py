@@ -27,6 +27,7 @@ from diffam.core.config import (
     ShapeConfig,
 )
 from diffam.core.labels import LABEL_CONVENTIONS
+from diffam.fit.schedules import SCHEDULES
 
 
 class SettingsError(ValueError):
@@ -61,6 +62,14 @@ RANGES: dict[str, tuple] = {
     "export.trabecular_margin_mm": _NON_NEGATIVE,
     "optim.processing_spacing_mm": _NON_NEGATIVE,
     "optim.crop_margin_mm": _NON_NEGATIVE,
+    "optim.image_points_per_vertebra": _NON_NEGATIVE,
+    "optim.surface_points_per_vertebra": _NON_NEGATIVE,
+    "optim.stages": _AT_LEAST_ONE,
+    "optim.stage_min_iterations": _NON_NEGATIVE,
+    "optim.converge_window": _AT_LEAST_ONE,
+    "optim.converge_tolerance": _NON_NEGATIVE,
+    "optim.coarse_point_fraction": (0.0, False, 1.0),
+    "optim.fine_sample_sigma_mm": _NON_NEGATIVE,
     "shape.num_eigenvectors": _AT_LEAST_ONE,
     "shape.alpha_start": _NON_NEGATIVE,
     "shape.alpha_end": _NON_NEGATIVE,
@@ -85,6 +94,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "export.mesh_format": ("ply", "stl", "obj", "off"),
     "export.dicom_seg": ("auto", "true", "false"),
     "appearance.activation": ("relu", "silu"),
+    "optim.schedule": tuple(SCHEDULES),
 }
 
 _TOP_LEVEL_BOOLS = ("overwrite", "resume", "memory_check")

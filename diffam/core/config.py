@@ -57,11 +57,42 @@ class AppearanceConfig:
 
 @dataclass
 class OptimConfig:
-    """Optimisation schedule (published values)."""
+    """Optimisation schedule.
 
-    iterations: int = 3000
+    The defaults are the quick coarse-to-fine schedule (``schedule=converge``)
+    with a point budget per vertebra; ``configs/optim/paper.yaml`` is the
+    paper's protocol (3000 fixed iterations, 10k + 10k points per scan, 1 mm).
+    """
+
+    #: "converge": coarse-to-fine stages, each ending when its loss stops
+    #: improving (diffam.fit.schedules.ConvergeSchedule); "fixed": the paper's
+    #: linear blur and alpha schedules over exactly ``iterations``.
+    schedule: str = "converge"
+    #: Iterations of the fixed schedule; the most the converge schedule runs
+    #: (each of its stages runs at most ``iterations // stages``).
+    iterations: int = 1200
+    #: Points per scan near the surface (image loss) and on it (normal loss),
+    #: used when the per-vertebra budgets below are 0.
     num_image_points: int = 10000
     num_surface_points: int = 10000
+    #: Points per fitted vertebra (0: the per-scan counts above), so a whole
+    #: spine gets as many points per vertebra as a lumbar scan.
+    image_points_per_vertebra: int = 1000
+    surface_points_per_vertebra: int = 1000
+    #: Stages of the converge schedule: blur_start_mm ... 0 in equal steps.
+    stages: int = 4
+    #: A stage runs at least this many iterations...
+    stage_min_iterations: int = 60
+    #: ...and ends when the mean weighted loss of its last ``converge_window``
+    #: iterations is less than ``converge_tolerance`` (relative) below the
+    #: mean of the window before.
+    converge_window: int = 20
+    converge_tolerance: float = 0.01
+    #: Share of the point budget sampled while the target is blurred (converge schedule).
+    coarse_point_fraction: float = 0.5
+    #: Noise of the image samples around the surface in the last (unblurred)
+    #: stage of the converge schedule, mm.
+    fine_sample_sigma_mm: float = 9.6
     sample_sigma_mm: float = 9.6
     unit_mm: float = 64.0
     lr: float = 0.01
@@ -77,7 +108,7 @@ class OptimConfig:
     checkpoint_every_iterations: int = 250
     #: Scans are cropped around the spine and resampled to this spacing for
     #: fitting (the paper used 1 mm isotropic data); 0 keeps the scan's grid.
-    processing_spacing_mm: float = 1.0
+    processing_spacing_mm: float = 1.5
     #: Margin around the initial template kept when cropping, mm.
     crop_margin_mm: float = 40.0
     #: Leave samples outside the scan's field of view out of the image and

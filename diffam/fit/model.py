@@ -27,7 +27,7 @@ from diffam.fit.field_of_view import FieldOfView
 from diffam.fit.interpolation import VolumeSampler
 from diffam.fit.objective import LOSS_TERMS, StepSamples
 from diffam.fit.optim import VectorAdam, appearance_optimizer, frequency_step_scale
-from diffam.fit.schedules import blur_sigma_schedule, linear_schedule
+from diffam.fit.schedules import make_schedule
 from diffam.fit.spectral import laplace_beltrami_basis
 
 
@@ -44,7 +44,8 @@ class FitResult:
         seconds: wall time of the iterations.
         appearance_profile: (2, S) signed distance (mm) and predicted HU of
             the fitted appearance function, for reports.
-        completed_iterations: iterations run (less than configured if stopped).
+        completed_iterations: iterations run.
+        finished: the schedule ran to its end (False when stopped early).
     """
 
     vertices: np.ndarray
@@ -55,6 +56,7 @@ class FitResult:
     seconds: float = 0.0
     appearance_profile: np.ndarray | None = None
     completed_iterations: int = 0
+    finished: bool = True
 
 
 def _rotation_between(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -154,9 +156,12 @@ class SpineFit:
         self.template = template
         self.iteration = 0
         self.history: list[dict[str, float]] = []
-        #: Set to True to accumulate per-stage seconds in ``stage_seconds``.
+        #: Set to True to accumulate per-stage seconds in ``stage_seconds``
+        #: (exclusive: a stage timed inside another is not counted twice).
         self.time_stages = False
         self.stage_seconds: dict[str, float] = {}
+        self._timer_stack: list[list[float]] = []
+        self.schedule = make_schedule(config.optim, config.shape)
         optim = config.optim
         self.unit = optim.unit_mm
         self.dtype = torch.float32
@@ -211,6 +216,7 @@ class SpineFit:
         self.num_faces = self.faces.shape[0]
         self.edges = torch.as_tensor(unique_edges(self.faces.cpu().numpy()), device=device)
         m = self.shape.num_meshes
+        self.image_point_budget, self.surface_point_budget = point_budgets(config.optim, m)
         vertices = self.shape.packed(self.shape()).detach()
         self.union_bvh = diffsd.MeshBVH(vertices, self.packed_faces)
         self.mesh_bvh = diffsd.MeshBVH(
@@ -226,7 +232,8 @@ class SpineFit:
                 torch.full((m,), float(optim.view_margin_mm), dtype=torch.float64, device=device))
         # Start the appearance at the mean intensity around the template.
         with torch.no_grad():
-            points = self._image_points(vertices)
+            points = self._image_points(vertices, self.image_point_budget,
+                                        optim.sample_sigma_mm)
             observed = self.sampler.sample(points)
             mask = self.in_view(points)
             if mask is not None and bool(mask.any()):
@@ -241,42 +248,48 @@ class SpineFit:
         return self.data_view.inside(points)
 
     # ------------------------------------------------------------------ pieces
-    def _image_points(self, packed_vertices: torch.Tensor) -> torch.Tensor:
-        """N points on the surfaces plus Gaussian noise (mm), detached, (N, 3)."""
-        optim = self.config.optim
+    def _image_points(self, packed_vertices: torch.Tensor, count: int,
+                      sigma_mm: float) -> torch.Tensor:
+        """``count`` points on the surfaces plus Gaussian noise of ``sigma_mm``, detached, (N, 3) mm."""
         points, face, _ = sample_surface(
             packed_vertices.detach(),
             self.packed_faces,
-            optim.num_image_points,
+            count,
             generator=self.generator,
         )
         noise = torch.randn(
             points.shape, generator=self.generator, device=self.device, dtype=points.dtype
         )
-        return points + optim.sample_sigma_mm * noise
+        return points + sigma_mm * noise
+
+    @property
+    def finished(self) -> bool:
+        """The schedule has run to its end."""
+        return self.schedule.finished(self.iteration)
 
     # ------------------------------------------------------------------ step
     def step(self) -> dict[str, float]:
         """One iteration; returns the weighted total and every raw loss."""
         config, optim, weights = self.config, self.config.optim, self.config.losses
-        total_iterations = optim.iterations
-        sigma = blur_sigma_schedule(
-            self.iteration, total_iterations, optim.blur_start_mm, optim.blur_end_fraction
-        )
-        alpha = linear_schedule(
-            config.shape.alpha_start, config.shape.alpha_end, self.iteration, total_iterations
-        )
+        settings = self.schedule.settings(self.iteration)
+        sigma, alpha = settings.blur_mm, settings.alpha
+        image_count = max(round(settings.point_fraction * self.image_point_budget), 1)
+        surface_count = max(round(settings.point_fraction * self.surface_point_budget), 1)
         terms = [term for name, term in LOSS_TERMS.items()
                  if getattr(weights, name) > 0 and term.applies(self)]
-        with self.stage_timer("sampling"):
+        with self.stage_timer("shape"):
             vertices = self.shape()  # (M, V, 3) mm
             packed = self.shape.packed(vertices)
+        with self.stage_timer("blur"):
+            target_sampler = self.sampler.blurred(sigma)
+        with self.stage_timer("sampling"):
             samples = StepSamples(vertices=vertices, packed=packed,
-                                  points=self._image_points(packed), union=None,
-                                  target_sampler=self.sampler.blurred(sigma))
+                                  points=self._image_points(packed, image_count,
+                                                            settings.sample_sigma_mm),
+                                  union=None, target_sampler=target_sampler)
             if any(term.needs_surface_samples for term in terms):
                 samples.surface_points, samples.surface_faces, _ = sample_surface(
-                    packed, self.packed_faces, optim.num_surface_points, generator=self.generator
+                    packed, self.packed_faces, surface_count, generator=self.generator
                 )
         with self.stage_timer("signed_distance"):
             if any(term.needs_union_distance for term in terms):
@@ -297,7 +310,7 @@ class SpineFit:
                         frequency_step_scale(self.shape.eigenvalues, alpha), "spectral"
                     )
             total.backward()
-        with self.stage_timer("update"):
+        with self.stage_timer("optimiser"):
             self.appearance_optimizer.step()
             if self.shape_optimizer is not None:
                 self.shape_optimizer.step()
@@ -308,30 +321,42 @@ class SpineFit:
             "blur_mm": sigma,
             "alpha": alpha,
         }
+        self.schedule.observe(self.iteration, record["total"])
         record.update({name: float(value.detach()) for name, value in values.items()})
         self.history.append(record)
         return record
 
     @contextlib.contextmanager
     def stage_timer(self, name: str):
-        """Accumulate wall time per stage in :attr:`stage_seconds` (synchronising CUDA)."""
+        """Accumulate wall time per stage in :attr:`stage_seconds` (synchronising CUDA).
+
+        Stages may nest (the image lookup inside the losses): the time of an
+        inner stage is counted for it alone, not again for the outer one.
+        """
         if not self.time_stages:
             yield
             return
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
-        tick = time.perf_counter()
-        yield
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-        self.stage_seconds[name] = self.stage_seconds.get(name, 0.0) + time.perf_counter() - tick
+        frame = [time.perf_counter(), 0.0]  # start, seconds spent in inner stages
+        self._timer_stack.append(frame)
+        try:
+            yield
+        finally:
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            self._timer_stack.pop()
+            elapsed = time.perf_counter() - frame[0]
+            self.stage_seconds[name] = self.stage_seconds.get(name, 0.0) + elapsed - frame[1]
+            if self._timer_stack:
+                self._timer_stack[-1][1] += elapsed
 
     def run(
         self,
         callback: Callable[[dict[str, float]], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
     ) -> FitResult:
-        """Iterate up to the configured count (from :attr:`iteration`, so a restored fit resumes).
+        """Iterate until the schedule ends (from :attr:`iteration`, so a restored fit resumes).
 
         Args:
             callback: called with each iteration's record (progress display).
@@ -339,7 +364,7 @@ class SpineFit:
                 (e.g. after Ctrl-C), keeping the state consistent.
         """
         start = time.perf_counter()
-        while self.iteration < self.config.optim.iterations:
+        while not self.finished:
             if should_stop is not None and should_stop():
                 break
             record = self.step()
@@ -361,6 +386,7 @@ class SpineFit:
             seconds=seconds,
             appearance_profile=np.stack([distance.cpu().numpy(), profile.cpu().numpy()]),
             completed_iterations=self.iteration,
+            finished=self.finished,
         )
 
     # ------------------------------------------------------------------ checkpoints
@@ -374,6 +400,7 @@ class SpineFit:
             "shape_optimizer": self.shape_optimizer.state_dict() if self.shape_optimizer else None,
             "appearance_optimizer": self.appearance_optimizer.state_dict(),
             "generator": self.generator.get_state(),
+            "schedule": self.schedule.state_dict(),
             "levels": self.template.levels,
         }
 
@@ -391,6 +418,18 @@ class SpineFit:
             self.shape_optimizer.load_state_dict(state["shape_optimizer"])
         self.appearance_optimizer.load_state_dict(state["appearance_optimizer"])
         self.generator.set_state(state["generator"])
+        self.schedule.load_state_dict(state.get("schedule", {}))
+
+
+def point_budgets(optim, num_vertebrae: int) -> tuple[int, int]:
+    """Image and surface points per iteration at full resolution, for ``num_vertebrae``.
+
+    The per-vertebra budgets of :class:`~diffam.core.config.OptimConfig` times
+    the number of vertebrae, or its per-scan counts where those budgets are 0.
+    """
+    image = optim.image_points_per_vertebra * num_vertebrae or optim.num_image_points
+    surface = optim.surface_points_per_vertebra * num_vertebrae or optim.num_surface_points
+    return int(image), int(surface)
 
 
 def _basis_for(template: TemplateSet, mean_shape: np.ndarray, faces: np.ndarray, k: int):

@@ -131,8 +131,9 @@ class LossTerm:
 
 
 def _image_term(fit: SpineFit, s: StepSamples) -> torch.Tensor:
-    predicted = fit.appearance(s.union.distance / fit.unit)
-    with torch.no_grad():
+    with fit.stage_timer("appearance_mlp"):
+        predicted = fit.appearance(s.union.distance / fit.unit)
+    with torch.no_grad(), fit.stage_timer("image_lookup"):
         observed = fit.appearance.normalize(s.target_sampler.sample(s.points))
     return image_loss(predicted, observed, fit.in_view(s.points))
 
@@ -147,7 +148,8 @@ def _normal_term(fit: SpineFit, s: StepSamples) -> torch.Tensor:
     keep = fit.in_view(surface)  # no image gradient outside the scan
     if keep is not None and bool(keep.any()):
         surface, normals = surface[keep], normals[keep]
-    _, gradient = s.target_sampler.sample_with_gradient(surface)
+    with fit.stage_timer("image_lookup"):
+        _, gradient = s.target_sampler.sample_with_gradient(surface)
     # HU per mm -> normalised intensity per model unit.
     gradient = gradient * (fit.unit / fit.appearance.intensity_scale)
     return normal_loss(normals, gradient)
@@ -161,10 +163,11 @@ def _overlap_term(fit: SpineFit, s: StepSamples) -> torch.Tensor:
         return s.packed.new_zeros(())
     repeated = candidates.repeat(m, 1)
     point_mesh = torch.arange(m, device=fit.device).repeat_interleave(candidates.shape[0])
-    distance = diffsd.signed_distance(
-        s.packed, fit.mesh_bvh.faces, repeated, point_mesh=point_mesh,
-        bvh=fit.mesh_bvh, beta=fit.config.optim.winding_beta,
-    ).distance / fit.unit
+    with fit.stage_timer("signed_distance"):
+        distance = diffsd.signed_distance(
+            s.packed, fit.mesh_bvh.faces, repeated, point_mesh=point_mesh,
+            bvh=fit.mesh_bvh, beta=fit.config.optim.winding_beta,
+        ).distance / fit.unit
     return overlap_loss(distance.reshape(m, -1))
 
 

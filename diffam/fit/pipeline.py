@@ -237,7 +237,7 @@ def segment(
             progress(record)
 
     result = fit.run(on_iteration, stop)
-    completed = fit.iteration >= config.optim.iterations
+    completed = fit.finished
     if checkpoint is not None and not completed:
         save_checkpoint(fit, checkpoint)
     timings["fit"] = time.perf_counter() - tick
