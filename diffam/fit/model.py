@@ -10,6 +10,7 @@ and spectral parameters (VectorAdam with the per-frequency step).
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ import numpy as np
 import torch
 
 import diffsd
-from diffam.core.config import SegmentationConfig
+from diffam.core.config import OptimConfig, SegmentationConfig
 from diffam.core.mesh_ops import sample_surface, unique_edges
 from diffam.core.template import TemplateSet
 from diffam.fit.appearance import AppearanceModel
@@ -29,6 +30,8 @@ from diffam.fit.objective import LOSS_TERMS, StepSamples
 from diffam.fit.optim import VectorAdam, appearance_optimizer, frequency_step_scale
 from diffam.fit.schedules import make_schedule
 from diffam.fit.spectral import laplace_beltrami_basis
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -429,6 +432,14 @@ def point_budgets(optim, num_vertebrae: int) -> tuple[int, int]:
     """
     image = optim.image_points_per_vertebra * num_vertebrae or optim.num_image_points
     surface = optim.surface_points_per_vertebra * num_vertebrae or optim.num_surface_points
+    per_scan_default = OptimConfig()
+    for kind, per_vertebra in (("image", optim.image_points_per_vertebra),
+                               ("surface", optim.surface_points_per_vertebra)):
+        count = getattr(optim, f"num_{kind}_points")
+        if per_vertebra and count != getattr(per_scan_default, f"num_{kind}_points"):
+            log.warning("optim.num_%s_points=%d is not used: optim.%s_points_per_vertebra=%d "
+                        "applies (set it to 0 for a count per scan)", kind, count, kind,
+                        per_vertebra)
     return int(image), int(surface)
 
 

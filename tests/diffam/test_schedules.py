@@ -158,3 +158,12 @@ def test_stage_timer_counts_nested_stages_once(monkeypatch):
         with model.SpineFit.stage_timer(fit, "image_lookup"):
             pass
     assert fit.stage_seconds == {"losses": 6.0, "image_lookup": 4.0}
+
+
+def test_settings_check_names_the_schedules():
+    from diffam.cli.settings_check import SettingsError, check_segment_settings
+
+    with pytest.raises(SettingsError, match="optim.schedule='slow'.*converge"):
+        check_segment_settings({"optim": {"schedule": "slow"}})
+    with pytest.raises(SettingsError, match="optim.coarse_point_fraction=0"):
+        check_segment_settings({"optim": {"coarse_point_fraction": 0.0}})
