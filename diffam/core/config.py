@@ -87,7 +87,7 @@ class OptimConfig:
     #: iterations is less than ``converge_tolerance`` (relative) below the
     #: mean of the window before.
     converge_window: int = 20
-    converge_tolerance: float = 0.01
+    converge_tolerance: float = 0.003
     #: Share of the point budget sampled while the target is blurred (converge schedule).
     coarse_point_fraction: float = 0.5
     #: Noise of the image samples around the surface in the last (unblurred)
