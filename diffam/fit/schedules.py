@@ -110,10 +110,11 @@ class ConvergeSchedule:
     target sample ``coarse_point_fraction`` of the point budget; the last one
     samples all of it, in a band of ``fine_sample_sigma_mm`` around the surface.
 
-    A stage ends after at least ``stage_min_iterations`` when the mean weighted
-    loss of its last ``converge_window`` iterations is less than
-    ``converge_tolerance`` (relative) below the mean of the window before, or
-    after ``iterations // stages`` iterations; the fit ends with the last stage.
+    A stage ends after at least ``stage_min_iterations`` (and two windows)
+    when the mean weighted loss of its last ``converge_window`` iterations is
+    less than ``converge_tolerance`` (relative) below the mean of the window
+    before, or after ``iterations // stages`` iterations; the fit ends with
+    the last stage.
     """
 
     name = "converge"
