@@ -366,7 +366,8 @@ def _fit_and_write(job: Job, settings: dict, config: SegmentationConfig,
             log.info("centroids read as %s centres (centroids_kind=%s)", kind, setting)
         levels = settings.get("levels") or {}
 
-        bar = _progress_bar(config.optim.iterations)
+        # The converge schedule's length is known only when it ends: no total, no ETA.
+        bar = _progress_bar(config.optim.iterations if config.optim.schedule == "fixed" else None)
         try:
             result = segment(image, config, centroids=centroids,
                              hint_lowest=levels.get("lowest"),
@@ -431,7 +432,7 @@ class _progress_bar:
     #: Iterations between refreshes of the loss figures (formatting them costs time).
     POSTFIX_EVERY = 10
 
-    def __init__(self, total: int):
+    def __init__(self, total: int | None):
         from tqdm import tqdm
 
         self.start = time.perf_counter()
