@@ -37,23 +37,44 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from diffam.core.mesh_ops import vertex_normals
+from diffam.core.config import ExportConfig
+from diffam.core.mesh_ops import signed_volume, solid_centroid, vertex_normals
 from diffam.core.volume import Volume
 
-#: Correlation below which a vertebra is flagged as doubtful (see the module notes).
-DEFAULT_MIN_CORRELATION = 0.4
+#: Combined score below which a vertebra is flagged as doubtful (see the module notes);
+#: the one place it is set is ``ExportConfig.fit_score_threshold``.
+DEFAULT_THRESHOLD = ExportConfig.fit_score_threshold
+#: A surface point deeper than this inside a neighbour counts as overlap, mm.
+OVERLAP_DEPTH_MM = 1.0
+#: Shells inside and outside the surface compared by ``edge_contrast``, mm from the surface.
+EDGE_SHELL_MM = (0.5, 2.0)
+
+
+def combined_score(score: "VertebraScore") -> float:
+    """The fit score of one vertebra from its measures (higher is better)."""
+    return score.correlation
 
 
 @dataclass
 class VertebraScore:
-    """Fit score of one vertebra.
+    """Fit score of one vertebra and the measures it is made of.
 
     Attributes:
         level: level name.
         residual_hu: mean absolute residual near the surface, HU (NaN: no point in the image).
         correlation: correlation of predicted and observed HU near the surface.
         points: number of sample points used.
-        doubtful: ``correlation`` below the threshold (or no point in the image).
+        doubtful: ``score`` below the threshold (or not computable).
+        in_view: fraction of the band points around the surface inside the scan.
+        edge_contrast: observed HU just inside the surface minus just outside,
+            over the same difference of the fitted appearance (1: the scan's
+            edge is where the surface is; 0: no edge there).
+        overlap: fraction of the vertebra's surface inside a neighbouring
+            fitted vertebra (by more than ``OVERLAP_DEPTH_MM``).
+        moved: distance from the initial centroid to the fitted solid
+            centroid, in vertebra sizes (cube root of the fitted volume); NaN
+            without initial centroids.
+        score: the combined score (:func:`combined_score`; higher is better).
     """
 
     level: str
@@ -61,15 +82,28 @@ class VertebraScore:
     correlation: float
     points: int
     doubtful: bool
+    in_view: float = float("nan")
+    edge_contrast: float = float("nan")
+    overlap: float = float("nan")
+    moved: float = float("nan")
+    score: float = float("nan")
+
+    def features(self) -> dict[str, float]:
+        """The measures the score is made of, by name."""
+        return {name: float(getattr(self, name)) for name in FEATURES}
 
     def as_dict(self) -> dict:
         return {
             "level": self.level,
-            "residual_hu": _finite(self.residual_hu),
-            "correlation": _finite(self.correlation),
+            **{name: _finite(value) for name, value in self.features().items()},
+            "score": _finite(self.score),
             "points": self.points,
             "doubtful": self.doubtful,
         }
+
+
+#: The measures of :class:`VertebraScore` that :func:`combined_score` combines.
+FEATURES = ("correlation", "residual_hu", "in_view", "edge_contrast", "overlap", "moved")
 
 
 def _finite(value: float) -> float | None:
@@ -88,6 +122,51 @@ def sample_image(image: Volume, points: np.ndarray) -> tuple[np.ndarray, np.ndar
     return values.astype(np.float64), inside
 
 
+def _signed_distance(vertices: np.ndarray, faces: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Signed distance (mm, negative inside) of ``points`` to the union of meshes ``(K, V, 3)``."""
+    import torch
+
+    import diffsd
+
+    k, v = vertices.shape[:2]
+    packed_faces = np.concatenate([faces + i * v for i in range(k)])
+    return diffsd.signed_distance(
+        torch.as_tensor(vertices.reshape(-1, 3)),
+        torch.as_tensor(packed_faces),
+        torch.as_tensor(points),
+    ).distance.numpy()
+
+
+def _overlap(vertices: np.ndarray, faces: np.ndarray, index: int, chosen: np.ndarray) -> float:
+    """Fraction of vertebra ``index``'s vertices ``chosen`` inside its neighbours."""
+    neighbours = [n for n in (index - 1, index + 1) if 0 <= n < len(vertices)]
+    if not neighbours:
+        return 0.0
+    distance = _signed_distance(vertices[neighbours], faces, vertices[index][chosen])
+    return float(np.mean(distance < -OVERLAP_DEPTH_MM))
+
+
+def _moved(vertices: np.ndarray, faces: np.ndarray, initial: np.ndarray | None) -> float:
+    if initial is None or not np.all(np.isfinite(initial)):
+        return float("nan")
+    volume = abs(signed_volume(vertices, faces))
+    if volume <= 0:
+        return float("nan")
+    return float(np.linalg.norm(solid_centroid(vertices, faces) - initial) / volume ** (1 / 3))
+
+
+def _edge_contrast(distance: np.ndarray, observed: np.ndarray, predicted: np.ndarray) -> float:
+    """(observed inside - outside) / (predicted inside - outside) in the edge shells."""
+    inner = (distance > -EDGE_SHELL_MM[1]) & (distance < -EDGE_SHELL_MM[0])
+    outer = (distance > EDGE_SHELL_MM[0]) & (distance < EDGE_SHELL_MM[1])
+    if inner.sum() < 10 or outer.sum() < 10:
+        return float("nan")
+    expected = predicted[inner].mean() - predicted[outer].mean()
+    if abs(expected) < 1e-6:
+        return float("nan")
+    return float((observed[inner].mean() - observed[outer].mean()) / expected)
+
+
 def fit_scores(
     vertices: np.ndarray,
     faces: np.ndarray,
@@ -95,10 +174,11 @@ def fit_scores(
     appearance_profile: np.ndarray,
     image: Volume,
     *,
+    initial_centroids: np.ndarray | None = None,
     band_mm: float = 3.0,
     steps: int = 13,
     max_vertices: int = 1500,
-    min_correlation: float = DEFAULT_MIN_CORRELATION,
+    threshold: float = DEFAULT_THRESHOLD,
     seed: int = 0,
 ) -> list[VertebraScore]:
     """Score every fitted vertebra against the scan.
@@ -109,56 +189,56 @@ def fit_scores(
         levels: the M level names.
         appearance_profile: ``(2, S)`` signed distance mm (increasing) and predicted HU.
         image: the scan in HU (its own grid).
+        initial_centroids: ``(M, 3)`` whole-vertebra centroids the fit started
+            from, LPS mm (for ``moved``); None leaves ``moved`` out of the score.
         band_mm: half width of the band around the surface.
         steps: offsets per vertex along its normal.
         max_vertices: vertices used per vertebra (a random subset beyond).
-        min_correlation: correlation below which a vertebra is doubtful.
+        threshold: combined score below which a vertebra is doubtful.
 
     Returns:
         One :class:`VertebraScore` per vertebra, in the given order.
     """
-    import torch
-
-    import diffsd
-
     vertices = np.asarray(vertices, dtype=np.float64)
     faces = np.asarray(faces, dtype=np.int64)
     m, v = vertices.shape[:2]
     distance_axis, predicted_hu = np.asarray(appearance_profile, dtype=np.float64)
     rng = np.random.default_rng(seed)
     offsets = np.linspace(-band_mm, band_mm, steps)
-    points, owner = [], []
+    points, owner, subsets = [], [], []
     for index in range(m):
         normals = vertex_normals(vertices[index], faces)
         chosen = np.arange(v) if v <= max_vertices else rng.choice(v, max_vertices, replace=False)
+        subsets.append(chosen)
         p = vertices[index][chosen, None, :] + offsets[None, :, None] * normals[chosen, None, :]
         points.append(p.reshape(-1, 3))
         owner.append(np.full(p.shape[0] * p.shape[1], index))
     points, owner = np.concatenate(points), np.concatenate(owner)
-    packed_faces = np.concatenate([faces + i * v for i in range(m)])
-    distance = diffsd.signed_distance(
-        torch.as_tensor(vertices.reshape(-1, 3)),
-        torch.as_tensor(packed_faces),
-        torch.as_tensor(points),
-    ).distance.numpy()
+    distance = _signed_distance(vertices, faces, points)
     observed, inside = sample_image(image, points)
     predicted = np.interp(distance, distance_axis, predicted_hu)
-    keep = inside & (np.abs(distance) < band_mm)
+    near = np.abs(distance) < band_mm
+    keep = inside & near
     residual = np.abs(predicted - observed)
+    initial = None if initial_centroids is None else np.asarray(initial_centroids, np.float64)
     scores = []
     for index, level in enumerate(levels):
-        mask = keep & (owner == index)
-        value = float(residual[mask].mean()) if mask.any() else float("nan")
-        correlation = _correlation(predicted[mask], observed[mask])
-        scores.append(
-            VertebraScore(
-                level,
-                value,
-                correlation,
-                int(mask.sum()),
-                bool(not np.isfinite(correlation) or correlation < min_correlation),
-            )
+        mine = owner == index
+        mask = keep & mine
+        score = VertebraScore(
+            level,
+            float(residual[mask].mean()) if mask.any() else float("nan"),
+            _correlation(predicted[mask], observed[mask]),
+            int(mask.sum()),
+            True,
+            in_view=float(inside[mine & near].mean()) if (mine & near).any() else 0.0,
+            edge_contrast=_edge_contrast(distance[mask], observed[mask], predicted[mask]),
+            overlap=_overlap(vertices, faces, index, subsets[index]),
+            moved=_moved(vertices[index], faces, None if initial is None else initial[index]),
         )
+        score.score = combined_score(score)
+        score.doubtful = bool(not np.isfinite(score.score) or score.score < threshold)
+        scores.append(score)
     return scores
 
 
