@@ -72,6 +72,16 @@ ONEOFF_NUDGE_MM = np.array([0.0, 0.0, -2.0])
 CASES = ("base", "fail", "shift", "top9")
 
 
+def _near_upper_border(point: np.ndarray, image) -> np.ndarray:
+    """``point`` moved superiorly (+z) to ``OFFSCAN_INSIDE_MM`` inside the scan's border."""
+    up = np.array([0.0, 0.0, 1.0])
+    step = 0.5
+    shift = 0.0
+    while image.contains_world((point + (shift + step + OFFSCAN_INSIDE_MM) * up)[None])[0]:
+        shift += step
+    return point + shift * up
+
+
 def perturbed_centroids(case: str, centroids: dict[int, np.ndarray], image) -> dict:
     """The initial centroids of ``case`` (a copy; see the module docstring)."""
     out = {k: np.array(v, dtype=np.float64) for k, v in centroids.items()}
@@ -80,7 +90,7 @@ def perturbed_centroids(case: str, centroids: dict[int, np.ndarray], image) -> d
         out[ids[-2]] = out[ids[-2]] + SHIFT_MM
     if case != "fail":
         return out
-    out[ids[0]][2] = image.bounds_world[1, 2] - OFFSCAN_INSIDE_MM
+    out[ids[0]] = _near_upper_border(out[ids[0]], image)
     if len(ids) >= 4:
         out[ids[2]] = centroids[ids[1]] + ONEOFF_NUDGE_MM
     if len(ids) >= 3:

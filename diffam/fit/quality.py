@@ -44,7 +44,7 @@ from diffam.core.volume import Volume
 #: Combined score below which a vertebra is flagged as doubtful (see the module notes);
 #: the one place it is set is ``ExportConfig.fit_score_threshold``.
 DEFAULT_THRESHOLD = ExportConfig.fit_score_threshold
-#: A surface point deeper than this inside a neighbour counts as overlap, mm.
+#: The inner shell tested for overlap starts this deep inside the surface, mm.
 OVERLAP_DEPTH_MM = 1.0
 #: Shells inside and outside the surface compared by ``edge_contrast``, mm from the surface.
 EDGE_SHELL_MM = (0.5, 2.0)
@@ -69,8 +69,9 @@ class VertebraScore:
         edge_contrast: observed HU just inside the surface minus just outside,
             over the same difference of the fitted appearance (1: the scan's
             edge is where the surface is; 0: no edge there).
-        overlap: fraction of the vertebra's surface inside a neighbouring
-            fitted vertebra (by more than ``OVERLAP_DEPTH_MM``).
+        overlap: fraction of the vertebra's inner shell (points
+            ``OVERLAP_DEPTH_MM`` to ``band_mm`` inside its surface, along the
+            normals) that lies inside a neighbouring fitted vertebra.
         moved: distance from the initial centroid to the fitted solid
             centroid, in vertebra sizes (cube root of the fitted volume); NaN
             without initial centroids.
@@ -137,13 +138,12 @@ def _signed_distance(vertices: np.ndarray, faces: np.ndarray, points: np.ndarray
     ).distance.numpy()
 
 
-def _overlap(vertices: np.ndarray, faces: np.ndarray, index: int, chosen: np.ndarray) -> float:
-    """Fraction of vertebra ``index``'s vertices ``chosen`` inside its neighbours."""
+def _overlap(vertices: np.ndarray, faces: np.ndarray, index: int, inner: np.ndarray) -> float:
+    """Fraction of vertebra ``index``'s inner shell points ``inner`` (N, 3) inside its neighbours."""
     neighbours = [n for n in (index - 1, index + 1) if 0 <= n < len(vertices)]
-    if not neighbours:
+    if not neighbours or not len(inner):
         return 0.0
-    distance = _signed_distance(vertices[neighbours], faces, vertices[index][chosen])
-    return float(np.mean(distance < -OVERLAP_DEPTH_MM))
+    return float(np.mean(_signed_distance(vertices[neighbours], faces, inner) < 0))
 
 
 def _moved(vertices: np.ndarray, faces: np.ndarray, initial: np.ndarray | None) -> float:
@@ -205,11 +205,13 @@ def fit_scores(
     distance_axis, predicted_hu = np.asarray(appearance_profile, dtype=np.float64)
     rng = np.random.default_rng(seed)
     offsets = np.linspace(-band_mm, band_mm, steps)
-    points, owner, subsets = [], [], []
+    points, owner, inner_shells = [], [], []
+    inward = offsets[offsets <= -OVERLAP_DEPTH_MM]
     for index in range(m):
         normals = vertex_normals(vertices[index], faces)
         chosen = np.arange(v) if v <= max_vertices else rng.choice(v, max_vertices, replace=False)
-        subsets.append(chosen)
+        inner_shells.append((vertices[index][chosen, None, :]
+                             + inward[None, :, None] * normals[chosen, None, :]).reshape(-1, 3))
         p = vertices[index][chosen, None, :] + offsets[None, :, None] * normals[chosen, None, :]
         points.append(p.reshape(-1, 3))
         owner.append(np.full(p.shape[0] * p.shape[1], index))
@@ -233,7 +235,7 @@ def fit_scores(
             True,
             in_view=float(inside[mine & near].mean()) if (mine & near).any() else 0.0,
             edge_contrast=_edge_contrast(distance[mask], observed[mask], predicted[mask]),
-            overlap=_overlap(vertices, faces, index, subsets[index]),
+            overlap=_overlap(vertices, faces, index, inner_shells[index]),
             moved=_moved(vertices[index], faces, None if initial is None else initial[index]),
         )
         score.score = combined_score(score)
