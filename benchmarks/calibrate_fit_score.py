@@ -69,7 +69,7 @@ OFFSCAN_INSIDE_MM = 2.0
 #: Nudge of the one-level-off start from its neighbour's centroid (two equal centroids
 #: leave the spine curve without a tangent), LPS mm.
 ONEOFF_NUDGE_MM = np.array([0.0, 0.0, -2.0])
-CASES = ("base", "fail", "shift", "top9")
+CASES = ("base", "fail", "top9")  # and "shift" on request
 
 
 def _near_upper_border(point: np.ndarray, image) -> np.ndarray:
@@ -239,6 +239,32 @@ def report(rows: list[dict], tune: set[str], threshold: float | None) -> str:
     return "\n".join(lines)
 
 
+#: Weights tried by ``--search`` (every combination).
+SEARCH_GRID = {"moved": (0.0, 0.1, 0.2, 0.3, 0.5), "out_of_view": (0.0, 0.25, 0.5, 1.0)}
+
+
+def search_weights(rows: list[dict]) -> tuple[dict, float]:
+    """The weights of :func:`combined_score` with the best AUC on ``rows`` (first best wins)."""
+    import itertools
+
+    from diffam.evaluation.metrics import roc_auc
+    from diffam.fit.quality import combined_score
+
+    failed = np.array([r["dice"] < FAILED_DICE_PERCENT for r in rows])
+    best = ({}, -1.0)
+    for values in itertools.product(*SEARCH_GRID.values()):
+        weights = dict(zip(SEARCH_GRID, values))
+        scores = np.array([combined_score(_features(r), weights) for r in rows])
+        auc = roc_auc(-np.nan_to_num(scores, nan=-1e9), failed)
+        if auc > best[1] + 1e-9:
+            best = (weights, auc)
+    return best
+
+
+def _features(row: dict) -> dict:
+    return {k: (np.nan if row[k] is None else row[k]) for k in ("correlation", "in_view", "moved")}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--scans", default="verse005,verse007,verse008,chest,l3_crop")
@@ -248,6 +274,8 @@ def main(argv=None) -> int:
     parser.add_argument("--cache", type=Path, default=Path("/tmp/calibrate_fit_score"))
     parser.add_argument("--refit", action="store_true", help="refit even if cached")
     parser.add_argument("--no-fit", action="store_true", help="score the cached fits only")
+    parser.add_argument("--search", action="store_true",
+                        help="also search the score's weights on the tuning scans")
     parser.add_argument("--threshold", type=float, default=None,
                         help="report the flags at this threshold (default: the code's)")
     args = parser.parse_args(argv)
@@ -270,6 +298,10 @@ def main(argv=None) -> int:
             for k in (*FEATURES_SHOWN, "score")) + ("  DOUBTFUL" if r["doubtful"] else ""))
     print()
     text = report(rows, set(args.tune.split(",")), args.threshold)
+    if args.search:
+        tuning = [r for r in rows if r["scan"] in set(args.tune.split(","))]
+        weights, auc = search_weights(tuning)
+        text += f"\n\nBest weights on the tuning scans: {weights} (AUC {auc:.3f})"
     print(text)
     (args.cache / "calibration.md").write_text(text + "\n")
     return 0

@@ -33,6 +33,7 @@ synthetic phantom: fitted 86-92 HU / 0.87, moved 3-8 mm 163-220 HU / 0.26-0.52.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -50,9 +51,32 @@ OVERLAP_DEPTH_MM = 1.0
 EDGE_SHELL_MM = (0.5, 2.0)
 
 
-def combined_score(score: "VertebraScore") -> float:
-    """The fit score of one vertebra from its measures (higher is better)."""
-    return score.correlation
+#: Weights of the combined score (:func:`combined_score`), chosen by
+#: ``benchmarks/calibrate_fit_score.py --search`` on its tuning scans.
+SCORE_WEIGHTS = {"moved": 0.2, "out_of_view": 0.5}
+#: ``moved`` counts up to this many vertebra sizes (a vertebra lost far away is lost).
+MOVED_CAP = 2.0
+
+
+def combined_score(features: Mapping[str, float],
+                   weights: Mapping[str, float] = SCORE_WEIGHTS) -> float:
+    """The fit score of one vertebra from its measures (higher is better; NaN: not scorable).
+
+    ``correlation - w_moved * min(moved, MOVED_CAP) - w_out * (1 - in_view)``:
+    the correlation of predicted and observed intensity near the surface,
+    lowered for a vertebra that ended far from where it started (it may
+    have slid onto a neighbour or a disc) and for one partly out of the
+    scan (its fit rests on less image). ``moved`` is left out when unknown.
+    """
+    correlation = features["correlation"]
+    if not np.isfinite(correlation):
+        return float("nan")
+    moved = features.get("moved", float("nan"))
+    moved = min(moved, MOVED_CAP) if np.isfinite(moved) else 0.0
+    in_view = features.get("in_view", 1.0)
+    in_view = in_view if np.isfinite(in_view) else 0.0
+    return float(correlation - weights.get("moved", 0.0) * moved
+                 - weights.get("out_of_view", 0.0) * (1.0 - in_view))
 
 
 @dataclass
@@ -238,7 +262,7 @@ def fit_scores(
             overlap=_overlap(vertices, faces, index, inner_shells[index]),
             moved=_moved(vertices[index], faces, None if initial is None else initial[index]),
         )
-        score.score = combined_score(score)
+        score.score = combined_score(score.features())
         score.doubtful = bool(not np.isfinite(score.score) or score.score < threshold)
         scores.append(score)
     return scores
