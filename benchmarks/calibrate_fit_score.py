@@ -134,13 +134,15 @@ def run_case(scan_name: str, case: str, cache: Path, refit: bool) -> Path | None
     fit = result.fit
     pred = np.asarray(result.labels.array).astype(np.int32)
     dice = _dice_per_level(pred, truth, list(fit.verse_ids))
+    partial = path.with_name(path.stem + ".partial.npz")  # complete or absent
     np.savez_compressed(
-        path, vertices=fit.vertices, faces=fit.faces, verse_ids=np.array(fit.verse_ids),
+        partial, vertices=fit.vertices, faces=fit.faces, verse_ids=np.array(fit.verse_ids),
         appearance_profile=fit.appearance_profile,
         initial=np.array([centroids[v] for v in fit.verse_ids]),
         dice=np.array([dice.get(v, np.nan) for v in fit.verse_ids]),
         seconds=seconds,
     )
+    partial.replace(path)
     print(f"{scan_name:9s} {case:8s} {seconds:4.0f} s  " + " ".join(
         f"{level_name(v)}:{dice.get(v, float('nan')):.0f}" for v in fit.verse_ids), flush=True)
     return path

@@ -53,7 +53,7 @@ EDGE_SHELL_MM = (0.5, 2.0)
 
 #: Weights of the combined score (:func:`combined_score`), chosen by
 #: ``benchmarks/calibrate_fit_score.py --search`` on its tuning scans.
-SCORE_WEIGHTS = {"moved": 0.2, "out_of_view": 0.5}
+SCORE_WEIGHTS = {"moved": 0.1, "out_of_view": 1.0}
 #: ``moved`` counts up to this many vertebra sizes (a vertebra lost far away is lost).
 MOVED_CAP = 2.0
 
