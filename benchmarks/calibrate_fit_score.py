@@ -197,13 +197,18 @@ def best_threshold(scores: np.ndarray, failed: np.ndarray) -> tuple[float, float
     return best[1], best[2], best[3]
 
 
+#: Measures where a high value, not a low one, points to a failure.
+HIGH_IS_BAD = ("residual_hu", "overlap", "moved")
+
+
 def _auc(rows: list[dict], key: str) -> float:
+    """AUC of ``key`` for Dice < 70 %; an uncomputable value counts as the worst."""
     from diffam.evaluation.metrics import roc_auc
 
     failed = np.array([r["dice"] < FAILED_DICE_PERCENT for r in rows])
     values = np.array([r[key] if r[key] is not None else np.nan for r in rows], float)
-    # a low score flags a failure; an uncomputable score flags it too
-    return roc_auc(-np.nan_to_num(values, nan=-1e9), failed)
+    badness = values if key in HIGH_IS_BAD else -values
+    return roc_auc(np.nan_to_num(badness, nan=np.inf), failed)
 
 
 def report(rows: list[dict], tune: set[str], threshold: float | None) -> str:
@@ -217,10 +222,9 @@ def report(rows: list[dict], tune: set[str], threshold: float | None) -> str:
         f"< {FAILED_DICE_PERCENT:.0f} % Dice)" for name, g in groups.items()) + " |",
         "|---" * (len(groups) + 1) + "|"]
     for key in (*FEATURES, "score"):
-        signed = key if key not in ("residual_hu", "overlap", "moved") else f"-{key}"
-        lines.append(f"| {signed} | " + " | ".join(
-            f"{(_auc(g, key) if key not in ('residual_hu', 'overlap', 'moved') else 1 - _auc(g, key)):.3f}"
-            if g else "-" for g in groups.values()) + " |")
+        name = f"{key} (high: failed)" if key in HIGH_IS_BAD else key
+        lines.append(f"| {name} | " + " | ".join(
+            f"{_auc(g, key):.3f}" if g else "-" for g in groups.values()) + " |")
     tuning = groups["tuning"]
     scores = np.array([r["score"] if r["score"] is not None else np.nan for r in tuning], float)
     failed = np.array([r["dice"] < FAILED_DICE_PERCENT for r in tuning])
@@ -257,7 +261,7 @@ def search_weights(rows: list[dict]) -> tuple[dict, float]:
     for values in itertools.product(*SEARCH_GRID.values()):
         weights = dict(zip(SEARCH_GRID, values))
         scores = np.array([combined_score(_features(r), weights) for r in rows])
-        auc = roc_auc(-np.nan_to_num(scores, nan=-1e9), failed)
+        auc = roc_auc(np.nan_to_num(-scores, nan=np.inf), failed)
         if auc > best[1] + 1e-9:
             best = (weights, auc)
     return best
@@ -281,6 +285,8 @@ def main(argv=None) -> int:
     parser.add_argument("--threshold", type=float, default=None,
                         help="report the flags at this threshold (default: the code's)")
     args = parser.parse_args(argv)
+    from diffam.fit.quality import FEATURES
+
     if not (SHARED / "ct").is_dir():
         print(f"shared data not found at {SHARED}: set DIFFAM_SHARED_DATA")
         return 2
@@ -297,7 +303,7 @@ def main(argv=None) -> int:
     for r in rows:
         print(f"{r['scan']:9s} {r['case']:5s} {r['level']:4s} Dice {r['dice']:5.1f}  " + "  ".join(
             f"{k} {r[k]:.2f}" if r[k] is not None and np.isfinite(r[k]) else f"{k} -"
-            for k in (*FEATURES_SHOWN, "score")) + ("  DOUBTFUL" if r["doubtful"] else ""))
+            for k in (*FEATURES, "score")) + ("  DOUBTFUL" if r["doubtful"] else ""))
     print()
     text = report(rows, set(args.tune.split(",")), args.threshold)
     if args.search:
@@ -307,9 +313,6 @@ def main(argv=None) -> int:
     print(text)
     (args.cache / "calibration.md").write_text(text + "\n")
     return 0
-
-
-FEATURES_SHOWN = ("correlation", "residual_hu", "in_view", "edge_contrast", "overlap", "moved")
 
 
 def _fit_all(scans: list[str], cases: list[str], cache: Path, refit: bool) -> None:
