@@ -79,7 +79,7 @@ RANGES: dict[str, tuple] = {
     "appearance.hidden": _AT_LEAST_ONE,
     "appearance.layers": _AT_LEAST_ONE,
     "appearance.intensity_scale": _POSITIVE,
-    "export.fit_score_min_correlation": (-1.0, True, 1.0),
+    "export.fit_score_threshold": (-1.0, True, 1.0),
     "seed": (0, True, 2**32 - 1),
     "phantom.spacing_mm": _POSITIVE,
     "memory_limit_gb": _NON_NEGATIVE,

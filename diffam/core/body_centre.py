@@ -11,7 +11,8 @@ anterior of the spinal canal. Along the vertebra's antero-posterior axis,
 the solid points of a thin mid-sagittal band show a gap (the canal) between
 the body (anterior) and the arch (posterior); the body centre is the centroid
 of all solid points anterior of that gap's anterior end (the posterior wall
-of the body). When no gap is found, the anterior half (points anterior of
+of the body; :func:`canal_posterior_wall`, which the body measurements of
+:mod:`diffam.export.statistics` use too). When no gap is found, the anterior half (points anterior of
 the whole centroid plus ``fallback_offset_mm``) is used.
 
 Axes: superior ``u`` along the spine (the tangent of the curve through the
@@ -32,6 +33,8 @@ Centroids = dict[int, np.ndarray]
 BAND_MM = 5.0
 #: Shortest empty run along the AP axis that counts as the canal, mm.
 MIN_GAP_MM = 3.0
+#: Solid runs along the AP axis shorter than this are specks, not bone closing the canal, mm.
+SPECK_MM = 2.0
 
 
 def anterior_axes(centres: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -50,6 +53,43 @@ def anterior_axes(centres: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return anterior, lateral
 
 
+def _runs(flags: np.ndarray) -> list[tuple[int, int]]:
+    """``[start, stop)`` index pairs of the runs of True in a 1D bool array."""
+    padded = np.concatenate([[False], flags, [False]]).astype(np.int8)
+    edges = np.flatnonzero(np.diff(padded))
+    return list(zip(edges[::2], edges[1::2]))
+
+
+def canal_posterior_wall(occupied: np.ndarray, coordinates_mm: np.ndarray, step_mm: float, *,
+                         min_gap_mm: float = MIN_GAP_MM, speck_mm: float = SPECK_MM
+                         ) -> float | None:
+    """Where the vertebral body begins along the anterior axis: the anterior end of the canal.
+
+    The one body/canal split of the package (body centres here, body
+    measurements in :mod:`diffam.export.statistics`).
+
+    Args:
+        occupied: bool per bin along the anterior axis (index increasing
+            anteriorly): whether the vertebra has solid points in that bin.
+        coordinates_mm: the bins' centres along the anterior axis, mm.
+        step_mm: bin width, mm.
+        min_gap_mm: shortest empty run that counts as the canal.
+        speck_mm: solid runs shorter than this are noise (a stray voxel, a
+            thin bridge), not bone that closes a gap.
+
+    Returns:
+        The anterior-axis coordinate (mm) of the posterior wall of the body,
+        i.e. the start of the anterior-most solid run that has a canal behind
+        it; None when no gap of ``min_gap_mm`` is found.
+    """
+    runs = [r for r in _runs(np.asarray(occupied, bool)) if (r[1] - r[0]) * step_mm >= speck_mm]
+    for (_, stop_behind), (start, _) in zip(runs[::-1][1:], runs[::-1][:-1]):
+        if (start - stop_behind) * step_mm >= min_gap_mm:
+            return float(coordinates_mm[start]) - step_mm / 2
+        # a gap too short to be the canal: the run behind belongs to the body too
+    return None
+
+
 def body_centre_of_points(points: np.ndarray, anterior: np.ndarray, lateral: np.ndarray,
                           *, bin_mm: float = 1.0, fallback_offset_mm: float = 0.0) -> np.ndarray:
     """Centroid of the solid ``points`` (N, 3) anterior of the canal (see module docstring)."""
@@ -57,25 +97,14 @@ def body_centre_of_points(points: np.ndarray, anterior: np.ndarray, lateral: np.
     centre = points.mean(0)
     s = (points - centre) @ anterior
     band = np.abs((points - centre) @ lateral) <= BAND_MM
-    cut = fallback_offset_mm
+    cut = None
     if band.sum() >= 4:
         sb = s[band]
         edges = np.arange(sb.min(), sb.max() + bin_mm, bin_mm)
         if len(edges) >= 3:
             counts, edges = np.histogram(sb, bins=edges)
-            occupied = counts > 0
-            need = max(1, int(np.ceil(MIN_GAP_MM / bin_mm)))
-            # from the anterior end backwards: the first empty run of `need` bins
-            run = 0
-            for b in range(len(counts) - 1, -1, -1):
-                if not occupied[b]:
-                    run += 1
-                    continue
-                if run >= need:
-                    cut = edges[b + 1 + run]  # anterior end of the gap
-                    break
-                run = 0
-    body = points[s >= cut]
+            cut = canal_posterior_wall(counts > 0, edges[:-1] + bin_mm / 2, bin_mm)
+    body = points[s >= (fallback_offset_mm if cut is None else cut)]
     if len(body) == 0:
         body = points[s >= 0]
     return body.mean(0)

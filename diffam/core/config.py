@@ -145,11 +145,16 @@ class ExportConfig:
     dicom_seg: Any = "auto"
     #: Quality-control pictures (qc/sagittal.png, qc/coronal.png, qc/losses.png).
     qc_images: bool = True
-    #: Per-vertebra fit score (image residual near the surface) in the reports.
+    #: Curved reformations along the spine and a per-vertebra strip with the fit
+    #: score (qc/curved_sagittal.png, qc/curved_coronal.png, qc/vertebrae.png);
+    #: only with qc_images.
+    qc_curved: bool = True
+    #: Per-vertebra fit score (diffam.fit.quality) in the reports and qc/vertebrae.png.
     fit_score: bool = True
-    #: A vertebra whose predicted and observed intensities near its surface
-    #: correlate less than this is flagged as doubtful (diffam.fit.quality).
-    fit_score_min_correlation: float = 0.4
+    #: A vertebra whose fit score is below this is flagged as doubtful: the one
+    #: place the threshold is set, chosen by benchmarks/calibrate_fit_score.py
+    #: (sensitivity + specificity for Dice < 70 % on its tuning scans).
+    fit_score_threshold: float = 0.4
     #: Per-vertebra measurements (HU, body heights, Genant ratios, border flag)
     #: in statistics.json/.csv and report.md (diffam.export.statistics).
     statistics: bool = True

@@ -243,3 +243,21 @@ def centroids_world(
         mean = np.array([i.mean() + b.start for i, b in zip(idx, box)])
         out[n] = index_to_world(mean, spacing, origin, direction)
     return out
+
+
+def roc_auc(values: Sequence[float], positive: Sequence[bool]) -> float:
+    """Area under the ROC curve of ``values`` (higher: more likely positive) for ``positive``.
+
+    The Mann-Whitney form: the probability that a random positive scores
+    higher than a random negative, ties counted half (average ranks). NaN
+    when either class is empty.
+    """
+    from scipy.stats import rankdata
+
+    values = np.asarray(values, dtype=np.float64)
+    positive = np.asarray(positive, dtype=bool)
+    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    ranks = rankdata(values)
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))

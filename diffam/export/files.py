@@ -14,6 +14,7 @@ An output folder holds::
     statistics.json/.csv   per-vertebra HU, body heights, Genant ratios, border flag
     centroids.json/.csv    the initial centroids used
     qc/sagittal.png, qc/coronal.png, qc/losses.png
+    qc/curved_sagittal.png, qc/curved_coronal.png, qc/vertebrae.png  (export.qc_curved)
     report.json, report.md
 
 ``report.json`` is written last: its presence marks a finished run.
@@ -34,7 +35,10 @@ SLICER_TABLE_FILE = "labels.ctbl"
 ITKSNAP_TABLE_FILE = "labels_itksnap.txt"
 DICOM_SEG_FILE = "labels_seg.dcm"
 QC_DIR = "qc"
-QC_FILES = ("sagittal.png", "coronal.png", "losses.png")
+#: The curved reformations and the per-vertebra strip (export.qc_curved), by picture.
+QC_CURVED_FILES = {"sagittal": "curved_sagittal.png", "coronal": "curved_coronal.png",
+                   "vertebrae": "vertebrae.png"}
+QC_FILES = ("sagittal.png", "coronal.png", "losses.png", *QC_CURVED_FILES.values())
 #: Label map formats (``export.format``), besides ``auto``.
 LABEL_FORMATS = ("nii.gz", "nii", "mha", "nrrd")
 

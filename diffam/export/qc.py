@@ -31,7 +31,7 @@ MARGIN_MM = 60.0
 MAX_PIXELS = 900
 
 
-def _figure(size: tuple[float, float]):
+def figure_on_canvas(size: tuple[float, float]):
     """A figure on the Agg canvas, without pyplot (no global state, no display needed)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -61,7 +61,8 @@ def _plane_grid(
     return points, horizontal, vertical
 
 
-def _sample(volume: Volume, points: np.ndarray, order: int, outside: float) -> np.ndarray:
+def sample_volume(volume: Volume, points: np.ndarray, order: int, outside: float) -> np.ndarray:
+    """``volume`` at LPS mm ``points`` (H, W, 3) on its own grid: order 1 linear, 0 nearest."""
     from scipy.ndimage import map_coordinates
 
     ijk = volume.world_to_index(points.reshape(-1, 3))
@@ -98,8 +99,8 @@ def plane_images(
     points, horizontal, vertical = _plane_grid(bounds, fixed_axis, fixed_value, pixel_mm)
     half = (horizontal[1] - horizontal[0]) / 2 if len(horizontal) > 1 else 0.5
     return {
-        "ct": _sample(image, points, order=1, outside=-1024.0),
-        "labels": _sample(labels, points, order=0, outside=0),
+        "ct": sample_volume(image, points, order=1, outside=-1024.0),
+        "labels": sample_volume(labels, points, order=0, outside=0),
         "extent": (
             horizontal[0] - half,
             horizontal[-1] + half,
@@ -129,7 +130,8 @@ def write_plane_png(
     ct, label_plane, extent = plane["ct"], plane["labels"], plane["extent"]
     width_mm, height_mm = extent[1] - extent[0], extent[3] - extent[2]
     scale = 9.0 / max(width_mm, height_mm)
-    figure, axes = _figure((max(4.0, width_mm * scale) + 0.4, max(4.0, height_mm * scale) + 0.8))
+    figure, axes = figure_on_canvas(
+        (max(4.0, width_mm * scale) + 0.4, max(4.0, height_mm * scale) + 0.8))
     low, high = WINDOW_LEVEL - WINDOW_WIDTH / 2, WINDOW_LEVEL + WINDOW_WIDTH / 2
     axes.imshow(
         ct,
@@ -215,7 +217,7 @@ def write_loss_png(
         return None
     iterations = np.array([h["iteration"] for h in history])
     names = [k for k in history[-1] if k not in ("iteration", "blur_mm", "alpha")]
-    figure, axes = _figure((9.5, 4.5))
+    figure, axes = figure_on_canvas((9.5, 4.5))
     for name in names:
         values = np.array([h.get(name, np.nan) for h in history], dtype=float)
         values[values <= 0] = np.nan

@@ -53,14 +53,10 @@ def build_report(
         }
         score = by_level.get(level)
         if score is not None:
-            entry.update(
-                {
-                    "fit_residual_hu": score.as_dict()["residual_hu"],
-                    "fit_correlation": score.as_dict()["correlation"],
-                    "fit_score_points": score.points,
-                    "doubtful": score.doubtful,
-                }
-            )
+            measures = score.as_dict()
+            entry["fit_score"] = measures["score"]
+            entry.update({f"fit_{name}": measures[name] for name in score.features()})
+            entry.update({"fit_score_points": score.points, "doubtful": score.doubtful})
         vertebrae.append(entry)
     final = fit.history[-1] if fit.history else {}
     return {
@@ -82,7 +78,7 @@ def build_report(
         "vertebrae": vertebrae,
         "levels_found": [level_name(v) for v in fit.verse_ids],
         "doubtful_levels": [v["level"] for v in vertebrae if v.get("doubtful")],
-        "fit_score_min_correlation": config.export.fit_score_min_correlation if scores else None,
+        "fit_score_threshold": config.export.fit_score_threshold if scores else None,
         "appearance_profile": None
         if fit.appearance_profile is None
         else {

@@ -56,8 +56,8 @@ def markdown_report(report: dict) -> str:
     if doubtful:
         lines += [
             f"> **Check these vertebrae:** {', '.join(doubtful)} — near their surface "
-            "the fitted appearance explains the scan poorly (correlation below "
-            f"{report.get('fit_score_min_correlation')}): wrong level, fitted onto a "
+            "the fitted surface explains the scan poorly (fit score below "
+            f"{report.get('fit_score_threshold')}): wrong level, fitted onto a "
             "neighbour or a disc, cut by the image border, or unusual anatomy.",
             "",
         ]
@@ -67,16 +67,18 @@ def markdown_report(report: dict) -> str:
     lines += [
         "## Vertebrae",
         "",
-        "| level | label | volume (ml) | fit residual (HU) | correlation | doubtful | "
-        "centroid of the label (LPS mm) |",
-        "|---|---:|---:|---:|---:|:---:|---|",
+        "| level | label | volume (ml) | fit score | fit residual (HU) | correlation | "
+        "in view (%) | doubtful | centroid of the label (LPS mm) |",
+        "|---|---:|---:|---:|---:|---:|---:|:---:|---|",
     ]
     for v in report.get("vertebrae", []):
         flag = "**yes**" if v.get("doubtful") else ("no" if "doubtful" in v else "–")
         lines.append(
             f"| {v['level']} | {v.get('label_value', v.get('verse_id'))} | "
-            f"{_number(v.get('volume_ml'))} | {_number(v.get('fit_residual_hu'))} | "
-            f"{_number(v.get('fit_correlation'), 2)} | {flag} | "
+            f"{_number(v.get('volume_ml'))} | {_number(v.get('fit_score'), 2)} | "
+            f"{_number(v.get('fit_residual_hu'))} | {_number(v.get('fit_correlation'), 2)} | "
+            f"{_number(None if v.get('fit_in_view') is None else 100 * v['fit_in_view'])} | "
+            f"{flag} | "
             f"{_point(v.get('label_centroid_mm'))} |"
         )
     lines += [
@@ -84,7 +86,9 @@ def markdown_report(report: dict) -> str:
         "Fit residual: mean absolute difference between the intensity the fitted "
         "appearance predicts and the scan within 3 mm of the vertebra's surface (lower "
         "is better); correlation: between those predicted and observed intensities "
-        "(higher is better; it flags doubtful vertebrae).",
+        "(higher is better); in view: the part of the band around the surface inside "
+        "the scan; fit score: these combined (`diffam.fit.quality`, higher is better; "
+        "below the threshold the vertebra is flagged doubtful).",
         "",
     ]
 

@@ -31,7 +31,9 @@ a vertebra has no labelled neighbour); the anterior axis ``a`` points from
 the whole vertebra's centroid to its body's centroid, perpendicular to ``s``
 (world anterior at first). The body is the part of the mask anterior of the
 vertebral canal: in the mid-sagittal slab the mask's anterior-most run along
-``a`` ends where the canal (a gap of at least ``canal_min_mm``) begins. Body
+``a`` ends where the canal (a gap of at least ``canal_min_mm``) begins
+(:func:`diffam.core.body_centre.canal_posterior_wall`, the split the body
+centres use too). Body
 measures are left out (None) for C1, C2 and the sacrum, and when no canal is
 found.
 """
@@ -43,6 +45,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from diffam.core.body_centre import MIN_GAP_MM, canal_posterior_wall
 from diffam.core.labels import anatomical_order, verse_id
 from diffam.core.volume import Volume
 
@@ -126,24 +129,6 @@ def _slab(frame: _Frame, sampler: _MaskSampler, a_range, s_range, half_width: fl
     return sampler(grid), ua
 
 
-def _runs(flags: np.ndarray) -> list[tuple[int, int]]:
-    """``[start, stop)`` index pairs of the runs of True in a 1D bool array."""
-    padded = np.concatenate([[False], flags, [False]]).astype(np.int8)
-    edges = np.flatnonzero(np.diff(padded))
-    return list(zip(edges[::2], edges[1::2]))
-
-
-def _canal_front(occupied: np.ndarray, ua: np.ndarray, step: float, canal_min_mm: float,
-                 speck_mm: float = 2.0) -> float | None:
-    """Local ``a`` of the body's posterior wall: start of the anterior-most run before a canal."""
-    runs = [r for r in _runs(occupied) if (r[1] - r[0]) * step >= speck_mm]
-    for (_, stop_back), (start, _) in zip(runs[::-1][1:], runs[::-1][:-1]):
-        if (start - stop_back) * step >= canal_min_mm:
-            return float(ua[start]) - step / 2
-        # a gap too short to be the canal: the run before belongs to the body too
-    return None
-
-
 def _heights(body: np.ndarray, ua: np.ndarray, step: float) -> dict:
     """Body heights (mm) at 10/50/90 % of its depth from a bool slab ``(n_r, n_a, n_s)``."""
     profile = np.median(body.sum(axis=2), axis=0) * step  # (n_a,) height over a
@@ -196,7 +181,7 @@ def vertebra_statistics(
     *,
     cortex_margin_mm: float = 3.0,
     slab_half_width_mm: float = 2.0,
-    canal_min_mm: float = 3.0,
+    canal_min_mm: float = MIN_GAP_MM,
     step_mm: float = 0.25,
 ) -> list[dict]:
     """Measurements of every vertebra of a label map (see the module docstring).
@@ -267,7 +252,8 @@ def vertebra_statistics(
             lo, hi = local.min(axis=0) - step_mm, local.max(axis=0) + step_mm
             slab, ua = _slab(frame, sampler, (lo[1], hi[1]), (lo[2], hi[2]),
                              slab_half_width_mm, step_mm)
-            a_cut = _canal_front(slab.any(axis=(0, 2)), ua, step_mm, canal_min_mm)
+            a_cut = canal_posterior_wall(slab.any(axis=(0, 2)), ua, step_mm,
+                                         min_gap_mm=canal_min_mm)
             if a_cut is None:
                 body_sel = None
                 break

@@ -29,6 +29,7 @@ from diffam.export.files import (
     CENTROID_FILES,
     DICOM_SEG_FILE,
     ITKSNAP_TABLE_FILE,
+    QC_CURVED_FILES,
     QC_DIR,
     REPORT_FILE,
     REPORT_MD_FILE,
@@ -42,6 +43,9 @@ from diffam.export.files import (
 from diffam.fit.pipeline import SegmentationResult
 
 log = logging.getLogger(__name__)
+
+#: Largest anterior shift of the coronal reformation from the centroids to the bodies, mm.
+MAX_BODY_SHIFT_MM = 25.0
 
 _TRUE = ("true", "1", "yes", "on")
 _FALSE = ("false", "0", "no", "off")
@@ -195,27 +199,32 @@ def _centroids(ctx: OutputContext) -> dict[str, Path]:
 
 def _fit_scores(ctx: OutputContext) -> dict[str, Path]:
     """No file: the scores go into the reports and flag doubtful vertebrae in the log."""
-    fit, export = ctx.result.fit, ctx.config.export
+    fit, export, result = ctx.result.fit, ctx.config.export, ctx.result
     if fit.appearance_profile is None or not len(fit.levels):
         return {}
+    # the whole-vertebra centres the fit started from (how far each vertebra moved)
+    starts = result.vertebra_centroids or (
+        result.centroids if result.centroids_kind == "vertebra" else {})
+    initial = np.array([starts.get(v, np.full(3, np.nan)) for v in fit.verse_ids], float)
     try:
         from diffam.fit.quality import fit_scores
 
         ctx.scores = fit_scores(fit.vertices, fit.faces, fit.levels, fit.appearance_profile,
-                                ctx.image, min_correlation=export.fit_score_min_correlation)
+                                ctx.image, initial_centroids=initial,
+                                threshold=export.fit_score_threshold)
     except Exception as error:  # noqa: BLE001 - a report extra must not lose the run
         log.warning("fit score not computed: %s", error)
         ctx.warnings.append(f"fit score not computed: {error}")
         return {}
     for score in ctx.scores:
-        if score.doubtful and not np.isfinite(score.correlation):
+        if score.doubtful and not np.isfinite(score.score):
             log.warning("%s looks doubtful: too few points near its surface lie in the image "
                         "to score it", score.level)
         elif score.doubtful:
-            log.warning("%s looks doubtful: the fitted surface explains the scan poorly "
-                        "(correlation %.2f < %.2f, residual %.0f HU); check it in qc/ and in a "
-                        "viewer", score.level, score.correlation,
-                        export.fit_score_min_correlation, score.residual_hu)
+            log.warning("%s looks doubtful: fit score %.2f < %.2f (correlation %.2f, residual "
+                        "%.0f HU, %.0f %% in view); check it in qc/vertebrae.png and in a viewer",
+                        score.level, score.score, export.fit_score_threshold,
+                        score.correlation, score.residual_hu, 100 * score.in_view)
     return {}
 
 
@@ -241,6 +250,45 @@ def _qc_images(ctx: OutputContext) -> dict[str, Path]:
     except Exception as error:  # noqa: BLE001 - pictures must not lose the run
         log.warning("QC pictures not written: %s", error)
         ctx.warnings.append(f"QC pictures not written: {error}")
+    return written
+
+
+def _qc_curved(ctx: OutputContext) -> dict[str, Path]:
+    """qc/curved_sagittal.png, qc/curved_coronal.png and qc/vertebrae.png (every vertebra)."""
+    from diffam.core.body_centre import anterior_axes, body_centres_from_label_map
+    from diffam.core.mesh_ops import solid_centroid
+    from diffam.export.qc_curved import write_curved_png, write_vertebra_strip_png
+
+    fit, image = ctx.result.fit, ctx.image
+    present = _present_vertebrae(ctx)
+    if not present:
+        return {}
+    index = {level: n for n, level in enumerate(fit.levels)}
+    levels = [level for level, _, _ in present]
+    values = [value for _, _, value in present]
+    centroids = np.stack([solid_centroid(fit.vertices[index[level]], fit.faces)
+                          for level in levels])
+    # the coronal surface goes through the bodies: the centreline moved anteriorly by the
+    # median distance of the bodies' centres (label map, split as the statistics split it)
+    # in front of the centroids; the median, as a badly fitted vertebra's body is anywhere
+    bodies = body_centres_from_label_map(ctx.result.labels, ctx.config.export.labels)
+    anterior, _ = anterior_axes(centroids)
+    ahead = [float((bodies[verse] - centroid) @ axis) for (_, verse, _), centroid, axis
+             in zip(present, centroids, anterior) if verse in bodies]
+    shift = float(np.clip(np.median(ahead), 0.0, MAX_BODY_SHIFT_MM)) if ahead else 0.0
+    qc_dir = ctx.output_dir / QC_DIR
+    qc_dir.mkdir(exist_ok=True)
+    title = Path(str(image.source.path)).name if image.source is not None else ""
+    written = {}
+    for view, ahead_mm in (("sagittal", 0.0), ("coronal", shift)):
+        written[f"qc_curved_{view}"] = write_curved_png(
+            image, ctx.result.labels, centroids, levels, values, ctx.entries, view,
+            qc_dir / QC_CURVED_FILES[view], overwrite=ctx.overwrite, title=title,
+            anterior_shift_mm=ahead_mm)
+    written["qc_vertebrae"] = write_vertebra_strip_png(
+        image, ctx.result.labels, centroids, levels, values, ctx.entries,
+        qc_dir / QC_CURVED_FILES["vertebrae"], scores=ctx.scores, overwrite=ctx.overwrite,
+        title=title)
     return written
 
 
@@ -343,6 +391,9 @@ OUTPUT_WRITERS: tuple[OutputWriter, ...] = (
     OutputWriter("statistics", lambda e: e.statistics, _optional("statistics", _statistics)),
     OutputWriter("fit_score", lambda e: e.fit_score, _fit_scores),
     OutputWriter("qc_images", lambda e: e.qc_images, _qc_images),
+    # after the fit score (the strip shows it); qc_images switches every picture off
+    OutputWriter("qc_curved", lambda e: e.qc_images and e.qc_curved,
+                 _optional("curved QC pictures", _qc_curved)),
 )
 
 

@@ -91,3 +91,20 @@ def test_make_centroids_writes_either_kind(shared_data, tmp_path):
         assert np.allclose(out["v.csv"][k], out["v.json"][k], atol=0.01)
         assert np.allclose(out["b.csv"][k], out["b_ctd.json"][k], atol=0.01)
         assert out["v.csv"][k][1] - out["b.csv"][k][1] > 8.0
+
+
+def test_canal_posterior_wall_is_the_start_of_the_run_in_front_of_the_canal():
+    from diffam.core.body_centre import canal_posterior_wall
+
+    step = 0.5
+    coordinates = np.arange(60) * step + step / 2  # bins along the anterior axis, mm
+    occupied = np.zeros(60, bool)
+    occupied[0:10] = True  # arch (posterior)
+    occupied[30:60] = True  # body, its posterior wall at bin 30 (15 mm)
+    assert canal_posterior_wall(occupied, coordinates, step) == pytest.approx(15.0)
+    occupied[20] = True  # a one-bin speck inside the canal is not bone closing it
+    assert canal_posterior_wall(occupied, coordinates, step) == pytest.approx(15.0)
+    occupied[12:30] = True  # no gap left: no canal
+    assert canal_posterior_wall(occupied, coordinates, step) is None
+    occupied[26:30] = False  # a 2 mm gap is shorter than the canal (3 mm)
+    assert canal_posterior_wall(occupied, coordinates, step) is None

@@ -321,7 +321,9 @@ def test_reports_fit_score_and_qc_pictures(tmp_path):
         assert (tmp_path / report["files"][name]).is_file()
     markdown = written["report_md"].read_text(encoding="utf-8")
     assert "| L1 | 20 |" in markdown and "![sagittal](qc/sagittal.png)" in markdown
-    for name in ("qc_sagittal", "qc_coronal", "qc_losses"):
+    for name in ("qc_sagittal", "qc_coronal", "qc_losses", "qc_curved_sagittal",
+                 "qc_curved_coronal", "qc_vertebrae"):
+        assert (tmp_path / report["files"][name]).is_file()
         with Image.open(written[name]) as picture:
             assert picture.format == "PNG" and min(picture.size) > 200
             pixels = np.asarray(picture.convert("RGB")).astype(int)
