@@ -44,6 +44,9 @@ Dice is scored on the part in view; vertebrae with fewer than 200 voxels in
 view are not fitted.
 
 A variant is ``NAME=override[,override...]``; ``--variant base=`` adds none.
+``--refine none,likelihood`` scores each fit's label map refined each way
+(:mod:`diffam.fit.refine` works on the fitted meshes, so one fit serves all);
+the rows are named ``VARIANT+METHOD``.
 Results go to ``--output`` (``results.json``, ``results.md``).
 """
 
@@ -161,8 +164,14 @@ def make_centroids(kind: str, labels, convention: str, levels: list[int]):
     return {k: v for k, v in found.items() if k in levels}
 
 
-def run_one(scan: Scan, kind: str, overrides: list[str], output: Path) -> dict:
+def run_one(scan: Scan, kind: str, overrides: list[str], output: Path,
+            refine_methods: list[str] = ()) -> list[dict]:
+    """One fit; its label map scored as configured and, for each of ``refine_methods``,
+    refined that way instead (the refinement works on the fitted meshes, after the fit)."""
+    from dataclasses import replace as _replace
+
     from diffam.fit.pipeline import segment
+    from diffam.fit.refine import refine_labels
 
     image, labels, truth, levels = ground_truth(scan)
     if scan.cut:
@@ -176,8 +185,19 @@ def run_one(scan: Scan, kind: str, overrides: list[str], output: Path) -> dict:
     tick = time.perf_counter()
     result = segment(image, config, centroids=centroids, **hint, **kwargs)
     seconds = time.perf_counter() - tick
-    pred = np.asarray(result.labels.array).astype(np.int32)
-    if centroids is not None:
+    predictions = [(config.refine.method, np.asarray(result.labels.array).astype(np.int32))]
+    for method in refine_methods:
+        if method != config.refine.method:
+            meshes = [(v, result.fit.faces) for v in result.fit.vertices]
+            predictions.append((method, refine_labels(
+                image, meshes, result.fit.verse_ids, _replace(config.refine, method=method))))
+    return [score(scan, kind, overrides, image, truth, levels, pred, centroids is not None,
+                  seconds, result, config, method) for method, pred in predictions]
+
+
+def score(scan, kind, overrides, image, truth, levels, pred, given, seconds, result, config,
+          refine_method) -> dict:
+    if given:
         pred = np.where(np.isin(pred, levels), pred, 0)
     sx, sy, sz = (float(s) for s in image.spacing)
     rows = evaluate_arrays(pred, truth, (sz, sy, sx), tuple(float(o) for o in image.origin),
@@ -187,7 +207,7 @@ def run_one(scan: Scan, kind: str, overrides: list[str], output: Path) -> dict:
     gt_rows = [r for r in rows if r.status in ("matched", "missing")]
     worst = min(gt_rows, key=lambda r: r.dice)
     return {
-        "scan": scan.name, "centroids": kind, "overrides": overrides,
+        "scan": scan.name, "centroids": kind, "overrides": overrides, "refine": refine_method,
         "levels": [level_name(v) for v in levels], "per_level": per_level,
         "summary": summarize(rows),
         "mean_dice": float(np.mean([100 * r.dice for r in gt_rows])),
@@ -242,6 +262,9 @@ def main(argv=None) -> int:
                              "optim.iterations=600, device=cpu); repeatable")
     parser.add_argument("--variant", action="append", default=[], metavar="NAME=OV[,OV]",
                         help="an ablation: runs every scan with these extra overrides; repeatable")
+    parser.add_argument("--refine", default="", metavar="METHODS",
+                        help="comma list of refine.method values (none, likelihood) also scored "
+                             "on each fit, as variant NAME+METHOD")
     parser.add_argument("--output", type=Path, default=Path("/tmp/bench_accuracy"))
     parser.add_argument("--markdown", type=Path, default=None, help="also write the table here")
     args = parser.parse_args(argv)
@@ -261,17 +284,19 @@ def main(argv=None) -> int:
     if not any(o.startswith("device") for o in base):
         base.append("device=cpu")
     args.output.mkdir(parents=True, exist_ok=True)
+    refine_methods = [m for m in args.refine.split(",") if m]
     results = []
     for name, extra in variants:
         for scan in scans:
             for kind in kinds:
-                r = run_one(scan, kind, base + extra, args.output)
-                r["variant"] = name
-                results.append(r)
-                print(f"{scan.name:9s} {kind:8s} {name:10s} mean Dice {r['mean_dice']:5.1f}  worst "
-                      f"{r['worst'][0]} {r['worst'][1]:5.1f}  HD95 {r['mean_hd95']:5.1f} mm  "
-                      f"{r['seconds']:.0f} s  " + " ".join(
-                          f"{k}:{v['dice']:.0f}" for k, v in r["per_level"].items()), flush=True)
+                for r in run_one(scan, kind, base + extra, args.output, refine_methods):
+                    r["variant"] = f"{name}+{r['refine']}" if refine_methods else name
+                    results.append(r)
+                    print(f"{scan.name:9s} {kind:8s} {r['variant']:10s} mean Dice "
+                          f"{r['mean_dice']:5.1f}  worst {r['worst'][0]} {r['worst'][1]:5.1f}  "
+                          f"HD95 {r['mean_hd95']:5.1f} mm  {r['seconds']:.0f} s  " + " ".join(
+                              f"{k}:{v['dice']:.0f}" for k, v in r["per_level"].items()),
+                          flush=True)
     text = markdown(results, " ".join(base))
     print()
     print(text)

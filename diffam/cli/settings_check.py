@@ -24,6 +24,7 @@ from diffam.core.config import (
     ExportConfig,
     LossWeights,
     OptimConfig,
+    RefineConfig,
     ShapeConfig,
 )
 from diffam.core.labels import LABEL_CONVENTIONS
@@ -36,7 +37,7 @@ class SettingsError(ValueError):
 
 #: Config sections of segment.yaml and their dataclass.
 SECTIONS = {"losses": LossWeights, "shape": ShapeConfig, "appearance": AppearanceConfig,
-            "optim": OptimConfig, "export": ExportConfig}
+            "optim": OptimConfig, "export": ExportConfig, "refine": RefineConfig}
 
 _POSITIVE = (0.0, False, None)  # > 0
 _NON_NEGATIVE = (0.0, True, None)  # >= 0
@@ -83,6 +84,8 @@ RANGES: dict[str, tuple] = {
     "seed": (0, True, 2**32 - 1),
     "phantom.spacing_mm": _POSITIVE,
     "memory_limit_gb": _NON_NEGATIVE,
+    "refine.band_mm": _POSITIVE,
+    "refine.prior_mm": _POSITIVE,
 }
 for _field in dataclasses.fields(LossWeights):  # one weight per registered loss (tested)
     RANGES[f"losses.{_field.name}"] = _NON_NEGATIVE
@@ -95,6 +98,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "export.dicom_seg": ("auto", "true", "false"),
     "appearance.activation": ("relu", "silu"),
     "optim.schedule": tuple(SCHEDULES),
+    "refine.method": ("none", "likelihood"),
 }
 
 _TOP_LEVEL_BOOLS = ("overwrite", "resume", "memory_check")

@@ -167,6 +167,20 @@ class ExportConfig:
 
 
 @dataclass
+class RefineConfig:
+    """Voxel refinement of the label map near the fitted surfaces (diffam.fit.refine)."""
+
+    #: none (the fitted meshes as they are) or likelihood (each voxel near the
+    #: fitted surfaces decided again from its HU, against the fit's own statistics).
+    method: str = "likelihood"
+    #: Half-width of the band around the fitted surfaces that is decided again, mm.
+    band_mm: float = 3.0
+    #: Width of the fitted surface's prior: a voxel this far outside (inside) the
+    #: fitted surface needs e times more (less) evidence from its HU to be bone, mm.
+    prior_mm: float = 1.0
+
+
+@dataclass
 class SegmentationConfig:
     """Everything :func:`diffam.fit.pipeline.segment` needs besides the image."""
 
@@ -177,6 +191,7 @@ class SegmentationConfig:
     appearance: AppearanceConfig = field(default_factory=AppearanceConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
+    refine: RefineConfig = field(default_factory=RefineConfig)
     device: str = "auto"
     seed: int = 0
 
@@ -223,6 +238,7 @@ def segmentation_config(settings: dict[str, Any]) -> SegmentationConfig:
         appearance=from_mapping(AppearanceConfig, settings.get("appearance")),
         optim=from_mapping(OptimConfig, settings.get("optim")),
         export=from_mapping(ExportConfig, settings.get("export")),
+        refine=from_mapping(RefineConfig, settings.get("refine")),
         device=str(settings.get("device", defaults.device)),
         seed=int(settings.get("seed", defaults.seed)),
     )

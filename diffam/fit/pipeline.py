@@ -24,7 +24,7 @@ from diffam.core.volume import Volume
 from diffam.fit.field_of_view import FieldOfView
 from diffam.fit.interpolation import VolumeSampler
 from diffam.fit.model import FitResult, SpineFit, initial_placement, template_centres
-from diffam.fit.rasterize import rasterize_meshes
+from diffam.fit.refine import refine_labels
 from diffam.fit.roi import processing_volume
 
 log = logging.getLogger(__name__)
@@ -243,8 +243,8 @@ def segment(
     timings["fit"] = time.perf_counter() - tick
 
     tick = time.perf_counter()
-    labels, _ = rasterize_meshes([(v, result.faces) for v in result.vertices],
-                                 result.verse_ids, image, device=device)
+    labels = refine_labels(image, [(v, result.faces) for v in result.vertices],
+                           result.verse_ids, config.refine, device=device)
     if config.export.labels == "totalsegmentator":
         labels = verse_to_totalsegmentator(labels, unmapped="drop")
     elif config.export.labels != "verse":

@@ -16,9 +16,11 @@ import diffsd
 from diffam.core.volume import Volume
 
 
-def _index_box(reference: Volume, vertices: np.ndarray, margin_voxels: int = 1):
-    """Inclusive index ranges (i, j, k) of the voxels whose centres may lie in the mesh box."""
-    lo, hi = vertices.min(0), vertices.max(0)
+def _index_box(reference: Volume, vertices: np.ndarray, margin_voxels: int = 1,
+               reach_mm: float = 0.0):
+    """Inclusive index ranges (i, j, k) of the voxels whose centres may lie in the mesh box
+    grown by ``reach_mm`` (world mm) on every side."""
+    lo, hi = vertices.min(0) - reach_mm, vertices.max(0) + reach_mm
     corners = np.array(
         [[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])]
     )
@@ -55,14 +57,41 @@ def rasterize_meshes(
         labels (Z, Y, X) int32 (0 = background) and depth (Z, Y, X) float32:
         the signed distance to the winning mesh in mm (inf where background).
     """
+    owner, distance = nearest_surface_field(meshes, label_values, reference, reach_mm=0.0,
+                                            device=device, chunk_voxels=chunk_voxels)
+    inside = distance < 0
+    return np.where(inside, owner, 0).astype(np.int32), \
+        np.where(inside, distance, np.inf).astype(np.float32)
+
+
+def nearest_surface_field(
+    meshes: Sequence[tuple[np.ndarray, np.ndarray]],
+    label_values: Sequence[int],
+    reference: Volume,
+    *,
+    reach_mm: float,
+    device: str | torch.device = "cpu",
+    chunk_voxels: int = 2_000_000,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each voxel's nearest mesh and its signed distance to it (mm), within ``reach_mm``.
+
+    A voxel inside a mesh belongs to the mesh it is deepest inside; outside
+    all meshes, to the mesh whose surface is nearest. Voxels beyond each
+    mesh's bounding box grown by ``reach_mm`` are not tested (label 0,
+    distance inf), so distances up to ``reach_mm`` outside a mesh are exact.
+
+    Returns:
+        owner (Z, Y, X) int32 (label value of the nearest mesh, 0 where none
+        was tested) and signed distance (Z, Y, X) float32 (mm, negative inside).
+    """
     if len(meshes) != len(label_values):
         raise ValueError(f"{len(meshes)} meshes but {len(label_values)} label values")
     z, y, x = reference.array.shape
-    labels = np.zeros((z, y, x), dtype=np.int32)
-    depth = np.full((z, y, x), np.inf, dtype=np.float32)
+    owner = np.zeros((z, y, x), dtype=np.int32)
+    nearest = np.full((z, y, x), np.inf, dtype=np.float32)
     for (vertices, faces), value in zip(meshes, label_values):
         vertices = np.asarray(vertices, dtype=np.float64)
-        start, stop = _index_box(reference, vertices)
+        start, stop = _index_box(reference, vertices, reach_mm=reach_mm)
         if np.any(stop < start):
             continue
         ii, jj, kk = (np.arange(start[a], stop[a] + 1) for a in range(3))
@@ -81,7 +110,7 @@ def rasterize_meshes(
             )
         distance = np.concatenate(distances).astype(np.float32)
         k, j, i = grid[:, 2], grid[:, 1], grid[:, 0]
-        wins = (distance < 0) & (distance < depth[k, j, i])
-        labels[k[wins], j[wins], i[wins]] = int(value)
-        depth[k[wins], j[wins], i[wins]] = distance[wins]
-    return labels, depth
+        wins = distance < nearest[k, j, i]
+        owner[k[wins], j[wins], i[wins]] = int(value)
+        nearest[k[wins], j[wins], i[wins]] = distance[wins]
+    return owner, nearest

@@ -28,7 +28,7 @@ def test_every_dataclass_field_is_in_the_yaml():
     """A field missing from the YAML could not be set from the command line by its group."""
     settings = _composed()
     config = SegmentationConfig()
-    for group in ("losses", "shape", "appearance", "optim", "export"):
+    for group in ("losses", "shape", "appearance", "optim", "export", "refine"):
         fields = {f.name for f in dataclasses.fields(getattr(config, group))}
         assert set(settings[group]) == fields, group
 

@@ -47,7 +47,7 @@ def test_any_value_is_accepted_as_typed_or_refused_by_name(option, value):
     config = segmentation_config(user)
     got = getattr(getattr(config, section), key)
     assert got is None or not isinstance(got, str) or key in (
-        "labels", "format", "mesh_format", "activation", "dicom_seg")
+        "labels", "format", "mesh_format", "activation", "dicom_seg", "method")
 
 
 @pytest.mark.parametrize("override, expected", [

@@ -1,0 +1,117 @@
+"""Robustness on the shared chest CT (slow, needs ../shared/data): the scan cut to an
+80 mm sagittal slab, cut tight around three vertebrae, and centroids moved 15 mm.
+
+Five mid-thoracic vertebrae (T5-T9, TotalSegmentator labels) are fitted at the
+fast settings on the whole scan first; on each cut or moved start every
+vertebra must stay on its own bone: Dice on the part in view within 5 points
+of the uncut fit's Dice on that same part.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from diffam.core.centroids import centroids_from_label_map
+from diffam.core.config import OptimConfig, SegmentationConfig
+from diffam.core.image import read_image
+from diffam.core.labels import totalsegmentator_to_verse
+from diffam.evaluation import evaluate_arrays
+from diffam.fit.pipeline import segment
+from diffam.fit.roi import crop_to_world_box
+
+pytestmark = [pytest.mark.slow, pytest.mark.shared_data]
+
+FAST = dict(iterations=300, num_image_points=4000, num_surface_points=4000,
+            processing_spacing_mm=1.5)
+LEVELS = [12, 13, 14, 15, 16]  # T5-T9
+#: Dice (points) a cut scan or a moved start may lose against the uncut fit.
+TOLERANCE = 5.0
+SLAB_MM = 80.0
+MOVE_MM = 15.0
+
+
+def _config():
+    return SegmentationConfig(optim=OptimConfig(**FAST), device="cpu")
+
+
+def _keep(array, levels):
+    return np.where(np.isin(array, levels), array, 0).astype(np.int32)
+
+
+def _dice(pred, truth, image):
+    sx, sy, sz = (float(s) for s in image.spacing)
+    rows = evaluate_arrays(pred, truth, (sz, sy, sx), tuple(float(o) for o in image.origin),
+                           np.asarray(image.direction))
+    return {r.label: 100 * r.dice for r in rows if r.status in ("matched", "missing")}
+
+
+@pytest.fixture(scope="module")
+def chest(shared_data):
+    folder = shared_data / "ct" / "chest_t1_l2"
+    image = read_image(folder / "ct.nii.gz")
+    labels = read_image(folder / "labels_totalsegmentator.nii.gz")
+    truth = _keep(totalsegmentator_to_verse(labels.array), LEVELS)
+    verse = image.with_array(truth)
+    centroids = {k: v for k, v in centroids_from_label_map(verse).items() if k in LEVELS}
+    full = segment(image, _config(), centroids=centroids)
+    return image, truth, centroids, _keep(np.asarray(full.labels.array), LEVELS)
+
+
+def _world(image, truth, levels):
+    k, j, i = np.nonzero(np.isin(truth, levels))
+    return image.index_to_world(np.stack([i, j, k], 1).astype(np.float64))
+
+
+def _fit_cut(chest, lo, hi, levels):
+    """(Dice of the fit on the cut scan, Dice of the uncut fit on the same part) per level."""
+    image, truth, _, full = chest
+    cut_image = crop_to_world_box(image, lo, hi)
+    cut_truth = _keep(crop_to_world_box(image.with_array(truth), lo, hi).array, levels)
+    cut_full = _keep(crop_to_world_box(image.with_array(full), lo, hi).array, levels)
+    centroids = {k: v for k, v in centroids_from_label_map(cut_image.with_array(cut_truth)).items()
+                 if k in levels}
+    result = segment(cut_image, _config(), centroids=centroids)
+    cut_pred = _keep(np.asarray(result.labels.array), levels)
+    return _dice(cut_pred, cut_truth, cut_image), _dice(cut_full, cut_truth, cut_image)
+
+
+@pytest.mark.xfail(strict=False, reason="open: the lowest vertebra of the run slips (2026-12-06, "
+                   "optim=fast: T5-T8 within 2 points of the uncut fit, T9 63 against 77 Dice)")
+def test_sagittal_slab_80mm(chest):
+    image, truth, _, _ = chest
+    points = _world(image, truth, LEVELS)
+    middle = 0.5 * (points[:, 0].min() + points[:, 0].max())
+    lo, hi = np.full(3, -1e6), np.full(3, 1e6)
+    lo[0], hi[0] = middle - SLAB_MM / 2, middle + SLAB_MM / 2
+    cut, full = _fit_cut(chest, lo, hi, LEVELS)
+    for level in LEVELS:
+        assert cut[level] > full[level] - TOLERANCE, (level, cut, full)
+
+
+@pytest.mark.xfail(strict=False, reason="open: the lowest vertebra of the crop loses most "
+                   "(2026-12-06, optim=fast: T6 74 against 77, T7 78 against 78, T8 69 against 80)")
+def test_tight_crop_around_three_vertebrae(chest):
+    image, truth, _, _ = chest
+    wanted = LEVELS[1:4]  # T6-T8
+    points = _world(image, truth, wanted)
+    cut, full = _fit_cut(chest, points.min(0), points.max(0), wanted)
+    for level in wanted:
+        assert cut[level] > full[level] - TOLERANCE, (level, cut, full)
+
+
+@pytest.mark.xfail(strict=False, reason="open: whole vertebrae land on their neighbours "
+                   "(2026-12-06, optim=fast, T5-T9: 18/57/34/26/- against 69-77 Dice; with "
+                   "optim.init_search=true 8/51/61/26/3)")
+def test_centroids_moved_15mm(chest):
+    image, truth, centroids, full = chest
+    rng = np.random.default_rng(3)
+    moved = {}
+    for level, point in centroids.items():
+        direction = rng.normal(size=3)
+        moved[level] = point + MOVE_MM * direction / np.linalg.norm(direction)
+    result = segment(image, _config(), centroids=moved)
+    got = _dice(_keep(np.asarray(result.labels.array), LEVELS), truth, image)
+    reference = _dice(full, truth, image)
+    for level in LEVELS:
+        assert got[level] > reference[level] - TOLERANCE, (level, got, reference)
