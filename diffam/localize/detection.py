@@ -165,16 +165,23 @@ def straighten(
     inside = np.empty(array.shape, dtype=bool)
     image = volume.array.astype(np.float32, copy=False)
     upper = np.array(image.shape, dtype=float)[:, None] - 1.0
+    # The map is affine: transform the curve points and the frame axes to
+    # (k, j, i) index space once, and combine them there.
+    origin_kji = volume.world_to_index(centerline.points)[:, ::-1].astype(np.float32)
+    linear = volume.world_to_index_affine[:3, :3][::-1]  # world mm -> (k, j, i)
+    left_kji = (frames[:, :, 0] @ linear.T).astype(np.float32)
+    post_kji = (frames[:, :, 1] @ linear.T).astype(np.float32)
+    v32, u32 = v.astype(np.float32), u.astype(np.float32)
     chunk = 32
     for start in range(0, len(frames), chunk):
-        f = frames[start : start + chunk]
-        x = centerline.points[start : start + chunk]
+        end = start + chunk
         pts = (
-            x[:, None, None, :]
-            + v[None, :, None, None] * f[:, None, None, :, 1]
-            + u[None, None, :, None] * f[:, None, None, :, 0]
+            origin_kji[start:end, None, None, :]
+            + v32[None, :, None, None] * post_kji[start:end, None, None, :]
+            + u32[None, None, :, None] * left_kji[start:end, None, None, :]
         )
-        kji = volume.world_to_index(pts.reshape(-1, 3))[:, ::-1].T
+        f = frames[start:end]
+        kji = pts.reshape(-1, 3).T
         values = ndimage.map_coordinates(image, kji, order=1, mode="constant", cval=outside_hu)
         array[start : start + len(f)] = values.reshape(len(f), len(v), len(u))
         within = ((kji >= -0.5) & (kji <= upper + 0.5)).all(axis=0)
