@@ -172,20 +172,17 @@ def straighten(
     left_kji = (frames[:, :, 0] @ linear.T).astype(np.float32)
     post_kji = (frames[:, :, 1] @ linear.T).astype(np.float32)
     v32, u32 = v.astype(np.float32), u.astype(np.float32)
-    chunk = 32
-    for start in range(0, len(frames), chunk):
-        end = start + chunk
-        pts = (
-            origin_kji[start:end, None, None, :]
-            + v32[None, :, None, None] * post_kji[start:end, None, None, :]
-            + u32[None, None, :, None] * left_kji[start:end, None, None, :]
-        )
-        f = frames[start:end]
-        kji = pts.reshape(-1, 3).T
+    for start in range(0, len(frames), 32):
+        rows = slice(start, start + 32)
+        kji = (
+            origin_kji[rows, None, None, :]
+            + v32[None, :, None, None] * post_kji[rows, None, None, :]
+            + u32[None, None, :, None] * left_kji[rows, None, None, :]
+        ).reshape(-1, 3).T
         values = ndimage.map_coordinates(image, kji, order=1, mode="constant", cval=outside_hu)
-        array[start : start + len(f)] = values.reshape(len(f), len(v), len(u))
+        array[rows] = values.reshape(-1, len(v), len(u))
         within = ((kji >= -0.5) & (kji <= upper + 0.5)).all(axis=0)
-        inside[start : start + len(f)] = within.reshape(len(f), len(v), len(u))
+        inside[rows] = within.reshape(-1, len(v), len(u))
     return Straightened(array, v, u, frames, inside)
 
 
