@@ -45,7 +45,13 @@ def to_working_grid(volume: Volume, spacing_mm: float = 2.0) -> Volume:
     # so that the working grid is as smooth as with the Gaussian alone (the
     # thresholds downstream, the ribs' above all, were set on that).
     sigma = np.maximum(0.0, ANTI_ALIAS_FRACTION * (spacing_mm - volume.spacing))
-    shrink = [max(1, int(spacing_mm // s)) for s in volume.spacing]
+    # Only along axes the blocks tile exactly: a block mean that drops a
+    # remainder voxel at one end would depend on the voxel order (a scan in
+    # RAS and the same scan in LPS would give different working grids).
+    shrink = [
+        f if n % f == 0 else 1
+        for f, n in zip((max(1, int(spacing_mm // s)) for s in volume.spacing), volume.shape_ijk)
+    ]
     if max(shrink) > 1:
         image = sitk.BinShrink(image, shrink)
         block_variance = (np.array(shrink) ** 2 - 1) * volume.spacing**2 / 12.0
