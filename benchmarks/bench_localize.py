@@ -18,11 +18,13 @@ A vertebra is in view when at least a fifth of its voxels are.
     python benchmarks/bench_localize.py                 # every group
     python benchmarks/bench_localize.py --fast          # the quick subset the tests run
     python benchmarks/bench_localize.py --groups spacing axes --scans verse005_l1_l5_crop
+    python benchmarks/bench_localize.py --timing      # time and memory on a 512 x 512 x 400 scan
 """
 
 from __future__ import annotations
 
 import argparse
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -223,13 +225,72 @@ def summarize(outcomes: list[Outcome]) -> list[dict]:
     return rows
 
 
+# ---------------------------------------------------------------------- timing
+#: Grid of the timing case (i, j, k voxels): a large clinical CT.
+TIMING_SHAPE = (512, 512, 400)
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def timing_case() -> Volume:
+    """The chest CT resampled to :data:`TIMING_SHAPE` over the same field of view (int16 HU)."""
+    image, _ = _load("chest_t1_l2")
+    extent = np.array(image.shape_ijk) * image.spacing
+    spacing = extent / np.array(TIMING_SHAPE)
+    out = sitk.Resample(image.to_sitk(), [int(n) for n in TIMING_SHAPE], sitk.Transform(),
+                        sitk.sitkLinear, [float(o) for o in image.origin],
+                        [float(s) for s in spacing], [float(d) for d in image.direction.ravel()],
+                        HU_AIR, sitk.sitkInt16)
+    return Volume.from_sitk(out, image.source)
+
+
+def measure_timing(repeats: int = 2) -> None:
+    """Wall time and peak resident memory above the loaded scan of localisation on a large scan."""
+    volume = timing_case()
+    float32_bytes = 4 * int(np.prod(TIMING_SHAPE))
+    for _ in range(repeats):
+        base, peak, running = _rss_bytes(), [0], [True]
+
+        def sample():
+            while running[0]:
+                peak[0] = max(peak[0], _rss_bytes())
+                time.sleep(0.01)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        start = time.perf_counter()
+        try:
+            found = localize_vertebrae(volume)
+            what = found.naming.split(";")[0]
+        except LocalizationError as error:
+            what = f"asked for a hint: {str(error).split(';')[0]}"
+        seconds = time.perf_counter() - start
+        running[0] = False
+        sampler.join()
+        extra = max(peak[0] - base, 0)
+        print(f"{'x'.join(map(str, TIMING_SHAPE))} int16: {seconds:.1f} s, peak memory above the "
+              f"scan {extra / 2**20:.0f} MiB = {extra / float32_bytes:.2f} x its float32 size "
+              f"({what})", flush=True)
+
+
 def main(argv=None) -> list[Outcome]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scans", nargs="+", default=list(SCANS), choices=list(SCANS))
     parser.add_argument("--groups", nargs="+", default=list(GROUPS), choices=list(GROUPS))
     parser.add_argument("--fast", action="store_true", help="the subset the tests run")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--timing", action="store_true",
+                        help=f"time a {'x'.join(map(str, TIMING_SHAPE))} scan instead")
     args = parser.parse_args(argv)
+    if args.timing:
+        measure_timing()
+        return []
     scans, groups = (FAST["scans"], FAST["groups"]) if args.fast else (args.scans, args.groups)
     outcomes = []
     for name in scans:

@@ -113,7 +113,7 @@ def localize_vertebrae(
     column = find_column(grid)
     if column.extent_mm < MIN_COLUMN_MM:
         raise LocalizationError(
-            "no spinal column was found in the scan (no chain of bone-enclosed canal or body "
+            "no spinal column was found in the scan (no chain of canal or vertebral-body "
             f"sections); check that it is a CT in HU that shows the spine, or {HINT_ADVICE}"
         )
     centerline = extend_centerline(fit_centerline(column.points), EXTEND_MM)
@@ -150,5 +150,8 @@ def localize_vertebrae(
         confidence[label] = float(detection.confidence[n])
         if detection.partial[n]:
             partial.add(label)
-    naming = f"{count} vertebrae detected along a {centerline.length_mm:.0f} mm centreline; {how}"
+    naming = (
+        f"column found by the {column.cue} cue (confidence {column.confidence:.2f}); {count} "
+        f"vertebrae detected along a {centerline.length_mm:.0f} mm centreline; {how}"
+    )
     return Localization(centroids, frames, naming, confidence, partial, centerline, detection)

@@ -84,8 +84,15 @@ V_RANGE_MM = (-70.0, 50.0)
 CANAL_SEARCH_MM = 30.0
 
 #: Fraction of a curve sample's mid-sagittal strip that must lie in the scan for
-#: its canal and wall to be measured.
+#: its canal and wall to be measured (and of its body slab, for its density).
 MIN_SEEN_FRACTION = 0.5
+
+#: Body-slab density (HU) reported where the scan does not show the slab.
+OUTSIDE_DENSITY_HU = -200.0
+
+#: Length (mm) next to a disc's endplate peak that belongs to the disc and
+#: its plates, not to the body of an end vertebra beyond it.
+DISC_SIDE_MM = 3.0
 
 @dataclass
 class Straightened:
@@ -158,20 +165,24 @@ def straighten(
     inside = np.empty(array.shape, dtype=bool)
     image = volume.array.astype(np.float32, copy=False)
     upper = np.array(image.shape, dtype=float)[:, None] - 1.0
-    chunk = 32
-    for start in range(0, len(frames), chunk):
-        f = frames[start : start + chunk]
-        x = centerline.points[start : start + chunk]
-        pts = (
-            x[:, None, None, :]
-            + v[None, :, None, None] * f[:, None, None, :, 1]
-            + u[None, None, :, None] * f[:, None, None, :, 0]
-        )
-        kji = volume.world_to_index(pts.reshape(-1, 3))[:, ::-1].T
+    # The map is affine: transform the curve points and the frame axes to
+    # (k, j, i) index space once, and combine them there.
+    origin_kji = volume.world_to_index(centerline.points)[:, ::-1].astype(np.float32)
+    linear = volume.world_to_index_affine[:3, :3][::-1]  # world mm -> (k, j, i)
+    left_kji = (frames[:, :, 0] @ linear.T).astype(np.float32)
+    post_kji = (frames[:, :, 1] @ linear.T).astype(np.float32)
+    v32, u32 = v.astype(np.float32), u.astype(np.float32)
+    for start in range(0, len(frames), 32):
+        rows = slice(start, start + 32)
+        kji = (
+            origin_kji[rows, None, None, :]
+            + v32[None, :, None, None] * post_kji[rows, None, None, :]
+            + u32[None, None, :, None] * left_kji[rows, None, None, :]
+        ).reshape(-1, 3).T
         values = ndimage.map_coordinates(image, kji, order=1, mode="constant", cval=outside_hu)
-        array[start : start + len(f)] = values.reshape(len(f), len(v), len(u))
+        array[rows] = values.reshape(-1, len(v), len(u))
         within = ((kji >= -0.5) & (kji <= upper + 0.5)).all(axis=0)
-        inside[start : start + len(f)] = within.reshape(len(f), len(v), len(u))
+        inside[rows] = within.reshape(-1, len(v), len(u))
     return Straightened(array, v, u, frames, inside)
 
 
@@ -250,7 +261,9 @@ def endplate_profile(
 
     Returns:
         ``(plates, density)``, each ``(M,)``: the white top-hat along the
-        curve (high at endplates and thin discs) and the mean HU of the slab.
+        curve (high at endplates and thin discs) and the mean HU of the part
+        of the slab inside the scan (:data:`OUTSIDE_DENSITY_HU` where less
+        than :data:`MIN_SEEN_FRACTION` of it is).
     """
     offsets = np.arange(depth_mm[0], depth_mm[1] + 1e-9, 1.0)
     ucols = np.nonzero(np.abs(st.u) <= half_width_mm)[0]
@@ -265,12 +278,20 @@ def endplate_profile(
     slab = st.array[index]  # (M, offsets, u)
     slab = np.maximum(slab, -200.0)  # lung or air beside a thin body must not dominate
     tophat = slab - ndimage.grey_opening(slab, size=(plate_mm, 1, 1))
+    density = slab.mean(axis=(1, 2))
     if st.inside is not None:
         # Where the opening reaches past the end of the scan, the cut bone
         # looks like a thin plate: no endplate can be seen there.
-        outside = ndimage.binary_dilation(~st.inside[index], structure=np.ones((plate_mm, 1, 1)))
+        seen = st.inside[index]
+        outside = ndimage.binary_dilation(~seen, structure=np.ones((plate_mm, 1, 1)))
         tophat[outside] = 0.0
-    return tophat.mean(axis=(1, 2)), slab.mean(axis=(1, 2))
+        # The density of what the scan shows: a tight crop's face cuts the
+        # slab obliquely, and fill values would hide the bone that is seen.
+        n_seen = seen.sum(axis=(1, 2))
+        seen_mean = (slab * seen).sum(axis=(1, 2)) / np.maximum(n_seen, 1)
+        enough = n_seen >= MIN_SEEN_FRACTION * seen[0].size
+        density = np.where(enough, seen_mean, OUTSIDE_DENSITY_HU)
+    return tophat.mean(axis=(1, 2)), density
 
 
 def wall_to_centroid_offset(template) -> float:
@@ -371,7 +392,6 @@ def detect_vertebrae(
         + lo_c
     )
     discs = peaks * step
-    start, end = lo * step, hi * step
     strength = profile[peaks] / max(np.percentile(profile, 95), 1e-6) if len(peaks) else []
     bounds, partial, conf = [], [], []
     for n in range(len(discs) - 1):
@@ -382,13 +402,19 @@ def detect_vertebrae(
         gaps = np.diff(discs)
         first_gap = gaps[0] if len(gaps) else 25.0
         last_gap = gaps[-1] if len(gaps) else 25.0
-        if discs[0] - start >= min_partial_fraction * first_gap:
+        # An end vertebra beyond the last disc counts by how much of its
+        # body the scan shows as bone (a tight crop's oblique face can leave
+        # only the disc below the last vertebra in view).
+        body = ndimage.gaussian_filter1d(density, 3.0 / step) > min_body_hu
+        below = _bony_mm(body, step, discs[0] - first_gap, discs[0] - DISC_SIDE_MM)
+        above = _bony_mm(body, step, discs[-1] + DISC_SIDE_MM, discs[-1] + last_gap)
+        if below >= min_partial_fraction * first_gap:
             bounds.insert(0, (discs[0] - first_gap, discs[0]))
-            partial.insert(0, discs[0] - start < 0.9 * first_gap)
+            partial.insert(0, below < 0.9 * (first_gap - DISC_SIDE_MM))
             conf.insert(0, 0.5 * float(min(1.0, strength[0])))
-        if end - discs[-1] >= min_partial_fraction * last_gap:
+        if above >= min_partial_fraction * last_gap:
             bounds.append((discs[-1], discs[-1] + last_gap))
-            partial.append(end - discs[-1] < 0.9 * last_gap)
+            partial.append(above < 0.9 * (last_gap - DISC_SIDE_MM))
             conf.append(0.5 * float(min(1.0, strength[-1])))
     bounds_a = np.array(bounds, dtype=float).reshape(-1, 2)
     centres = bounds_a.mean(axis=1)
@@ -404,6 +430,12 @@ def detect_vertebrae(
         wall_mm=wall,
         straightened=st,
     )
+
+
+def _bony_mm(body: np.ndarray, step: float, a_mm: float, b_mm: float) -> float:
+    """Length (mm) of the curve between arc lengths ``a_mm`` and ``b_mm`` where ``body`` holds."""
+    first, last = max(0, int(np.ceil(a_mm / step))), min(len(body) - 1, int(np.floor(b_mm / step)))
+    return float(body[first : last + 1].sum() * step) if last >= first else 0.0
 
 
 def extrapolate(centerline: Centerline, s: float) -> np.ndarray:

@@ -5,12 +5,14 @@ axial slice by axial slice:
 
 1. Bone: smoothed HU above a threshold; homogeneous enhanced blood (contrast
    in the aorta and heart, as bright as bone) is removed.
-2. Spinal canal and vertebral bodies: in each axial slice, the low-density
-   holes of the bone mask enclosed by bone (the canal inside the vertebral
-   arch; the interior of bodies whose cancellous bone is below the
-   threshold). The column is the longest chain of such holes that stays
-   continuous from slice to slice (dynamic programming over all candidates,
-   which rejects holes elsewhere).
+2. Column sections, from three cues: canal holes closed by bone in one
+   axial slice ("canal ring"), the canal as a low-density tube enclosed by
+   bone closed across slices ("canal tube") and the bright compact sections
+   of the vertebral bodies ("vertebral bodies"), see
+   :mod:`diffam.localize.column_cues`. Each cue's sections are chained from
+   slice to slice (the longest continuous chain, dynamic programming over
+   all candidates, which rejects sections elsewhere); the chain that spans
+   most of the scan most densely gives the column, and the cue is recorded.
 3. Column axis: from that rough chain, the centroid of the vertebral bone
    within a radius in each axial slice (mean shift): the bone's centre of
    mass, the quantity a vertebra centroid is made of.
@@ -24,6 +26,12 @@ import numpy as np
 from scipy import ndimage
 
 from diffam.core.volume import Volume
+from diffam.localize.column_cues import (
+    Section,
+    body_midline,
+    body_sections,
+    canal_tube_sections,
+)
 from diffam.localize.grid import grid_to_world
 
 #: Longest gap (mm) along z between linked canal sections in the second pass.
@@ -40,11 +48,15 @@ class SpineColumn:
             where a slice holds no bone near the axis.
         bone_area_mm2: ``(N,)`` bone area in mm^2 inside the search radius.
         bone_threshold_hu: the bone threshold used.
+        cue: name of the cue that found the column (:data:`COLUMN_CUES`).
+        confidence: that cue's score in ``[0, 1]`` (:func:`_chain_score`).
     """
 
     points: np.ndarray
     bone_area_mm2: np.ndarray
     bone_threshold_hu: float
+    cue: str = "none"
+    confidence: float = 0.0
 
     @property
     def extent_mm(self) -> float:
@@ -55,44 +67,17 @@ class SpineColumn:
         return float(np.linalg.norm(np.diff(valid, axis=0), axis=1).sum())
 
 
-def bone_mask(grid: Volume, threshold_hu: float = 180.0, *, smooth_mm: float = 1.0) -> np.ndarray:
-    """Bone voxels of a working grid: smoothed HU above ``threshold_hu``.
-
-    Args:
-        grid: LPS-aligned isotropic working grid in HU.
-        threshold_hu: bone threshold in HU.
-        smooth_mm: Gaussian sigma in mm applied before thresholding (noise).
-
-    Returns:
-        Boolean ``(Z, Y, X)`` mask.
-    """
-    sigma = smooth_mm / float(grid.spacing[0])
-    image = (
-        ndimage.gaussian_filter(grid.array.astype(np.float32), sigma) if sigma > 0 else grid.array
-    )
-    return image > threshold_hu
-
-
-@dataclass
-class _Hole:
-    k: int
-    j: float
-    i: float
-    area_mm2: float
-    anterior_j: int
-
-
 def _canal_candidates(
     grid: Volume,
     bone: np.ndarray,
     *,
     area_mm2: tuple[float, float] = (30.0, 1500.0),
     max_hu: float = 200.0,
-) -> list[_Hole]:
-    """Canal-sized, low-density holes of the bone mask in every axial slice."""
+) -> list[Section]:
+    """Canal-sized, low-density holes of the bone mask closed in one axial slice (the ring cue)."""
     h = float(grid.spacing[0])
-    midline_i, max_offset = _body_midline(grid)
-    holes: list[_Hole] = []
+    midline_i, max_offset = body_midline(grid)
+    holes: list[Section] = []
     for k in range(bone.shape[0]):
         sl = bone[k]
         if not sl.any():
@@ -116,33 +101,19 @@ def _canal_candidates(
                 continue
             if abs(ii.mean() - midline_i) > max_offset:
                 continue  # the medullary canal of an arm bone, not the spinal canal
-            holes.append(_Hole(k, float(jj.mean()), float(ii.mean()), float(area), int(jj.min())))
+            holes.append(Section(k, float(jj.mean()), float(ii.mean()), float(area), int(jj.min())))
     return holes
 
 
-def _body_midline(grid: Volume, fraction: float = 0.2, min_mm: float = 40.0) -> tuple[float, float]:
-    """Left-right index of the body's midline and the largest offset (voxels) of the spine from it.
-
-    The spine lies near the left-right middle of the body (soft tissue above
-    -300 HU); a canal candidate farther than ``fraction`` of the body's width
-    (at least ``min_mm``) is an arm bone or the table.
-    """
-    ii = np.nonzero(grid.array > -300.0)[2]
-    if len(ii) == 0:
-        return grid.array.shape[2] / 2.0, np.inf
-    lo, mid, hi = np.percentile(ii, [2, 50, 98])
-    return float(mid), max(fraction * (hi - lo), min_mm / float(grid.spacing[0]))
-
-
 def _longest_chain(
-    holes: list[_Hole],
+    holes: list[Section],
     spacing: float,
     *,
     max_gap_mm: float = 24.0,
     max_slope: float = 2.0,
     max_shift_mm: float = np.inf,
     skip_cost: float = 0.15,
-) -> list[_Hole]:
+) -> list[Section]:
     """The longest slice-to-slice continuous chain of holes (dynamic programming).
 
     Two holes link when they are at most ``max_gap_mm`` apart along z and their
@@ -184,7 +155,7 @@ def _longest_chain(
     return chain[::-1]
 
 
-def _rough_axis(chain: list[_Hole], n_slices: int, spacing: float, smooth_mm: float) -> dict:
+def _rough_axis(chain: list[Section], n_slices: int, spacing: float, smooth_mm: float) -> dict:
     """Chain positions interpolated over every slice it spans and smoothed: k -> (j, i)."""
     ks = np.array([h.k for h in chain], dtype=float)
     ji = np.array([[h.j, h.i] for h in chain])
@@ -230,10 +201,47 @@ def _slice_centroid(
     return centre, float(inside.sum())
 
 
+#: The cues that find column sections, in order of preference on equal
+#: scores, and the weight of each one's chain score: bright compact sections
+#: of a body's size are less specific than a canal (the 40 mm DICOM series: a
+#: chain of them 47 mm from the spine spans the scan as well as the canal does).
+COLUMN_CUES = {"canal ring": 1.0, "canal tube": 1.0, "vertebral bodies": 0.8}
+
+
+def _chain_score(chain: list[Section], n_slices: int) -> float:
+    """Share of the scan's slices the chain spans, times the share of those it holds a section in."""
+    if len(chain) < 2:
+        return 0.0
+    span = chain[-1].k - chain[0].k + 1
+    return (span / max(n_slices, 1)) * (len(chain) / span)
+
+
+def _best_chain(sections: list[Section], spacing: float, n_slices: int) -> list[Section]:
+    """The longest continuous chain of ``sections``; with gaps of up to a period if that spans more.
+
+    The canal is enclosed by bone only at the level of the pedicles and
+    laminae, so a ring cue can leave most of each vertebra without a section:
+    then gaps of up to one vertebral period are allowed.
+    """
+    chain = _longest_chain(sections, spacing)
+    if len(chain) >= 1 and (chain[-1].k - chain[0].k + 1) < 0.5 * n_slices:
+        wide = _longest_chain(
+            sections, spacing, max_gap_mm=LONG_GAP_MM, max_shift_mm=10.0, skip_cost=0.02
+        )
+        if wide[-1].k - wide[0].k > chain[-1].k - chain[0].k:
+            chain = wide
+    return chain
+
+
 def find_column(
     grid: Volume, *, bone_threshold_hu: float = 180.0, radius_mm: float = 30.0
 ) -> SpineColumn:
     """Find the vertebral column in a working grid.
+
+    Every cue of :mod:`diffam.localize.column_cues` (and the closed canal
+    rings of single slices) proposes sections; each cue's sections are
+    chained from slice to slice, and the chain with the best
+    :func:`_chain_score` gives the rough axis.
 
     Args:
         grid: LPS-aligned isotropic working grid in HU
@@ -248,21 +256,26 @@ def find_column(
         found.
     """
     h = float(grid.spacing[0])
-    bone = bone_mask(grid, bone_threshold_hu)
-    holes = _canal_candidates(grid, bone)
-    chain = _longest_chain(holes, h)
-    if len(chain) >= 1 and (chain[-1].k - chain[0].k + 1) < 0.5 * bone.shape[0]:
-        # The canal is enclosed by bone only at the level of the pedicles and
-        # laminae; where the cancellous bone is dense no body hole bridges the
-        # rest of each vertebra, and short gaps leave most of the scan without
-        # a column. Then allow gaps of up to one vertebral period.
-        wide = _longest_chain(holes, h, max_gap_mm=LONG_GAP_MM, max_shift_mm=10.0, skip_cost=0.02)
-        if wide[-1].k - wide[0].k > chain[-1].k - chain[0].k:
-            chain = wide
-    if len(chain) < 2:
+    n_slices = grid.array.shape[0]
+    smoothed = ndimage.gaussian_filter(grid.array.astype(np.float32), 1.0 / h)
+    bone = smoothed > bone_threshold_hu
+    blood = blood_pool_mask(grid)
+    best, best_score, best_cue = [], 0.0, "none"
+    for cue, weight in COLUMN_CUES.items():
+        if cue == "canal ring":
+            sections = _canal_candidates(grid, bone)
+        elif cue == "canal tube":
+            sections = canal_tube_sections(grid, bone, smoothed)
+        else:
+            sections = body_sections(grid, smoothed, blood)
+        chain = _best_chain(sections, h, n_slices)
+        score = weight * _chain_score(chain, n_slices)
+        if score > best_score + 1e-9:
+            best, best_score, best_cue = chain, score, cue
+    if len(best) < 2:
         return SpineColumn(np.zeros((0, 3)), np.zeros(0), bone_threshold_hu)
-    axis = _rough_axis(chain, bone.shape[0], h, smooth_mm=10.0)
-    vertebral_bone = bone & ~blood_pool_mask(grid)
+    axis = _rough_axis(best, n_slices, h, smooth_mm=10.0)
+    vertebral_bone = bone & ~blood
     points, area = [], []
     for k, near in axis.items():
         found = _slice_centroid(vertebral_bone[k], near, radius_mm / h)
@@ -272,4 +285,10 @@ def find_column(
         else:
             points.append((k, *found[0]))
             area.append(found[1] * h * h)
-    return SpineColumn(grid_to_world(grid, np.array(points)), np.array(area), bone_threshold_hu)
+    return SpineColumn(
+        grid_to_world(grid, np.array(points)),
+        np.array(area),
+        bone_threshold_hu,
+        cue=best_cue,
+        confidence=float(best_score),
+    )
