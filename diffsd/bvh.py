@@ -115,7 +115,8 @@ class MeshBVH:
 
         Sets ``boundary_edge`` (E, 3) (start, end, multiplicity, in loop
         order), ``cluster_first_edge`` (C + 1,), ``mesh_cluster_first``
-        (M + 1,) and ``boundary_sphere`` (C, 5) float64 (filled by each refit).
+        (M + 1,) and ``boundary_sphere`` (C, 5) float64 (filled by each CPU
+        refit; the CUDA kernel sums Barnes--Hut at every point instead).
         """
         edges = edges.cpu()
         mesh_edge_first = mesh_edge_first.cpu().tolist()
@@ -125,11 +126,16 @@ class MeshBVH:
             count = own.shape[0]
             if count:
                 size = max(BOUNDARY_EDGES_PER_CLUSTER, -(-count // MAX_BOUNDARY_CLUSTERS))
-                for loop in _boundary_loops(own[:, 0].tolist(), own[:, 1].tolist()):
-                    for start in range(0, len(loop), size):
-                        piece = loop[start:start + size]
-                        ordered.append(own[piece])
-                        cluster_first.append(cluster_first[-1] + len(piece))
+                loops = _boundary_loops(own[:, 0].tolist(), own[:, 1].tolist())
+                pieces = [loop[start:start + size] for loop in loops
+                          for start in range(0, len(loop), size)]
+                if len(pieces) > MAX_BOUNDARY_CLUSTERS:
+                    # Many small loops: pieces span loops, to keep the count.
+                    chain = [e for loop in loops for e in loop]
+                    pieces = [chain[start:start + size] for start in range(0, count, size)]
+                for piece in pieces:
+                    ordered.append(own[piece])
+                    cluster_first.append(cluster_first[-1] + len(piece))
             mesh_cluster_first.append(len(cluster_first) - 1)
         device = self.device
         self.boundary_edge = (torch.cat(ordered) if ordered else edges).contiguous().to(device)

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from diffsd import MeshBVH, signed_distance, winding_number
+from diffsd.bvh import MAX_BOUNDARY_CLUSTERS
 from diffsd._cpu_kernels import _shared
 from diffsd.naive import naive_unsigned_distance, naive_winding_number
 from diffsd.primitives import icosphere
@@ -141,3 +142,25 @@ def test_boundary_edges_and_clusters():
     closed = MeshBVH(*icosphere(2))
     assert closed.boundary_sphere.shape[0] == 0
     assert closed.mesh_cluster_first.tolist() == [0, 0]
+
+
+def test_many_small_holes_keep_the_cluster_count_and_the_signs():
+    """100 faces that share no vertex removed: 100 three-edge loops, more
+    than the clusters allowed per mesh, so clusters span loops; signs stay
+    exact."""
+    vertices, faces = icosphere(3)
+    keep = torch.ones(faces.shape[0], dtype=torch.bool)
+    taken = set()
+    for index, face in enumerate(faces.tolist()):
+        if len(taken) < 300 and not taken.intersection(face):
+            taken.update(face)
+            keep[index] = False
+    faces = faces[keep]
+    bvh = MeshBVH(vertices, faces)
+    assert bvh.boundary_edge.shape[0] == 300
+    assert 0 < bvh.boundary_sphere.shape[0] <= MAX_BOUNDARY_CLUSTERS
+    points = _points_across_holes(vertices, faces, 1000, seed=8)
+    exact = naive_winding_number(vertices, faces, points)
+    decided = (exact - 0.5).abs() > 1e-6
+    result = signed_distance(vertices, faces, points, bvh=bvh)
+    assert torch.equal((result.distance < 0)[decided], (exact > 0.5)[decided])
