@@ -20,7 +20,8 @@ _INLINED = frozenset({
     "quadrupole_solid_angle", "segment_frame_overlap", "segment_triangle_crossing",
     "leaf_crossing", "orthonormal_frame", "write_frame", "write_child_frame", "refit_leaf",
     "refit_internal_node", "refit_child_frames", "face_sort_key",
-    "distance_gradient", "point_distance_gradient", "as_float64",
+    "distance_gradient", "point_distance_gradient", "as_float64", "boundary_winding_bound",
+    "refit_boundary_cluster",
 })
 
 
@@ -32,6 +33,7 @@ def _compile_for_cpu(function):
 _shared = compile_module_functions([geometry, traversal], _compile_for_cpu)
 _closest_leaf_query = _shared.closest_leaf_query
 _winding_number_query = _shared.winding_number_query
+_sign_winding_number_query = _shared.sign_winding_number_query
 _morton_code_30 = _shared.morton_code_30
 _face_sort_key = _shared.face_sort_key
 _build_internal_node = _shared.build_internal_node
@@ -41,6 +43,8 @@ _refit_child_frames = _shared.refit_child_frames
 _segment_winding_change = _shared.segment_winding_change
 _point_distance_gradient = _shared.point_distance_gradient
 _rounding_margin = _shared.rounding_margin
+_refit_boundary_cluster = _shared.refit_boundary_cluster
+_boundary_winding_bound = _shared.boundary_winding_bound
 
 STACK_SIZE = geometry.TRAVERSAL_STACK_SIZE
 # Points per parallel task: large enough to amortise scheduling, small enough
@@ -50,6 +54,13 @@ POINTS_PER_TASK = 512
 PARALLEL_LEVEL_NODES = 2048
 # Resolved points remembered per task, to carry winding numbers over from.
 RECENT_POINTS = 8
+#: On an open mesh a winding number is carried over only while its
+#: uncertainty (see :func:`_open_mesh_winding`) is below this; beyond it the
+#: side of 1/2 is rarely decided anyway, and the Barnes--Hut sum is taken.
+OPEN_CARRY_MAX_UNCERTAINTY = 0.45
+#: Allowance for the rounding of a carried open-mesh winding number (the
+#: float64 sums it came from are accurate to far better than this).
+OPEN_CARRY_ROUNDING = 1e-9
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
@@ -206,17 +217,28 @@ def refit(vertices, faces, leaf_face, bottom_up, level_starts, child_left, child
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
+def refit_boundary(vertices, boundary_edge, cluster_first_edge, boundary_sphere):
+    """:func:`diffsd.traversal.refit_boundary_cluster` of every cluster."""
+    for cluster in numba.prange(boundary_sphere.shape[0]):
+        _refit_boundary_cluster(cluster, vertices, boundary_edge, cluster_first_edge,
+                                boundary_sphere)
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
 def query(points, point_order, point_mesh, mesh_root, mesh_closed, child_left, child_right,
           child_frame, leaf_vertices, leaf_face, node_center, node_normal, node_moment,
           node_radius, beta, want_closest, want_winding, mesh_magnitude, relative_margin,
+          mesh_cluster_first, boundary_sphere,
           out_distance, out_face, out_barycentric, out_closest, out_winding):
     """Closest triangle and/or winding number of every point against its mesh.
 
     Points are visited in ``point_order`` (all of them; empty: in their own
     order), the Morton order for large calls, so consecutive points are near
     each other: the previous answer seeds the next closest-triangle search,
-    and on closed meshes the winding number is carried over from a recent
-    point instead of summed again (see :func:`_closed_mesh_winding`).
+    and the winding number is carried over from a recent point instead of
+    summed again: exactly on closed meshes (see :func:`_closed_mesh_winding`),
+    and on open ones, for signed distances, while its side of 1/2 is certain
+    (see :func:`_open_mesh_winding`).
     Results are written at each point's own index. Coordinates are taken
     to float64 first, so nothing overflows or loses the triangles' scale
     to their distance from the origin in float32; ``mesh_magnitude`` and
@@ -234,6 +256,7 @@ def query(points, point_order, point_mesh, mesh_root, mesh_closed, child_left, c
         recent_margin = np.zeros(RECENT_POINTS, np.float64)
         recent_winding = np.empty(RECENT_POINTS, np.float64)
         recent_root = np.full(RECENT_POINTS, -1, np.int64)
+        recent_uncertainty = np.zeros(RECENT_POINTS, np.float64)
         recent_next = 0
         end = min(num_points, (task + 1) * POINTS_PER_TASK)
         hint_leaf = -1
@@ -271,17 +294,28 @@ def query(points, point_order, point_mesh, mesh_root, mesh_closed, child_left, c
                                             + w2 * leaf_vertices[leaf, 6 + axis])
             if not want_winding:
                 continue
-            if not mesh_closed[mesh]:
-                out_winding[i] = _winding_number_query(
+            uncertainty = 0.0
+            if mesh_closed[mesh]:
+                winding = _closed_mesh_winding(
+                    px, py, pz, distance, want_closest, root, num_internal, child_left,
+                    child_right, child_frame, leaf_vertices, node_center, node_normal,
+                    node_moment, node_radius, beta, margin, recent_point, recent_distance,
+                    recent_margin, recent_winding, recent_root, stack)
+            elif want_closest:
+                winding, uncertainty = _open_mesh_winding(
+                    px, py, pz, distance, root, num_internal, child_left, child_right,
+                    child_frame, leaf_vertices, node_center, node_normal, node_moment,
+                    node_radius, beta, margin, mesh_cluster_first[mesh],
+                    mesh_cluster_first[mesh + 1], boundary_sphere, recent_point,
+                    recent_distance, recent_margin, recent_winding, recent_root,
+                    recent_uncertainty, stack)
+            else:
+                out_winding[i] = _sign_winding_number_query(
                     px, py, pz, root, num_internal, child_left, child_right, leaf_vertices,
                     node_center, node_normal, node_moment, node_radius, beta, stack)
                 continue
-            winding = _closed_mesh_winding(
-                px, py, pz, distance, want_closest, root, num_internal, child_left, child_right,
-                child_frame, leaf_vertices, node_center, node_normal, node_moment, node_radius,
-                beta, margin, recent_point, recent_distance, recent_margin, recent_winding,
-                recent_root, stack)
             out_winding[i] = winding
+            recent_uncertainty[recent_next] = uncertainty
             recent_point[recent_next, 0] = px
             recent_point[recent_next, 1] = py
             recent_point[recent_next, 2] = pz
@@ -334,6 +368,81 @@ def _closed_mesh_winding(px, py, pz, distance, have_distance, root, num_internal
         px, py, pz, root, num_internal, child_left, child_right, leaf_vertices, node_center,
         node_normal, node_moment, node_radius, beta, stack)
     return np.floor(winding + 0.5)
+
+
+@numba.njit(cache=True, nogil=True)
+def _open_mesh_winding(px, py, pz, distance, root, num_internal, child_left, child_right,
+                       child_frame, leaf_vertices, node_center, node_normal, node_moment,
+                       node_radius, beta, margin, cluster_first, cluster_last, boundary_sphere,
+                       recent_point, recent_distance, recent_margin, recent_winding,
+                       recent_root, recent_uncertainty, stack):
+    """Winding number at p on an open mesh and its uncertainty: (w, u).
+
+    Off a closed mesh the winding number is no integer and varies off the
+    surface, but only through the solid angle of the boundary curve: from
+    a recent point q, ``w(p) = w(q) + (jumps where the segment q->p crosses
+    the mesh) + drift``, the jumps counted exactly as on closed meshes (none
+    when the surface-free balls around p and q overlap) and ``|drift|``
+    bounded by :func:`diffsd.traversal.boundary_winding_bound`. The carried
+    value is kept when it is farther from 1/2 than q's own uncertainty plus
+    that bound, so its side of 1/2, the sign, is the one the Barnes--Hut
+    sums at the points it came from give (u = 0 for a point that took the
+    sum itself). Tried from the nearest recent point and from the nearest
+    that took the sum; otherwise (near the boundary, near w = 1/2, an
+    ambiguous crossing) the Barnes--Hut sum is taken at p.
+    """
+    nearest = -1
+    nearest_anchor = -1
+    nearest_separation2 = np.inf
+    anchor_separation2 = np.inf
+    for k in range(RECENT_POINTS):
+        if recent_root[k] != root:
+            continue
+        ox = px - recent_point[k, 0]
+        oy = py - recent_point[k, 1]
+        oz = pz - recent_point[k, 2]
+        separation2 = ox * ox + oy * oy + oz * oz
+        if separation2 < nearest_separation2:
+            nearest_separation2 = separation2
+            nearest = k
+        if recent_uncertainty[k] == 0.0 and separation2 < anchor_separation2:
+            anchor_separation2 = separation2
+            nearest_anchor = k
+    for attempt in range(2):
+        k = nearest
+        separation2 = nearest_separation2
+        if attempt == 1:
+            if nearest_anchor == nearest:
+                break
+            k = nearest_anchor
+            separation2 = anchor_separation2
+        if k < 0:
+            continue
+        qx = recent_point[k, 0]
+        qy = recent_point[k, 1]
+        qz = recent_point[k, 2]
+        budget = OPEN_CARRY_MAX_UNCERTAINTY - recent_uncertainty[k]
+        if budget <= 0.0:
+            continue
+        drift = _boundary_winding_bound(qx, qy, qz, px, py, pz, cluster_first, cluster_last,
+                                        boundary_sphere, budget)
+        if not drift < budget:
+            continue
+        uncertainty = recent_uncertainty[k] + drift
+        reach = 0.999 * (distance + recent_distance[k]) - max(margin, recent_margin[k])
+        change = 0
+        ok = True
+        if not (reach > 0.0 and separation2 < reach * reach):
+            change, ok = _segment_winding_change(
+                qx, qy, qz, px, py, pz, root, num_internal, child_left, child_right,
+                child_frame, leaf_vertices, max(margin, recent_margin[k]), stack)
+        winding = recent_winding[k] + change
+        if ok and abs(winding - 0.5) > uncertainty + OPEN_CARRY_ROUNDING:
+            return winding, uncertainty
+    winding = _sign_winding_number_query(
+        px, py, pz, root, num_internal, child_left, child_right, leaf_vertices, node_center,
+        node_normal, node_moment, node_radius, beta, stack)
+    return winding, 0.0
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)

@@ -16,6 +16,7 @@ from diffsd._targets import compile_module_functions
 _shared = compile_module_functions([geometry, traversal], cuda.jit(device=True))
 _closest_leaf_query = _shared.closest_leaf_query
 _winding_number_query = _shared.winding_number_query
+_sign_winding_number_query = _shared.sign_winding_number_query
 _face_sort_key = _shared.face_sort_key
 _build_internal_node = _shared.build_internal_node
 _refit_leaf = _shared.refit_leaf
@@ -90,11 +91,13 @@ def refit_child_frames(child_left, child_right, range_first, range_last, leaf_ve
 def query(points, point_order, point_mesh, mesh_root, mesh_closed, child_left, child_right,
           child_frame, leaf_vertices, leaf_face, node_center, node_normal, node_moment,
           node_radius, beta, want_closest, want_winding, mesh_magnitude, relative_margin,
+          mesh_cluster_first, boundary_sphere,
           out_distance, out_face, out_barycentric, out_closest, out_winding):
-    """One thread per point (``point_order`` is ignored). Winding numbers of
-    closed meshes are rounded to the integer they are (the CPU kernel's
-    carry-over between neighbouring points needs a serial loop, so each
-    thread here sums its own). Coordinates are taken to float64 first, as
+    """One thread per point (``point_order``, ``mesh_cluster_first`` and
+    ``boundary_sphere`` are ignored). Winding numbers of closed meshes are
+    rounded to the integer they are (the CPU kernel's carry-over between
+    neighbouring points needs a serial loop, so each thread here sums its
+    own). Coordinates are taken to float64 first, as
     on the CPU."""
     i = cuda.grid(1)
     if i >= points.shape[0]:
@@ -124,11 +127,14 @@ def query(points, point_order, point_mesh, mesh_root, mesh_closed, child_left, c
                                     + w1 * leaf_vertices[leaf, 3 + axis]
                                     + w2 * leaf_vertices[leaf, 6 + axis])
     if want_winding:
-        winding = _winding_number_query(
-            px, py, pz, root, num_internal, child_left, child_right, leaf_vertices, node_center,
-            node_normal, node_moment, node_radius, beta, stack)
         if mesh_closed[mesh]:
-            winding = math.floor(winding + 0.5)
+            winding = math.floor(_winding_number_query(
+                px, py, pz, root, num_internal, child_left, child_right, leaf_vertices,
+                node_center, node_normal, node_moment, node_radius, beta, stack) + 0.5)
+        else:
+            winding = _sign_winding_number_query(
+                px, py, pz, root, num_internal, child_left, child_right, leaf_vertices,
+                node_center, node_normal, node_moment, node_radius, beta, stack)
         out_winding[i] = winding
 
 

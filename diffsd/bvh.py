@@ -18,8 +18,8 @@ import torch
 
 from diffsd import _backend
 from diffsd.geometry import TRAVERSAL_STACK_SIZE
-from diffsd.topology import closed_meshes
-from diffsd.traversal import FRAME_SIZE
+from diffsd.topology import boundary_edges, closed_from_boundary
+from diffsd.traversal import BOUNDARY_SPHERE_SIZE, FRAME_SIZE
 from diffsd.validation import check_faces, check_mesh_faces_first_idx, check_vertices
 
 #: Tree builders: binned SAH (top-down, on the CPU) or the Morton-code
@@ -27,6 +27,36 @@ from diffsd.validation import check_faces, check_mesh_faces_first_idx, check_ver
 BUILDERS = ("sah", "lbvh")
 #: CPU queries of more points than this run in Morton order of the points.
 SORT_POINTS_ABOVE = 2048
+#: An open mesh's boundary edges are grouped into clusters of nearby edges
+#: (at least this many each, and at most ``MAX_BOUNDARY_CLUSTERS`` clusters
+#: per mesh), whose bounding spheres bound how fast the winding number
+#: varies away from the boundary (see
+#: :func:`diffsd.traversal.boundary_winding_bound`), read per point.
+BOUNDARY_EDGES_PER_CLUSTER = 8
+MAX_BOUNDARY_CLUSTERS = 64
+
+
+def _boundary_loops(starts: list[int], ends: list[int]) -> list[list[int]]:
+    """Edge indices chained end to start: the boundary's loops (or open chains
+    where a vertex has several boundary edges), each in walking order. O(E)."""
+    leaving: dict[int, list[int]] = {}
+    for e in range(len(starts) - 1, -1, -1):
+        leaving.setdefault(starts[e], []).append(e)
+    used = [False] * len(starts)
+    loops = []
+    for first in range(len(starts)):
+        if used[first]:
+            continue
+        loop, e = [], first
+        while e >= 0:
+            used[e] = True
+            loop.append(e)
+            candidates = leaving.get(ends[e], [])
+            while candidates and used[candidates[-1]]:
+                candidates.pop()
+            e = candidates.pop() if candidates else -1
+        loops.append(loop)
+    return loops
 
 
 class MeshBVH:
@@ -69,12 +99,52 @@ class MeshBVH:
         self.mesh_faces_first_idx = check_mesh_faces_first_idx(
             mesh_faces_first_idx, faces.shape[0], device)
         self.num_meshes = self.mesh_faces_first_idx.shape[0]
+        edges, mesh_edge_first = boundary_edges(self.faces, self.mesh_faces_first_idx,
+                                                vertices.shape[0])
         #: (M,) whether each mesh is closed (exact integer winding numbers).
-        self.mesh_closed = closed_meshes(self.faces, self.mesh_faces_first_idx,
-                                         vertices.shape[0]).to(torch.uint8)
+        self.mesh_closed = closed_from_boundary(mesh_edge_first, self.mesh_faces_first_idx,
+                                                self.faces.shape[0]).to(torch.uint8)
+        self._cluster_boundary(vertices.detach(), edges, mesh_edge_first)
         self._build(vertices.detach().contiguous())
 
     # ------------------------------------------------------------------ build
+    def _cluster_boundary(self, vertices: torch.Tensor, edges: torch.Tensor,
+                          mesh_edge_first: torch.Tensor) -> None:
+        """Clusters of consecutive edges along the boundary loops of each open
+        mesh, for the CPU kernel's winding-number carry-over.
+
+        Sets ``boundary_edge`` (E, 3) (start, end, multiplicity, in loop
+        order), ``cluster_first_edge`` (C + 1,), ``mesh_cluster_first``
+        (M + 1,) and ``boundary_sphere`` (C, 5) float64 (filled by each CPU
+        refit; the CUDA kernel sums Barnes--Hut at every point instead).
+        """
+        edges = edges.cpu()
+        mesh_edge_first = mesh_edge_first.cpu().tolist()
+        ordered, cluster_first, mesh_cluster_first = [], [0], [0]
+        for m in range(self.num_meshes):
+            own = edges[mesh_edge_first[m]:mesh_edge_first[m + 1]]
+            count = own.shape[0]
+            if count:
+                size = max(BOUNDARY_EDGES_PER_CLUSTER, -(-count // MAX_BOUNDARY_CLUSTERS))
+                loops = _boundary_loops(own[:, 0].tolist(), own[:, 1].tolist())
+                pieces = [loop[start:start + size] for loop in loops
+                          for start in range(0, len(loop), size)]
+                if len(pieces) > MAX_BOUNDARY_CLUSTERS:
+                    # Many small loops: pieces span loops, to keep the count.
+                    chain = [e for loop in loops for e in loop]
+                    pieces = [chain[start:start + size] for start in range(0, count, size)]
+                for piece in pieces:
+                    ordered.append(own[piece])
+                    cluster_first.append(cluster_first[-1] + len(piece))
+            mesh_cluster_first.append(len(cluster_first) - 1)
+        device = self.device
+        self.boundary_edge = (torch.cat(ordered) if ordered else edges).contiguous().to(device)
+        self.cluster_first_edge = torch.tensor(cluster_first, dtype=torch.int64, device=device)
+        self.mesh_cluster_first = torch.tensor(mesh_cluster_first, dtype=torch.int64,
+                                               device=device)
+        self.boundary_sphere = torch.zeros(
+            (len(cluster_first) - 1, BOUNDARY_SPHERE_SIZE), dtype=torch.float64, device=device)
+
     def _build(self, vertices: torch.Tensor) -> None:
         n = self.faces.shape[0]
         num_internal = n - 1
@@ -228,6 +298,10 @@ class MeshBVH:
                                arr(self.range_first), arr(self.range_last),
                                arr(self.leaf_vertices), arr(self.node_box),
                                arr(self.child_frame), *dipoles)
+            if self.boundary_sphere.shape[0]:
+                _cpu_kernels.refit_boundary(arr(vertices), arr(self.boundary_edge),
+                                            arr(self.cluster_first_edge),
+                                            arr(self.boundary_sphere))
             return
         kernels = _backend.kernels("cuda")
         self._run(kernels.refit_leaves, n, arr(vertices), arr(self.faces), arr(self.leaf_face),
@@ -289,6 +363,7 @@ class MeshBVH:
                 arr(self.leaf_vertices), arr(self.leaf_face), arr(self.node_center),
                 arr(self.node_normal), arr(self.node_moment), arr(self.node_radius), float(beta),
                 bool(closest), bool(winding), self.mesh_magnitude(), self.relative_margin,
+                arr(self.mesh_cluster_first), arr(self.boundary_sphere),
                 *(arr(t) for t in outputs))
         self._run(_backend.kernels(self.backend).query, num_points, *args)
         return outputs

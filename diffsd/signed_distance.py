@@ -5,7 +5,8 @@ BVH traversal, the sign by the fast winding number over the same BVH. On
 closed meshes the winding number is an integer constant off the surface, and
 the CPU kernel carries it over exactly between nearby points (overlapping
 surface-free balls, or counted crossings of the segment between them), so
-most points need no Barnes--Hut sum at all. The
+most points need no Barnes--Hut sum at all; on open meshes it carries it over
+while a bound on its drift keeps it on one side of 1/2. The
 backward pass is analytic (no autograd through the traversal):
 ``dd/dp = sgn(d) (p - p*) / |p - p*|`` and ``dd/dv_i = -w_i dd/dp`` for the
 vertices of the closest triangle, ``w_i`` the barycentrics of the closest
@@ -53,8 +54,11 @@ class SignedDistance(NamedTuple):
         winding_number: (P,) generalised winding number that gave the sign;
             on a closed mesh (every edge used once in each direction) the
             exact integer (1 inside, 2 where two components overlap), on an
-            open one the Barnes--Hut value. Empty for
-            :func:`unsigned_distance`. Not differentiable.
+            open one the Barnes--Hut value (refined where it is near 1/2) or,
+            on the CPU, a value carried over from a nearby point that is on
+            the same side of 1/2 and within a computed bound of the value
+            there (see :func:`diffsd._cpu_kernels._open_mesh_winding`). Empty
+            for :func:`unsigned_distance`. Not differentiable.
     """
 
     distance: torch.Tensor
