@@ -24,7 +24,8 @@ the local left axis, 1 mm apart. Then:
    period is also pulled towards each level's typical height (body plus
    disc, from the cited measurements of :mod:`diffam.core.anatomy`).
 4. One vertebra lies between each pair of consecutive discs, plus one at
-   each end of the curve when a fifth of its height is in view. Its centroid
+   each end of the curve when a fifth of its height is seen as bone past
+   the end disc's gap (:func:`end_segment_bone_mm`). Its centroid
    is the centre of the bone (above :data:`CENTROID_BONE_HU`, with the
    bodies' cancellous interior filled in) between its two discs within
    :data:`CENTROID_RADIUS_MM` of the centreline: body, pedicles and the root
@@ -44,6 +45,7 @@ from scipy import ndimage
 
 from diffam.core.volume import Volume
 from diffam.localize.centerline import Centerline
+from diffam.localize.end_segments import OUTSIDE_DENSITY_HU, end_segment_bone_mm
 from diffam.localize.orientation import local_frame
 from diffam.localize.periodicity import (
     MAX_PERIOD_MM,
@@ -86,13 +88,6 @@ CANAL_SEARCH_MM = 30.0
 #: Fraction of a curve sample's mid-sagittal strip that must lie in the scan for
 #: its canal and wall to be measured (and of its body slab, for its density).
 MIN_SEEN_FRACTION = 0.5
-
-#: Body-slab density (HU) reported where the scan does not show the slab.
-OUTSIDE_DENSITY_HU = -200.0
-
-#: Length (mm) next to a disc's endplate peak that belongs to the disc and
-#: its plates, not to the body of an end vertebra beyond it.
-DISC_SIDE_MM = 3.0
 
 @dataclass
 class Straightened:
@@ -403,18 +398,22 @@ def detect_vertebrae(
         first_gap = gaps[0] if len(gaps) else 25.0
         last_gap = gaps[-1] if len(gaps) else 25.0
         # An end vertebra beyond the last disc counts by how much of its
-        # body the scan shows as bone (a tight crop's oblique face can leave
-        # only the disc below the last vertebra in view).
-        body = ndimage.gaussian_filter1d(density, 3.0 / step) > min_body_hu
-        below = _bony_mm(body, step, discs[0] - first_gap, discs[0] - DISC_SIDE_MM)
-        above = _bony_mm(body, step, discs[-1] + DISC_SIDE_MM, discs[-1] + last_gap)
+        # body the scan shows as bone past the disc gap (a tight crop's
+        # oblique face can leave only the disc and its blurred endplate
+        # below the last vertebra in view, as S1 under L5 in verse008).
+        below, below_span = end_segment_bone_mm(
+            density, step, discs[0], -1, first_gap, min_body_hu
+        )
+        above, above_span = end_segment_bone_mm(
+            density, step, discs[-1], +1, last_gap, min_body_hu
+        )
         if below >= min_partial_fraction * first_gap:
             bounds.insert(0, (discs[0] - first_gap, discs[0]))
-            partial.insert(0, below < 0.9 * (first_gap - DISC_SIDE_MM))
+            partial.insert(0, below < 0.9 * below_span)
             conf.insert(0, 0.5 * float(min(1.0, strength[0])))
         if above >= min_partial_fraction * last_gap:
             bounds.append((discs[-1], discs[-1] + last_gap))
-            partial.append(above < 0.9 * (last_gap - DISC_SIDE_MM))
+            partial.append(above < 0.9 * above_span)
             conf.append(0.5 * float(min(1.0, strength[-1])))
     bounds_a = np.array(bounds, dtype=float).reshape(-1, 2)
     centres = bounds_a.mean(axis=1)
@@ -430,12 +429,6 @@ def detect_vertebrae(
         wall_mm=wall,
         straightened=st,
     )
-
-
-def _bony_mm(body: np.ndarray, step: float, a_mm: float, b_mm: float) -> float:
-    """Length (mm) of the curve between arc lengths ``a_mm`` and ``b_mm`` where ``body`` holds."""
-    first, last = max(0, int(np.ceil(a_mm / step))), min(len(body) - 1, int(np.floor(b_mm / step)))
-    return float(body[first : last + 1].sum() * step) if last >= first else 0.0
 
 
 def extrapolate(centerline: Centerline, s: float) -> np.ndarray:

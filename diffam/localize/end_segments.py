@@ -1,0 +1,84 @@
+"""Whether the bone beyond the end discs of a column is an end vertebra.
+
+Along a scan's spine the discs cut the column into vertebrae; beyond the
+lowest and the highest disc the scan may show part of one more vertebra,
+cut by the scan's face. A label map counts a cut vertebra when a fifth of
+it is in view, so the detector does too, but only when the bone it sees
+beyond the disc is a vertebral body: past the dark disc gap the density
+rises again into the body. Where it only fades into the scan's face, what
+is seen is the disc and its blurred endplate (a tight crop's oblique lower
+face under L5 shows the L5/S1 disc and a sliver of S1, which must not be
+counted as a vertebra below L5).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+#: Body-slab density (HU) reported where the scan does not show the slab.
+OUTSIDE_DENSITY_HU = -200.0
+
+#: Length (mm) next to a disc's endplate peak that belongs to the disc and
+#: its plates, not to the body of an end vertebra beyond it.
+DISC_SIDE_MM = 3.0
+
+#: Smoothing (mm, Gaussian sigma) of the body-slab density when the disc gap
+#: beyond an end disc is looked for: the endplate peaks' own ripple is lost,
+#: a disc (several mm of soft tissue) is kept.
+DISC_GAP_SMOOTH_MM = 1.5
+
+
+def end_segment_bone_mm(density: np.ndarray, step: float, disc_mm: float, direction: int,
+                        period_mm: float, min_body_hu: float) -> tuple[float, float]:
+    """Body bone the scan shows beyond an end disc, past its disc gap.
+
+    Args:
+        density: ``(M,)`` body-slab density (HU) along the curve, samples
+            ``step`` mm apart, :data:`OUTSIDE_DENSITY_HU` where not seen.
+        disc_mm: arc length of the end disc's endplate peak.
+        direction: -1 for the segment below the lowest disc, +1 above the highest.
+        period_mm: vertebral period next to it (body plus disc).
+        min_body_hu: smoothed density above which the slab is bone.
+
+    Returns:
+        ``(bone_mm, span_mm)``: length of bone seen between the disc gap and
+        one period from the peak, and the length of that interval (the
+        bone a whole vertebra would show).
+    """
+    body = ndimage.gaussian_filter1d(density, 3.0 / step) > min_body_hu
+    gap = _disc_gap_mm(density, step, disc_mm, direction, period_mm)
+    far = disc_mm + direction * period_mm
+    return _bony_mm(body, step, min(gap, far), max(gap, far)), abs(far - gap)
+
+
+def _disc_gap_mm(density: np.ndarray, step: float, disc_mm: float, direction: int,
+                 period_mm: float) -> float:
+    """Arc length (mm) where the disc beyond an end disc's endplate peak is darkest.
+
+    The end segment beyond the last disc is a vertebra only where bone is
+    seen past the disc gap: the body of a cut vertebra rises again after the
+    dark disc, while the blurred endplate of a disc that runs into the
+    scan's (oblique) face only fades. So the gap is the least dense point
+    of the body slab between :data:`DISC_SIDE_MM` and half a period from the
+    peak, going ``direction`` (-1 inferior, +1 superior); samples the scan
+    does not show count as darkest, so that bone only counts before them.
+    """
+    smooth = ndimage.gaussian_filter1d(density, DISC_GAP_SMOOTH_MM / step, mode="nearest")
+    smooth = np.where(density <= OUTSIDE_DENSITY_HU, OUTSIDE_DENSITY_HU, smooth)
+    near, far = disc_mm + direction * DISC_SIDE_MM, disc_mm + direction * 0.5 * period_mm
+    first = max(0, int(np.ceil(min(near, far) / step)))
+    last = min(len(density) - 1, int(np.floor(max(near, far) / step)))
+    if last < first:
+        return near
+    window = smooth[first : last + 1]
+    # The darkest sample nearest the peak when several tie (all outside the scan).
+    darkest = np.flatnonzero(window <= window.min() + 1e-6)
+    index = darkest[-1] if direction < 0 else darkest[0]
+    return float((first + index) * step)
+
+
+def _bony_mm(body: np.ndarray, step: float, a_mm: float, b_mm: float) -> float:
+    """Length (mm) of the curve between arc lengths ``a_mm`` and ``b_mm`` where ``body`` holds."""
+    first, last = max(0, int(np.ceil(a_mm / step))), min(len(body) - 1, int(np.floor(b_mm / step)))
+    return float(body[first : last + 1].sum() * step) if last >= first else 0.0
