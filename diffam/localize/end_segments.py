@@ -8,7 +8,9 @@ beyond the disc is a vertebral body: past the dark disc gap the density
 rises again into the body. Where it only fades into the scan's face, what
 is seen is the disc and its blurred endplate (a tight crop's oblique lower
 face under L5 shows the L5/S1 disc and a sliver of S1, which must not be
-counted as a vertebra below L5).
+counted as a vertebra below L5). This test is made only where the scan's
+face lies within a period of the disc: elsewhere nothing is cut, and bone
+beyond the disc is counted as before.
 """
 
 from __future__ import annotations
@@ -47,9 +49,25 @@ def end_segment_bone_mm(density: np.ndarray, step: float, disc_mm: float, direct
         bone a whole vertebra would show).
     """
     body = ndimage.gaussian_filter1d(density, 3.0 / step) > min_body_hu
-    gap = _disc_gap_mm(density, step, disc_mm, direction, period_mm)
     far = disc_mm + direction * period_mm
+    if _seen_through(density, step, disc_mm, far):
+        # No face of the scan within a period: nothing is cut there, so the
+        # bone beyond the disc is the next vertebra, however the slab's
+        # density fades (the straight continuation of the centreline can
+        # leave a curving neck).
+        gap = disc_mm + direction * DISC_SIDE_MM
+    else:
+        gap = _disc_gap_mm(density, step, disc_mm, direction, period_mm)
     return _bony_mm(body, step, min(gap, far), max(gap, far)), abs(far - gap)
+
+
+def _seen_through(density: np.ndarray, step: float, a_mm: float, b_mm: float) -> bool:
+    """Whether the scan shows the body slab all the way between two arc lengths."""
+    lo, hi = min(a_mm, b_mm), max(a_mm, b_mm)
+    first, last = int(np.floor(lo / step)), int(np.ceil(hi / step))
+    if first < 0 or last > len(density) - 1:
+        return False
+    return bool((density[first : last + 1] > OUTSIDE_DENSITY_HU).all())
 
 
 def _disc_gap_mm(density: np.ndarray, step: float, disc_mm: float, direction: int,

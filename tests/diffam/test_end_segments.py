@@ -62,3 +62,13 @@ def test_the_top_end_is_the_mirror_image():
     bone, _ = end_segment_bone_mm(mirrored, 1.0, 199.0 - peak, +1, PERIOD_MM, MIN_BODY_HU)
     below, _ = end_segment_bone_mm(density, 1.0, peak, -1, PERIOD_MM, MIN_BODY_HU)
     assert abs(bone - below) <= 1.0
+
+
+def test_bone_fading_where_the_scan_goes_on_still_counts():
+    # The same fade, but the scan shows a whole period beyond the disc: no face
+    # cuts anything there, so the bone is the next vertebra (a curving neck that
+    # the straight continuation of the centreline leaves).
+    density, peak = _column(face_mm=85.0, fade_mm=15.0)
+    density[density <= OUTSIDE_DENSITY_HU] = 0.0  # soft tissue seen instead of the face
+    bone, _ = end_segment_bone_mm(density, 1.0, peak, -1, PERIOD_MM, MIN_BODY_HU)
+    assert bone >= 0.2 * PERIOD_MM
