@@ -25,6 +25,10 @@ OUTSIDE_DENSITY_HU = -200.0
 #: its plates, not to the body of an end vertebra beyond it.
 DISC_SIDE_MM = 3.0
 
+#: Smoothing (mm, Gaussian sigma) of the body-slab density before it is
+#: compared with the bone threshold (as for the bony column in detection).
+BODY_SMOOTH_MM = 3.0
+
 #: Smoothing (mm, Gaussian sigma) of the body-slab density when the disc gap
 #: beyond an end disc is looked for: the endplate peaks' own ripple is lost,
 #: a disc (several mm of soft tissue) is kept.
@@ -48,7 +52,7 @@ def end_segment_bone_mm(density: np.ndarray, step: float, disc_mm: float, direct
         one period from the peak, and the length of that interval (the
         bone a whole vertebra would show).
     """
-    body = ndimage.gaussian_filter1d(density, 3.0 / step) > min_body_hu
+    body = _seen_smooth(density, BODY_SMOOTH_MM / step) > min_body_hu
     far = disc_mm + direction * period_mm
     if _seen_through(density, step, disc_mm, far):
         # No face of the scan within a period: nothing is cut there, so the
@@ -59,6 +63,20 @@ def end_segment_bone_mm(density: np.ndarray, step: float, disc_mm: float, direct
     else:
         gap = _disc_gap_mm(density, step, disc_mm, direction, period_mm)
     return _bony_mm(body, step, min(gap, far), max(gap, far)), abs(far - gap)
+
+
+def _seen_smooth(density: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian smoothing (``sigma`` samples) of the density of what the scan shows.
+
+    A normalised convolution: samples outside the scan neither count nor
+    blur the bone next to the face (a cut body's few millimetres would
+    otherwise fall below the bone threshold); they stay at
+    :data:`OUTSIDE_DENSITY_HU`.
+    """
+    seen = density > OUTSIDE_DENSITY_HU
+    weight = ndimage.gaussian_filter1d(seen.astype(float), sigma, mode="constant")
+    total = ndimage.gaussian_filter1d(np.where(seen, density, 0.0), sigma, mode="constant")
+    return np.where(seen, total / np.maximum(weight, 1e-6), OUTSIDE_DENSITY_HU)
 
 
 def _seen_through(density: np.ndarray, step: float, a_mm: float, b_mm: float) -> bool:
@@ -82,8 +100,7 @@ def _disc_gap_mm(density: np.ndarray, step: float, disc_mm: float, direction: in
     peak, going ``direction`` (-1 inferior, +1 superior); samples the scan
     does not show count as darkest, so that bone only counts before them.
     """
-    smooth = ndimage.gaussian_filter1d(density, DISC_GAP_SMOOTH_MM / step, mode="nearest")
-    smooth = np.where(density <= OUTSIDE_DENSITY_HU, OUTSIDE_DENSITY_HU, smooth)
+    smooth = _seen_smooth(density, DISC_GAP_SMOOTH_MM / step)
     near, far = disc_mm + direction * DISC_SIDE_MM, disc_mm + direction * 0.5 * period_mm
     first = max(0, int(np.ceil(min(near, far) / step)))
     last = min(len(density) - 1, int(np.floor(max(near, far) / step)))
