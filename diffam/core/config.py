@@ -125,6 +125,11 @@ class OptimConfig:
     init_search: bool = False
     init_search_mm: float = 15.0
     init_search_deg: float = 15.0
+    #: Also fit the level just beyond each end of the given centroids, where
+    #: its extrapolated centroid lies in the scan, and drop it from every
+    #: output (diffam.fit.guards): without it an end vertebra grows into its
+    #: unfitted neighbour (chest CT, T1-L1 given: T1 60 -> 87, L1 69 -> 89 Dice).
+    guard_neighbours: bool = True
 
 
 @dataclass

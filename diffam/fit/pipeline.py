@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +22,7 @@ from diffam.core.labels import level_name, verse_to_totalsegmentator
 from diffam.core.template import TemplateSet, load_template
 from diffam.core.volume import Volume
 from diffam.fit.field_of_view import FieldOfView
+from diffam.fit.guards import guard_centroids
 from diffam.fit.interpolation import VolumeSampler
 from diffam.fit.model import FitResult, SpineFit, initial_placement, template_centres
 from diffam.fit.refine import refine_labels
@@ -189,7 +190,14 @@ def segment(
         raise SegmentationError(str(error)) from error
     check_bone(image, centroids)
     chosen = select_template(template, centroids, config.levels)
-    target = np.stack([centroids[v.verse_id] for v in chosen.vertebrae])
+    fitted = {v.verse_id: centroids[v.verse_id] for v in chosen.vertebrae}
+    guards = (guard_centroids(fitted, [v.verse_id for v in template.vertebrae], image)
+              if config.optim.guard_neighbours else {})
+    if guards:
+        log.info("guard neighbours fitted and dropped: %s",
+                 ", ".join(level_name(v) for v in sorted(guards)))
+        chosen = select_template(template, {**fitted, **guards}, None)
+    target = np.stack([({**fitted, **guards})[v.verse_id] for v in chosen.vertebrae])
     timings["initialise"] = time.perf_counter() - start
 
     # Crop around the placed template (plus margin) and resample for fitting.
@@ -245,6 +253,12 @@ def segment(
     tick = time.perf_counter()
     labels = refine_labels(image, [(v, result.faces) for v in result.vertices],
                            result.verse_ids, config.refine, device=device)
+    if guards:  # the guards took their own bone in the refinement; now they go
+        labels[np.isin(labels, list(guards))] = 0
+        keep = [i for i, v in enumerate(result.verse_ids) if v not in guards]
+        result = replace(result, vertices=result.vertices[keep],
+                         verse_ids=[result.verse_ids[i] for i in keep],
+                         levels=[result.levels[i] for i in keep])
     if config.export.labels == "totalsegmentator":
         labels = verse_to_totalsegmentator(labels, unmapped="drop")
     elif config.export.labels != "verse":
@@ -260,7 +274,7 @@ def segment(
     for kind in ("vertebra", "body"):
         centres = template_centres(chosen, kind)
         moved = placement.apply(torch.as_tensor(centres[:, None, :])).numpy()[:, 0]
-        placed_centres[kind] = dict(zip(ids, moved))
+        placed_centres[kind] = {v: c for v, c in zip(ids, moved) if v not in guards}
     return SegmentationResult(label_volume, result, dict(centroids), source, completed, timings,
                               centroids_kind, placed_centres["vertebra"], placed_centres["body"])
 
