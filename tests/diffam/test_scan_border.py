@@ -12,28 +12,13 @@ import numpy as np
 import pytest
 
 from diffam.core.centroids import centroids_from_label_map
-from diffam.core.config import OptimConfig, SegmentationConfig
 from diffam.core.image import read_image
-from diffam.evaluation import evaluate_arrays
 from diffam.fit.pipeline import segment
 from diffam.fit.roi import crop_to_world_box
+from tests.diffam.real_scan import dice_by_label as _dice
+from tests.diffam.real_scan import fast_config as _config
 
 pytestmark = [pytest.mark.slow, pytest.mark.shared_data]
-
-FAST = dict(iterations=300, num_image_points=4000, num_surface_points=4000,
-            processing_spacing_mm=1.5)
-
-
-def _config():
-    return SegmentationConfig(optim=OptimConfig(**FAST), device="cpu")
-
-
-def _dice(pred, truth, image):
-    sx, sy, sz = (float(s) for s in image.spacing)
-    rows = evaluate_arrays(pred, truth, (sz, sy, sx), tuple(float(o) for o in image.origin),
-                           np.asarray(image.direction))
-    return {r.label: 100 * r.dice for r in rows if r.status in ("matched", "missing")}
-
 
 @pytest.fixture(scope="module")
 def verse005(shared_data):
