@@ -13,7 +13,8 @@ it runs
   iterations with 10k + 10k points per scan, the default before issue 23),
   ``--baseline-iterations`` of it interleaved with the fit under test (so
   both see the same load), projected to its whole schedule; with
-  ``--baseline-full`` the baseline runs to its end too.
+  ``--baseline-full`` the baseline runs to its end too. ``--baseline default``
+  is the default settings, to time a ``--set`` variant against them.
 
 It prints the milliseconds per iteration of each stage (shape, blur,
 sampling, image lookup, signed distance, appearance MLP, other loss terms,
@@ -52,7 +53,7 @@ from diffam.fit.roi import processing_volume  # noqa: E402
 PHANTOM_SPACING_MM = (1.5, 1.5, 1.5)
 #: The issue's targets on 2 cores: whole spine (24 vertebrae) and five vertebrae.
 TARGET_SECONDS = {24: 300.0, 5: 60.0}
-BASELINES = {"paper": ["optim=paper"], "fast": ["optim=fast"], "none": None}
+BASELINES = {"paper": ["optim=paper"], "fast": ["optim=fast"], "default": [], "none": None}
 
 
 def level_range(text: str) -> list[int]:
