@@ -78,7 +78,7 @@ class OptimConfig:
     #: Points per fitted vertebra (0: the per-scan counts above), so a whole
     #: spine gets as many points per vertebra as a lumbar scan. The normal
     #: loss gets twice the image loss's: with 1000 the small crop l3_crop
-    #: (three vertebrae, two cut by the borders) came out 2.4 Dice points
+    #: (three vertebrae, two cut by the borders) came out 2.3 Dice points
     #: lower over 4 seeds, and surface samples need no signed distance, so
     #: the extra 1000 per vertebra cost ~5 % of an iteration (issue 23).
     image_points_per_vertebra: int = 1000
