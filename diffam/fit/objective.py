@@ -80,6 +80,27 @@ def overlap_loss(distance: torch.Tensor) -> torch.Tensor:
     return 0.5 * (depth.sum(0) ** 2 - (depth * depth).sum(0)).sum()
 
 
+def gap_loss(distance_a: torch.Tensor, distance_b: torch.Tensor, gap: float,
+             num_points: int) -> torch.Tensor:
+    """L_G: ``sum ReLU(gap - d_a - d_b) / num_points`` over (point, neighbour pair) rows.
+
+    A point between two surfaces ``s`` apart (on the line joining them) has
+    ``d_a + d_b = s``, so the term is zero once neighbouring vertebrae are at
+    least ``gap`` apart: it keeps a disc (and a joint space) between them
+    where :func:`overlap_loss` only stops them from interpenetrating.
+
+    Args:
+        distance_a, distance_b: (P,) signed distances of the same points to the
+            two meshes of each pair (model units).
+        gap: the least separation, model units.
+        num_points: the points the rows were drawn from (the normaliser, so
+            that the value does not depend on how many rows are near a gap).
+    """
+    if distance_a.numel() == 0:
+        return distance_a.sum() * 0.0
+    return torch.relu(gap - distance_a - distance_b).sum() / max(int(num_points), 1)
+
+
 def variance_loss(coefficients: torch.Tensor, eigenvalues: torch.Tensor) -> torch.Tensor:
     """L_V: ``sum_m |Lambda^0.5 (U_m - U_{m+1})|^2`` over neighbouring vertebrae.
 
@@ -171,6 +192,40 @@ def _overlap_term(fit: SpineFit, s: StepSamples) -> torch.Tensor:
     return overlap_loss(distance.reshape(m, -1))
 
 
+def _gap_term(fit: SpineFit, s: StepSamples) -> torch.Tensor:
+    """Per-mesh distances only for the samples within ``neighbour_gap_mm`` of the union's
+    surface, to the neighbours (one level up and down) of their nearest vertebra whose
+    box they lie in."""
+    gap_mm = float(fit.config.optim.neighbour_gap_mm)
+    m = fit.shape.num_meshes
+    union = s.union.distance
+    near = (union.detach().abs() < gap_mm).nonzero().squeeze(1)
+    if m < 2 or near.numel() == 0:
+        return s.packed.new_zeros(())
+    points = s.points[near]
+    nearest = torch.div(s.union.closest_face[near], fit.num_faces, rounding_mode="floor")
+    vertices = s.vertices.detach()
+    box_lo, box_hi = vertices.min(1).values - gap_mm, vertices.max(1).values + gap_mm
+    rows, partners = [], []
+    for step in (-1, 1):
+        partner = nearest + step
+        ok = (partner >= 0) & (partner < m)
+        clamped = partner.clamp(0, m - 1)
+        ok &= ((points >= box_lo[clamped]) & (points <= box_hi[clamped])).all(1)
+        rows.append(ok.nonzero().squeeze(1))
+        partners.append(partner[ok])
+    rows, partners = torch.cat(rows), torch.cat(partners)
+    if rows.numel() == 0:
+        return s.packed.new_zeros(())
+    with fit.stage_timer("signed_distance"):
+        partner_distance = diffsd.signed_distance(
+            s.packed, fit.mesh_bvh.faces, points[rows], point_mesh=partners,
+            bvh=fit.mesh_bvh, beta=fit.config.optim.winding_beta,
+        ).distance
+    return gap_loss(union[near][rows] / fit.unit, partner_distance / fit.unit,
+                    gap_mm / fit.unit, s.points.shape[0])
+
+
 def _view_term(fit: SpineFit, s: StepSamples) -> torch.Tensor:
     """Keeps each vertebra's centre in the scan (:func:`~diffam.fit.field_of_view.view_drift_penalty`)."""
     return view_drift_penalty(s.vertices.mean(1), fit.scan_view, fit.view_floor, fit.unit)
@@ -192,5 +247,7 @@ LOSS_TERMS: dict[str, LossTerm] = {
         LossTerm("normal", _normal_term, needs_surface_samples=True),
         LossTerm("view", _view_term),
         LossTerm("variance", _variance_term, applies=lambda fit: fit.config.shape.spectral),
+        LossTerm("gap", _gap_term, needs_union_distance=True,
+                 applies=lambda fit: fit.config.optim.neighbour_gap_mm > 0),
     )
 }
