@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 
 import diffsd
@@ -192,18 +193,32 @@ def _overlap_term(fit: SpineFit, s: StepSamples) -> torch.Tensor:
     return overlap_loss(distance.reshape(m, -1))
 
 
+def body_face_mask(mean_shape, faces) -> np.ndarray:
+    """(F,) bool: the faces of the vertebral body, those anterior of the mean vertex
+    (``mean_shape`` (V, 3) in a frame whose +y is posterior: LPS, or a template's
+    local frame). Anterior of it lie the body and the roots of the pedicles; the
+    arch, the facet joints and the processes lie behind it."""
+    mean_shape = np.asarray(mean_shape, dtype=np.float64)
+    face_y = mean_shape[np.asarray(faces)][:, :, 1].mean(1)
+    return face_y < mean_shape[:, 1].mean()
+
+
 def _gap_term(fit: SpineFit, s: StepSamples) -> torch.Tensor:
-    """Per-mesh distances only for the samples within ``neighbour_gap_mm`` of the union's
-    surface, to the neighbours (one level up and down) of their nearest vertebra whose
-    box they lie in."""
+    """Per-mesh distances only for the samples within ``neighbour_gap_mm`` of a vertebral
+    body's surface (:attr:`SpineFit.body_faces`), to the neighbours (one level up and
+    down) of that vertebra whose box they lie in. The arches are left out: their facet
+    joints are narrower than a disc, and on the lumbar VerSe crops a gap there cost
+    Dice."""
     gap_mm = float(fit.config.optim.neighbour_gap_mm)
     m = fit.shape.num_meshes
     union = s.union.distance
-    near = (union.detach().abs() < gap_mm).nonzero().squeeze(1)
+    face = s.union.closest_face
+    near = ((union.detach().abs() < gap_mm) & fit.body_faces[face % fit.num_faces])
+    near = near.nonzero().squeeze(1)
     if m < 2 or near.numel() == 0:
         return s.packed.new_zeros(())
     points = s.points[near]
-    nearest = torch.div(s.union.closest_face[near], fit.num_faces, rounding_mode="floor")
+    nearest = torch.div(face[near], fit.num_faces, rounding_mode="floor")
     vertices = s.vertices.detach()
     box_lo, box_hi = vertices.min(1).values - gap_mm, vertices.max(1).values + gap_mm
     rows, partners = [], []

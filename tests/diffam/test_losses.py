@@ -83,7 +83,8 @@ def _two_boxes_fit(separation_mm: float, gap_mm: float, unit_mm: float = 64.0):
     fit = SimpleNamespace(
         config=SimpleNamespace(optim=SimpleNamespace(neighbour_gap_mm=gap_mm, winding_beta=1.25)),
         shape=SimpleNamespace(num_meshes=2), num_faces=faces.shape[0], unit=unit_mm,
-        mesh_bvh=mesh_bvh, stage_timer=lambda name: contextlib.nullcontext())
+        mesh_bvh=mesh_bvh, stage_timer=lambda name: contextlib.nullcontext(),
+        body_faces=torch.ones(faces.shape[0], dtype=torch.bool))  # every face counts
     # points in the space between the boxes, over their shared footprint
     generator = torch.Generator().manual_seed(0)
     points = torch.rand(400, 3, generator=generator, dtype=torch.float64)
@@ -112,3 +113,19 @@ def test_gap_term_pushes_close_neighbours_apart():
     # descending the gradient moves the upper box up and the lower box down
     assert float(vertices.grad[1, :, 2].sum()) < 0
     assert float(vertices.grad[0, :, 2].sum()) > 0
+
+
+def test_body_face_mask_keeps_the_anterior_faces():
+    import numpy as np
+    import trimesh
+
+    # a 10 mm cube in front (-y) of a 10 x 30 x 10 mm bar behind it, as one vertex list
+    front = trimesh.creation.box(extents=(10.0, 10.0, 10.0))
+    back = trimesh.creation.box(extents=(10.0, 30.0, 10.0))
+    back.vertices += [0.0, 25.0, 0.0]
+    vertices = np.concatenate([front.vertices, back.vertices])
+    faces = np.concatenate([front.faces, back.faces + len(front.vertices)])
+    mask = L.body_face_mask(vertices, faces)
+    face_y = vertices[faces][:, :, 1].mean(1)
+    assert mask[:len(front.faces)].all()  # the whole front cube is anterior of the mean
+    assert not mask[len(front.faces):][face_y[len(front.faces):] > 10.0].any()
