@@ -9,7 +9,8 @@ here plus its weight field.
 
 All lengths are in model units (64 mm by default), so the published weights
 apply unchanged: ``L = L_I + 0.02 L_E + 0.1 L_N + 1.0 L_O + 0.02 L_V``; ``view``
-(not in the paper) keeps the vertebrae inside the scan's field of view.
+(not in the paper) keeps the vertebrae inside the scan's field of view, and
+``gap`` (not in the paper) keeps a disc between neighbouring vertebral bodies.
 """
 
 from __future__ import annotations
