@@ -88,8 +88,8 @@ def gap_loss(distance_a: torch.Tensor, distance_b: torch.Tensor, gap: float,
 
     A point between two surfaces ``s`` apart (on the line joining them) has
     ``d_a + d_b = s``, so the term is zero once neighbouring vertebrae are at
-    least ``gap`` apart: it keeps a disc (and a joint space) between them
-    where :func:`overlap_loss` only stops them from interpenetrating.
+    least ``gap`` apart: it keeps a disc between their bodies where
+    :func:`overlap_loss` only stops them from interpenetrating.
 
     Args:
         distance_a, distance_b: (P,) signed distances of the same points to the
