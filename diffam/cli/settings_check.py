@@ -58,6 +58,7 @@ RANGES: dict[str, tuple] = {
     "optim.blur_step_mm": _POSITIVE,
     "optim.checkpoint_every_iterations": (0, True, None),
     "optim.view_margin_mm": _NON_NEGATIVE,
+    "optim.neighbour_gap_mm": _NON_NEGATIVE,
     "optim.init_search_mm": _NON_NEGATIVE,
     "optim.init_search_deg": _NON_NEGATIVE,
     "export.trabecular_margin_mm": _NON_NEGATIVE,

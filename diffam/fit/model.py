@@ -26,7 +26,7 @@ from diffam.fit.appearance import AppearanceModel
 from diffam.fit.deformation import InitialTransform, SpineShapeModel
 from diffam.fit.field_of_view import FieldOfView
 from diffam.fit.interpolation import VolumeSampler
-from diffam.fit.objective import LOSS_TERMS, StepSamples
+from diffam.fit.objective import LOSS_TERMS, StepSamples, body_face_mask
 from diffam.fit.optim import VectorAdam, appearance_optimizer, frequency_step_scale
 from diffam.fit.schedules import make_schedule
 from diffam.fit.spectral import laplace_beltrami_basis
@@ -176,6 +176,8 @@ class SpineFit:
         else:
             mean_shape = np.mean([v.vertices - v.vertices.mean(0) for v in template.vertebrae], 0)
         basis = _basis_for(template, mean_shape, faces.numpy(), config.shape.num_eigenvectors)
+        #: Faces of the vertebral body, where the gap loss keeps a disc to the neighbours.
+        self.body_faces = torch.as_tensor(body_face_mask(mean_shape, faces.numpy()), device=device)
         if placement is None:
             placement = initial_placement(template, np.asarray(target_centroids, float), config)
         self.shape = SpineShapeModel(

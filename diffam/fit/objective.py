@@ -9,7 +9,8 @@ here plus its weight field.
 
 All lengths are in model units (64 mm by default), so the published weights
 apply unchanged: ``L = L_I + 0.02 L_E + 0.1 L_N + 1.0 L_O + 0.02 L_V``; ``view``
-(not in the paper) keeps the vertebrae inside the scan's field of view.
+(not in the paper) keeps the vertebrae inside the scan's field of view, and
+``gap`` (not in the paper) keeps a disc between neighbouring vertebral bodies.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 
 import diffsd
@@ -78,6 +80,27 @@ def overlap_loss(distance: torch.Tensor) -> torch.Tensor:
     """
     depth = torch.relu(-distance)
     return 0.5 * (depth.sum(0) ** 2 - (depth * depth).sum(0)).sum()
+
+
+def gap_loss(distance_a: torch.Tensor, distance_b: torch.Tensor, gap: float,
+             num_points: int) -> torch.Tensor:
+    """L_G: ``sum ReLU(gap - d_a - d_b) / num_points`` over (point, neighbour pair) rows.
+
+    A point between two surfaces ``s`` apart (on the line joining them) has
+    ``d_a + d_b = s``, so the term is zero once neighbouring vertebrae are at
+    least ``gap`` apart: it keeps a disc between their bodies where
+    :func:`overlap_loss` only stops them from interpenetrating.
+
+    Args:
+        distance_a, distance_b: (P,) signed distances of the same points to the
+            two meshes of each pair (model units).
+        gap: the least separation, model units.
+        num_points: the points the rows were drawn from (the normaliser, so
+            that the value does not depend on how many rows are near a gap).
+    """
+    if distance_a.numel() == 0:
+        return distance_a.sum() * 0.0
+    return torch.relu(gap - distance_a - distance_b).sum() / max(int(num_points), 1)
 
 
 def variance_loss(coefficients: torch.Tensor, eigenvalues: torch.Tensor) -> torch.Tensor:
@@ -171,6 +194,54 @@ def _overlap_term(fit: SpineFit, s: StepSamples) -> torch.Tensor:
     return overlap_loss(distance.reshape(m, -1))
 
 
+def body_face_mask(mean_shape, faces) -> np.ndarray:
+    """(F,) bool: the faces of the vertebral body, those anterior of the mean vertex
+    (``mean_shape`` (V, 3) in a frame whose +y is posterior: LPS, or a template's
+    local frame). Anterior of it lie the body and the roots of the pedicles; the
+    arch, the facet joints and the processes lie behind it."""
+    mean_shape = np.asarray(mean_shape, dtype=np.float64)
+    face_y = mean_shape[np.asarray(faces)][:, :, 1].mean(1)
+    return face_y < mean_shape[:, 1].mean()
+
+
+def _gap_term(fit: SpineFit, s: StepSamples) -> torch.Tensor:
+    """Per-mesh distances only for the samples within ``neighbour_gap_mm`` of a vertebral
+    body's surface (:attr:`SpineFit.body_faces`), to the neighbours (one level up and
+    down) of that vertebra whose box they lie in. The arches are left out: their facet
+    joints are narrower than a disc, and on the lumbar VerSe crops a gap there cost
+    Dice."""
+    gap_mm = float(fit.config.optim.neighbour_gap_mm)
+    m = fit.shape.num_meshes
+    union = s.union.distance
+    face = s.union.closest_face
+    near = ((union.detach().abs() < gap_mm) & fit.body_faces[face % fit.num_faces])
+    near = near.nonzero().squeeze(1)
+    if m < 2 or near.numel() == 0:
+        return s.packed.new_zeros(())
+    points = s.points[near]
+    nearest = torch.div(face[near], fit.num_faces, rounding_mode="floor")
+    vertices = s.vertices.detach()
+    box_lo, box_hi = vertices.min(1).values - gap_mm, vertices.max(1).values + gap_mm
+    rows, partners = [], []
+    for step in (-1, 1):
+        partner = nearest + step
+        ok = (partner >= 0) & (partner < m)
+        clamped = partner.clamp(0, m - 1)
+        ok &= ((points >= box_lo[clamped]) & (points <= box_hi[clamped])).all(1)
+        rows.append(ok.nonzero().squeeze(1))
+        partners.append(partner[ok])
+    rows, partners = torch.cat(rows), torch.cat(partners)
+    if rows.numel() == 0:
+        return s.packed.new_zeros(())
+    with fit.stage_timer("signed_distance"):
+        partner_distance = diffsd.signed_distance(
+            s.packed, fit.mesh_bvh.faces, points[rows], point_mesh=partners,
+            bvh=fit.mesh_bvh, beta=fit.config.optim.winding_beta,
+        ).distance
+    return gap_loss(union[near][rows] / fit.unit, partner_distance / fit.unit,
+                    gap_mm / fit.unit, s.points.shape[0])
+
+
 def _view_term(fit: SpineFit, s: StepSamples) -> torch.Tensor:
     """Keeps each vertebra's centre in the scan (:func:`~diffam.fit.field_of_view.view_drift_penalty`)."""
     return view_drift_penalty(s.vertices.mean(1), fit.scan_view, fit.view_floor, fit.unit)
@@ -192,5 +263,7 @@ LOSS_TERMS: dict[str, LossTerm] = {
         LossTerm("normal", _normal_term, needs_surface_samples=True),
         LossTerm("view", _view_term),
         LossTerm("variance", _variance_term, applies=lambda fit: fit.config.shape.spectral),
+        LossTerm("gap", _gap_term, needs_union_distance=True,
+                 applies=lambda fit: fit.config.optim.neighbour_gap_mm > 0),
     )
 }
