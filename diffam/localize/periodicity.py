@@ -129,3 +129,63 @@ def expected_periods(count: int, step_mm: float, anchor: int, *, from_inferior: 
         position += period
         level += -1 if from_inferior else 1
     return out if from_inferior else out[::-1].copy()
+
+
+#: Largest distance between the two endplate peaks of one disc, as a fraction
+#: of the vertebral period: a lumbar disc is about 10 of a 36 mm period, a
+#: body (whose two endplates must not pair) about 26.
+MAX_DISC_FRACTION = 0.4
+
+#: Smallest distance (mm) between the two endplate peaks of one disc: closer
+#: peaks are one blurred peak's ripple.
+MIN_DISC_PAIR_MM = 4.0
+
+#: A partner peak must be at least this fraction of the chosen peak's height,
+#: and the profile between them must fall below this fraction of the lower one.
+PAIR_PEAK_FRACTION = 0.5
+
+
+def disc_endplates(profile: np.ndarray, peaks: np.ndarray, step_mm: float,
+                   min_period_mm: float) -> np.ndarray:
+    """The two endplates ``(inferior, superior)`` (sample indices) of each disc a peak was chosen for.
+
+    A thin disc blurs into one peak of the endplate profile; a thick one (a
+    lumbar disc at 1-1.5 mm resolution) shows its two endplates as two peaks
+    with the dark disc between, and :func:`periodic_peaks` keeps one of them,
+    so the disc would be placed half a disc off, and the side it keeps can
+    change from one level to the next. Each chosen peak is paired here with
+    an unchosen local maximum at most :data:`MAX_DISC_FRACTION` of the local
+    period away, of comparable height (:data:`PAIR_PEAK_FRACTION`) and
+    separated from it by a dip; a peak without such a partner is both
+    endplates. The disc lies midway. When two partners qualify, the higher.
+    """
+    peaks = np.asarray(peaks, dtype=int)
+    out = np.stack([peaks, peaks], axis=1)
+    if len(peaks) == 0:
+        return out
+    inner = profile[1:-1]
+    maxima = np.flatnonzero((inner > profile[:-2]) & (inner >= profile[2:])) + 1
+    chosen = set(peaks.tolist())
+    gaps = np.diff(peaks) * step_mm
+    for n, p in enumerate(peaks):
+        near = [g for g in (gaps[n - 1] if n > 0 else None, gaps[n] if n < len(gaps) else None)
+                if g is not None]
+        # The mean of the two neighbouring gaps, and at least the median gap:
+        # where the chosen plate alternates, gaps alternate by a disc's height.
+        period = max(np.mean(near), np.median(gaps)) if near else min_period_mm
+        reach = MAX_DISC_FRACTION * period / step_mm
+        best, best_height = None, 0.0
+        for q in maxima:
+            distance = abs(int(q) - int(p))
+            if q in chosen or distance * step_mm < MIN_DISC_PAIR_MM or distance > reach:
+                continue
+            low = min(profile[p], profile[q])
+            lo, hi = min(p, q), max(p, q)
+            if (profile[q] < PAIR_PEAK_FRACTION * profile[p]
+                    or profile[lo:hi + 1].min() > PAIR_PEAK_FRACTION * low):
+                continue
+            if profile[q] > best_height:
+                best, best_height = int(q), float(profile[q])
+        if best is not None:
+            out[n] = (min(p, best), max(p, best))
+    return out
