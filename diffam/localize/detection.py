@@ -388,7 +388,7 @@ def detect_vertebrae(
         )
         + lo_c
     )
-    plates = disc_endplates(profile, peaks, step, period_mm[0]) * step
+    plates = disc_endplates(raw, peaks, step, period_mm[0]) * step
     discs = plates.mean(axis=1)
     strength = profile[peaks] / max(np.percentile(profile, 95), 1e-6) if len(peaks) else []
     bounds, partial, conf = [], [], []

@@ -9,6 +9,7 @@ published body and disc heights of :mod:`diffam.core.anatomy`.
 from __future__ import annotations
 
 import numpy as np
+from scipy import ndimage
 
 from diffam.core.anatomy import DISC_BELOW, MEASURED
 from diffam.core.labels import level_name, segment_of
@@ -140,34 +141,49 @@ MAX_DISC_FRACTION = 0.4
 #: peaks are one blurred peak's ripple.
 MIN_DISC_PAIR_MM = 4.0
 
-#: A partner peak must be at least this fraction of the chosen peak's height,
-#: and the profile between them must fall below this fraction of the lower one.
+#: A partner peak must be at least this fraction of the chosen peak's height.
 PAIR_PEAK_FRACTION = 0.5
 
+#: Smoothing (mm, Gaussian sigma) of the endplate profile where the two plates
+#: of a disc are told apart, and how far (mm) a chosen peak moves to its maximum there.
+PAIR_SMOOTH_MM = 1.0
+SNAP_MM = 2.0
 
-def disc_endplates(profile: np.ndarray, peaks: np.ndarray, step_mm: float,
+#: Between two paired peaks the profile must fall below this fraction of the
+#: lower one (the dark disc between the plates, blurred by the profile's smoothing).
+PAIR_DIP_FRACTION = 0.8
+
+
+def disc_endplates(raw_profile: np.ndarray, peaks: np.ndarray, step_mm: float,
                    min_period_mm: float) -> np.ndarray:
     """The two endplates ``(inferior, superior)`` (sample indices) of each disc a peak was chosen for.
 
     A thin disc blurs into one peak of the endplate profile; a thick one (a
-    lumbar disc at 1-1.5 mm resolution) shows its two endplates as two peaks
-    with the dark disc between, and :func:`periodic_peaks` keeps one of them,
-    so the disc would be placed half a disc off, and the side it keeps can
-    change from one level to the next. Each chosen peak is paired here with
-    an unchosen local maximum at most :data:`MAX_DISC_FRACTION` of the local
-    period away, of comparable height (:data:`PAIR_PEAK_FRACTION`) and
-    separated from it by a dip; a peak without such a partner is both
+    lumbar disc at 1-1.5 mm resolution, a lower thoracic one at 1 mm) shows
+    its two endplates as two peaks with the dark disc between, and
+    :func:`periodic_peaks` (on a smoother profile, where a 6 mm pair is one
+    peak and a shoulder) keeps one of them, so the disc would be placed half
+    a disc off, and the side it keeps can change from one level to the
+    next. On the profile smoothed by only :data:`PAIR_SMOOTH_MM`, each
+    chosen peak is moved to its local maximum and paired with another local
+    maximum at most :data:`MAX_DISC_FRACTION` of the local period away, of
+    comparable height (:data:`PAIR_PEAK_FRACTION`) and separated from it by
+    a dip (:data:`PAIR_DIP_FRACTION`); a peak without such a partner is both
     endplates. The disc lies midway. When two partners qualify, the higher.
     """
     peaks = np.asarray(peaks, dtype=int)
     out = np.stack([peaks, peaks], axis=1)
     if len(peaks) == 0:
         return out
+    profile = ndimage.gaussian_filter1d(raw_profile, PAIR_SMOOTH_MM / step_mm, mode="nearest")
     inner = profile[1:-1]
     maxima = np.flatnonzero((inner > profile[:-2]) & (inner >= profile[2:])) + 1
-    chosen = set(peaks.tolist())
+    snap = max(1, int(round(SNAP_MM / step_mm)))
     gaps = np.diff(peaks) * step_mm
-    for n, p in enumerate(peaks):
+    for n, chosen in enumerate(peaks):
+        lo_s, hi_s = max(0, chosen - snap), min(len(profile), chosen + snap + 1)
+        p = lo_s + int(np.argmax(profile[lo_s:hi_s]))
+        out[n] = (p, p)
         near = [g for g in (gaps[n - 1] if n > 0 else None, gaps[n] if n < len(gaps) else None)
                 if g is not None]
         # The mean of the two neighbouring gaps, and at least the median gap:
@@ -176,13 +192,14 @@ def disc_endplates(profile: np.ndarray, peaks: np.ndarray, step_mm: float,
         reach = MAX_DISC_FRACTION * period / step_mm
         best, best_height = None, 0.0
         for q in maxima:
-            distance = abs(int(q) - int(p))
-            if q in chosen or distance * step_mm < MIN_DISC_PAIR_MM or distance > reach:
+            distance = abs(int(q) - p)
+            if (distance * step_mm < MIN_DISC_PAIR_MM or distance > reach
+                    or np.abs(peaks - q).min() <= snap):  # another disc's chosen peak
                 continue
             low = min(profile[p], profile[q])
             lo, hi = min(p, q), max(p, q)
             if (profile[q] < PAIR_PEAK_FRACTION * profile[p]
-                    or profile[lo:hi + 1].min() > PAIR_PEAK_FRACTION * low):
+                    or profile[lo:hi + 1].min() > PAIR_DIP_FRACTION * low):
                 continue
             if profile[q] > best_height:
                 best, best_height = int(q), float(profile[q])
