@@ -405,10 +405,10 @@ def detect_vertebrae(
         # oblique face can leave only the disc and its blurred endplate
         # below the last vertebra in view, as S1 under L5 in verse008).
         below, below_span = end_segment_bone_mm(
-            density, step, plates[0, 0], -1, first_gap, min_body_hu, plates[0, 0] < plates[0, 1]
+            density, step, plates[0, 0], -1, first_gap, min_body_hu
         )
         above, above_span = end_segment_bone_mm(
-            density, step, plates[-1, 1], +1, last_gap, min_body_hu, plates[-1, 0] < plates[-1, 1]
+            density, step, plates[-1, 1], +1, last_gap, min_body_hu
         )
         if below >= min_partial_fraction * first_gap:
             bounds.insert(0, (discs[0] - first_gap, discs[0]))

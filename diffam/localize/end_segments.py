@@ -36,22 +36,17 @@ DISC_GAP_SMOOTH_MM = 1.5
 
 
 def end_segment_bone_mm(density: np.ndarray, step: float, disc_mm: float, direction: int,
-                        period_mm: float, min_body_hu: float,
-                        paired: bool = False) -> tuple[float, float]:
+                        period_mm: float, min_body_hu: float) -> tuple[float, float]:
     """Body bone the scan shows beyond an end disc, past its disc gap.
 
     Args:
         density: ``(M,)`` body-slab density (HU) along the curve, samples
             ``step`` mm apart, :data:`OUTSIDE_DENSITY_HU` where not seen.
-        disc_mm: arc length of the end disc's endplate peak.
+        disc_mm: arc length of the end disc's endplate peak (the outer one
+            where the disc shows two, :func:`~diffam.localize.periodicity.disc_endplates`).
         direction: -1 for the segment below the lowest disc, +1 above the highest.
         period_mm: vertebral period next to it (body plus disc).
         min_body_hu: smoothed density above which the slab is bone.
-        paired: the end disc showed both its endplates (a thick disc,
-            :func:`~diffam.localize.periodicity.disc_endplates`) and
-            ``disc_mm`` is the outer one: that plate is the next body's own
-            cortex, so all the scan shows beyond it is that body, whatever
-            its density (a low-density cut body is as dark as a disc).
 
     Returns:
         ``(bone_mm, span_mm)``: length of bone seen between the disc gap and
@@ -60,9 +55,6 @@ def end_segment_bone_mm(density: np.ndarray, step: float, disc_mm: float, direct
     """
     body = _seen_smooth(density, BODY_SMOOTH_MM / step) > min_body_hu
     far = disc_mm + direction * period_mm
-    if paired:
-        seen = density > OUTSIDE_DENSITY_HU
-        return _bony_mm(seen, step, min(disc_mm, far), max(disc_mm, far)), period_mm
     if _seen_through(density, step, disc_mm, far):
         # No face of the scan within a period: nothing is cut there, so the
         # bone beyond the disc is the next vertebra, however the slab's

@@ -142,7 +142,7 @@ MAX_DISC_FRACTION = 0.4
 MIN_DISC_PAIR_MM = 4.0
 
 #: A partner peak must be at least this fraction of the chosen peak's height.
-PAIR_PEAK_FRACTION = 0.5
+PAIR_PEAK_FRACTION = 0.6
 
 #: Smoothing (mm, Gaussian sigma) of the endplate profile where the two plates
 #: of a disc are told apart, and how far (mm) a chosen peak moves to its maximum there.
