@@ -2,8 +2,10 @@
 
 Vertebrae repeat along the straightened spine with a slowly varying period
 (vertebra plus disc height). :func:`periodic_peaks` picks the best such
-sequence of peaks of an endplate profile; the expected periods come from the
-published body and disc heights of :mod:`diffam.core.anatomy`.
+sequence of peaks of an endplate profile, and :func:`disc_endplates` places
+each disc between its two endplate peaks where a thick disc shows both; the
+expected periods come from the published body and disc heights of
+:mod:`diffam.core.anatomy`.
 """
 
 from __future__ import annotations
