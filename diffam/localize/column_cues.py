@@ -169,6 +169,23 @@ def canal_tube_sections(grid: Volume, bone: np.ndarray, smoothed: np.ndarray) ->
     return _sections(grid, enclosed_low_density(grid, bone, smoothed), CANAL_AREA_MM2)
 
 
+def trim_closing_overhang(chain: list[Section], n_slices: int, spacing_mm: float) -> list[Section]:
+    """A canal-tube chain without the half slab the closing adds beyond the bone at each end.
+
+    Closing across :data:`SLAB_MM` carries the last laminae half a slab past
+    the end of the spine's posterior elements, where the slices hold only a
+    vertebral body: a column point there (the bone's centroid) jumps 20-30 mm
+    anteriorly and bends the centreline's end, which the extension beyond
+    the column then follows. An end at the scan's face is kept (the closing
+    adds nothing there).
+    """
+    half = max(1, int(round(0.5 * SLAB_MM / spacing_mm)))
+    lo = chain[0].k + half if chain[0].k > 0 else chain[0].k
+    hi = chain[-1].k - half if chain[-1].k < n_slices - 1 else chain[-1].k
+    trimmed = [section for section in chain if lo <= section.k <= hi]
+    return trimmed if len(trimmed) >= 2 else chain
+
+
 def body_sections(grid: Volume, smoothed: np.ndarray, blood: np.ndarray) -> list[Section]:
     """Vertebral-body sections: compact bright regions of a body's size, enhanced blood removed."""
     bright = (smoothed > BODY_HU) & ~blood

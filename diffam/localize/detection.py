@@ -20,7 +20,8 @@ the local left axis, 1 mm apart. Then:
 3. Discs: a dynamic programme picks the sequence of profile peaks with a
    smoothly varying spacing (vertebral period 12-48 mm, penalised changes of
    period from one level to the next), so that one missing or spurious peak
-   does not add or drop a vertebra. When a hint names the end level, the
+   does not add or drop a vertebra; a thick disc's two endplate peaks are
+   paired and the disc put between them (:func:`disc_endplates`). When a hint names the end level, the
    period is also pulled towards each level's typical height (body plus
    disc, from the cited measurements of :mod:`diffam.core.anatomy`).
 4. One vertebra lies between each pair of consecutive discs, plus one at
@@ -51,6 +52,7 @@ from diffam.localize.periodicity import (
     MAX_PERIOD_MM,
     MIN_PERIOD_MM,
     PERIOD_PRIOR,
+    disc_endplates,
     expected_periods,
     periodic_peaks,
 )
@@ -386,7 +388,8 @@ def detect_vertebrae(
         )
         + lo_c
     )
-    discs = peaks * step
+    plates = disc_endplates(raw, peaks, step, period_mm[0]) * step
+    discs = plates.mean(axis=1)
     strength = profile[peaks] / max(np.percentile(profile, 95), 1e-6) if len(peaks) else []
     bounds, partial, conf = [], [], []
     for n in range(len(discs) - 1):
@@ -402,10 +405,10 @@ def detect_vertebrae(
         # oblique face can leave only the disc and its blurred endplate
         # below the last vertebra in view, as S1 under L5 in verse008).
         below, below_span = end_segment_bone_mm(
-            density, step, discs[0], -1, first_gap, min_body_hu
+            density, step, plates[0, 0], -1, first_gap, min_body_hu
         )
         above, above_span = end_segment_bone_mm(
-            density, step, discs[-1], +1, last_gap, min_body_hu
+            density, step, plates[-1, 1], +1, last_gap, min_body_hu
         )
         if below >= min_partial_fraction * first_gap:
             bounds.insert(0, (discs[0] - first_gap, discs[0]))

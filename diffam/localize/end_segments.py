@@ -42,7 +42,8 @@ def end_segment_bone_mm(density: np.ndarray, step: float, disc_mm: float, direct
     Args:
         density: ``(M,)`` body-slab density (HU) along the curve, samples
             ``step`` mm apart, :data:`OUTSIDE_DENSITY_HU` where not seen.
-        disc_mm: arc length of the end disc's endplate peak.
+        disc_mm: arc length of the end disc's endplate peak (the outer one
+            where the disc shows two, :func:`~diffam.localize.periodicity.disc_endplates`).
         direction: -1 for the segment below the lowest disc, +1 above the highest.
         period_mm: vertebral period next to it (body plus disc).
         min_body_hu: smoothed density above which the slab is bone.

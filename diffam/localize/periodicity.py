@@ -2,13 +2,16 @@
 
 Vertebrae repeat along the straightened spine with a slowly varying period
 (vertebra plus disc height). :func:`periodic_peaks` picks the best such
-sequence of peaks of an endplate profile; the expected periods come from the
-published body and disc heights of :mod:`diffam.core.anatomy`.
+sequence of peaks of an endplate profile, and :func:`disc_endplates` places
+each disc between its two endplate peaks where a thick disc shows both; the
+expected periods come from the published body and disc heights of
+:mod:`diffam.core.anatomy`.
 """
 
 from __future__ import annotations
 
 import numpy as np
+from scipy import ndimage
 
 from diffam.core.anatomy import DISC_BELOW, MEASURED
 from diffam.core.labels import level_name, segment_of
@@ -129,3 +132,79 @@ def expected_periods(count: int, step_mm: float, anchor: int, *, from_inferior: 
         position += period
         level += -1 if from_inferior else 1
     return out if from_inferior else out[::-1].copy()
+
+
+#: Largest distance between the two endplate peaks of one disc, as a fraction
+#: of the vertebral period: a lumbar disc is about 10 of a 36 mm period, a
+#: body (whose two endplates must not pair) about 26.
+MAX_DISC_FRACTION = 0.4
+
+#: Smallest distance (mm) between the two endplate peaks of one disc: closer
+#: peaks are one blurred peak's ripple.
+MIN_DISC_PAIR_MM = 4.0
+
+#: A partner peak must be at least this fraction of the chosen peak's height.
+PAIR_PEAK_FRACTION = 0.6
+
+#: Smoothing (mm, Gaussian sigma) of the endplate profile where the two plates
+#: of a disc are told apart, and how far (mm) a chosen peak moves to its maximum there.
+PAIR_SMOOTH_MM = 1.0
+SNAP_MM = 2.0
+
+#: Between two paired peaks the profile must fall below this fraction of the
+#: lower one (the dark disc between the plates, blurred by the profile's smoothing).
+PAIR_DIP_FRACTION = 0.8
+
+
+def disc_endplates(raw_profile: np.ndarray, peaks: np.ndarray, step_mm: float,
+                   min_period_mm: float) -> np.ndarray:
+    """The two endplates ``(inferior, superior)`` (sample indices) of each disc a peak was chosen for.
+
+    A thin disc blurs into one peak of the endplate profile; a thick one (a
+    lumbar disc at 1-1.5 mm resolution, a lower thoracic one at 1 mm) shows
+    its two endplates as two peaks with the dark disc between, and
+    :func:`periodic_peaks` (on a smoother profile, where a 6 mm pair is one
+    peak and a shoulder) keeps one of them, so the disc would be placed half
+    a disc off, and the side it keeps can change from one level to the
+    next. On the profile smoothed by only :data:`PAIR_SMOOTH_MM`, each
+    chosen peak is moved to its local maximum and paired with another local
+    maximum at most :data:`MAX_DISC_FRACTION` of the local period away, of
+    comparable height (:data:`PAIR_PEAK_FRACTION`) and separated from it by
+    a dip (:data:`PAIR_DIP_FRACTION`); a peak without such a partner is both
+    endplates. The disc lies midway. When two partners qualify, the higher.
+    """
+    peaks = np.asarray(peaks, dtype=int)
+    out = np.stack([peaks, peaks], axis=1)
+    if len(peaks) == 0:
+        return out
+    profile = ndimage.gaussian_filter1d(raw_profile, PAIR_SMOOTH_MM / step_mm, mode="nearest")
+    inner = profile[1:-1]
+    maxima = np.flatnonzero((inner > profile[:-2]) & (inner >= profile[2:])) + 1
+    snap = max(1, int(round(SNAP_MM / step_mm)))
+    gaps = np.diff(peaks) * step_mm
+    for n, chosen in enumerate(peaks):
+        lo_s, hi_s = max(0, chosen - snap), min(len(profile), chosen + snap + 1)
+        p = lo_s + int(np.argmax(profile[lo_s:hi_s]))
+        out[n] = (p, p)
+        near = [g for g in (gaps[n - 1] if n > 0 else None, gaps[n] if n < len(gaps) else None)
+                if g is not None]
+        # The mean of the two neighbouring gaps, and at least the median gap:
+        # where the chosen plate alternates, gaps alternate by a disc's height.
+        period = max(np.mean(near), np.median(gaps)) if near else min_period_mm
+        reach = MAX_DISC_FRACTION * period / step_mm
+        best, best_height = None, 0.0
+        for q in maxima:
+            distance = abs(int(q) - p)
+            if (distance * step_mm < MIN_DISC_PAIR_MM or distance > reach
+                    or np.abs(peaks - q).min() <= snap):  # another disc's chosen peak
+                continue
+            low = min(profile[p], profile[q])
+            lo, hi = min(p, q), max(p, q)
+            if (profile[q] < PAIR_PEAK_FRACTION * profile[p]
+                    or profile[lo:hi + 1].min() > PAIR_DIP_FRACTION * low):
+                continue
+            if profile[q] > best_height:
+                best, best_height = int(q), float(profile[q])
+        if best is not None:
+            out[n] = (min(p, best), max(p, best))
+    return out

@@ -31,6 +31,7 @@ from diffam.localize.column_cues import (
     body_midline,
     body_sections,
     canal_tube_sections,
+    trim_closing_overhang,
 )
 from diffam.localize.grid import grid_to_world
 
@@ -274,6 +275,8 @@ def find_column(
             best, best_score, best_cue = chain, score, cue
     if len(best) < 2:
         return SpineColumn(np.zeros((0, 3)), np.zeros(0), bone_threshold_hu)
+    if best_cue == "canal tube":
+        best = trim_closing_overhang(best, n_slices, h)
     axis = _rough_axis(best, n_slices, h, smooth_mm=10.0)
     vertebral_bone = bone & ~blood
     points, area = [], []

@@ -86,6 +86,31 @@ def test_find_column_follows_the_open_canal_column_and_names_its_cue():
     assert np.all(valid[:, 1] < CANAL_CENTRE_MM[0]) and np.all(valid[:, 1] > 40.0)
 
 
+def test_column_ends_where_the_arches_end_not_half_a_closing_slab_beyond():
+    """Above the last arch the last body goes on alone; then soft tissue.
+
+    The tube's closing across slices carried the arch half a slab up, onto
+    slices that hold only the body, whose centroid (30 mm in front of the
+    canal) bent the end of the centreline forwards (the L1-L5 phantom's end
+    vertebrae were placed 16-18 mm off).
+    """
+    volume, _ = _open_arch_phantom()
+    array = volume.array.copy()
+    top = 55  # first slice above the last arch
+    k, j, i = np.meshgrid(*(np.arange(n) * SPACING_MM for n in array.shape), indexing="ij")
+    cj, ci = CANAL_CENTRE_MM
+    last_body = (np.hypot(j - (cj - 30.0), i - ci) <= 20.0) & (k >= top * SPACING_MM) & (
+        k < (top + 5) * SPACING_MM)
+    array[top:][array[top:] > 100.0] = 40.0
+    array[last_body] = 300.0
+    column = find_column(volume.with_array(array))
+    assert column.cue == "canal tube"
+    valid = column.points[~np.isnan(column.points[:, 0])]
+    # Body-only slices would put points at the body's centre, 40 mm posterior.
+    assert np.all(valid[:, 1] > 50.0)
+    assert valid[:, 2].max() >= (top - 8) * SPACING_MM  # the column still reaches the last arch
+
+
 def test_column_is_found_whatever_the_voxel_axes_and_noise():
     """The fast part of the stress suite on the phantom: axes permuted and flipped, low-dose noise."""
     import SimpleITK as sitk
