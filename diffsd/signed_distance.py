@@ -55,9 +55,10 @@ class SignedDistance(NamedTuple):
             on a closed mesh (every edge used once in each direction) the
             exact integer (1 inside, 2 where two components overlap), on an
             open one the Barnes--Hut value (refined where it is near 1/2) or,
-            on the CPU, a value carried over from a nearby point that is on
-            the same side of 1/2 and within a computed bound of the value
-            there (see :func:`diffsd._cpu_kernels._open_mesh_winding`). Empty
+            on the CPU, the exact integer winding number of the mesh closed
+            by caps over its holes, carried over from a nearby point, less
+            the caps' own winding number (far-field or exact; exact near
+            1/2; see :func:`diffsd._cpu_kernels._open_mesh_winding`). Empty
             for :func:`unsigned_distance`. Not differentiable.
     """
 
