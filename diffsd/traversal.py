@@ -21,6 +21,7 @@ from diffsd.geometry import (
     CROSSING_AMBIGUOUS,
     as_float64,
     closest_point_on_triangle,
+    corner_solid_angle,
     count_leading_zeros_64,
     cross3,
     dipole_solid_angle,
@@ -530,6 +531,14 @@ def is_far(px, py, pz, row, cap, beta2):
     return dot3(dx, dy, dz, dx, dy, dz) > beta2 * cap[row, 3] * cap[row, 3]
 
 
+def relative_corner(px, py, pz, array, row, offset):
+    """``array[row, offset:offset + 3] - p`` and its length."""
+    x = array[row, offset] - px
+    y = array[row, offset + 1] - py
+    z = array[row, offset + 2] - pz
+    return x, y, z, math.sqrt(x * x + y * y + z * z)
+
+
 def cap_winding_number(px, py, pz, first_group, last_group, group_first_piece,
                        piece_first_edge, cap_edge, cap_piece, cap_group, beta):
     """Winding number at p of the caps of groups ``first_group .. last_group - 1``.
@@ -546,23 +555,27 @@ def cap_winding_number(px, py, pz, first_group, last_group, group_first_piece,
         if is_far(px, py, pz, g, cap_group, beta2):
             total += far_field_solid_angle(px, py, pz, g, cap_group)
             continue
-        ox = cap_group[g, 0]
-        oy = cap_group[g, 1]
-        oz = cap_group[g, 2]
+        ox, oy, oz, o_length = relative_corner(px, py, pz, cap_group, g, 0)
         for piece in range(group_first_piece[g], group_first_piece[g + 1]):
             first = piece_first_edge[piece]
             last = piece_first_edge[piece + 1]
-            total += cap_edge[first, 6] * triangle_solid_angle(
-                px, py, pz, ox, oy, oz, cap_edge[last - 1, 3], cap_edge[last - 1, 4],
-                cap_edge[last - 1, 5], cap_edge[first, 0], cap_edge[first, 1], cap_edge[first, 2])
+            sx, sy, sz, s_length = relative_corner(px, py, pz, cap_edge, first, 0)
+            tx, ty, tz, t_length = relative_corner(px, py, pz, cap_edge, last - 1, 3)
+            total += cap_edge[first, 6] * corner_solid_angle(
+                ox, oy, oz, o_length, tx, ty, tz, t_length, sx, sy, sz, s_length)
             if is_far(px, py, pz, piece, cap_piece, beta2):
                 total += far_field_solid_angle(px, py, pz, piece, cap_piece)
                 continue
+            # A piece is a chain: each edge starts where the previous ended.
+            ax, ay, az, a_length = relative_corner(px, py, pz, cap_edge, first, 3)
             for e in range(first + 1, last):
-                total += cap_edge[e, 6] * triangle_solid_angle(
-                    px, py, pz, cap_edge[first, 0], cap_edge[first, 1], cap_edge[first, 2],
-                    cap_edge[e, 3], cap_edge[e, 4], cap_edge[e, 5], cap_edge[e, 0],
-                    cap_edge[e, 1], cap_edge[e, 2])
+                bx, by, bz, b_length = relative_corner(px, py, pz, cap_edge, e, 3)
+                total += cap_edge[e, 6] * corner_solid_angle(
+                    sx, sy, sz, s_length, bx, by, bz, b_length, ax, ay, az, a_length)
+                ax = bx
+                ay = by
+                az = bz
+                a_length = b_length
     return total / (4.0 * math.pi)
 
 
