@@ -5,8 +5,9 @@ BVH traversal, the sign by the fast winding number over the same BVH. On
 closed meshes the winding number is an integer constant off the surface, and
 the CPU kernel carries it over exactly between nearby points (overlapping
 surface-free balls, or counted crossings of the segment between them), so
-most points need no Barnes--Hut sum at all; on open meshes it carries it over
-while a bound on its drift keeps it on one side of 1/2. The
+most points need no Barnes--Hut sum at all; on open meshes it carries over the
+integer winding number of the mesh closed by caps over its holes and takes
+the caps' own winding number from it. The
 backward pass is analytic (no autograd through the traversal):
 ``dd/dp = sgn(d) (p - p*) / |p - p*|`` and ``dd/dv_i = -w_i dd/dp`` for the
 vertices of the closest triangle, ``w_i`` the barycentrics of the closest
