@@ -520,7 +520,7 @@ class Benchmark:
                 self.remember_rate(mesh, signed, count, forward)
                 self.rows.append(Row(mesh.name, count, signed, sah_build, forward,
                                      signed_accuracy.wrong_sign, signed_accuracy.distance_error,
-                                     "sign: winding number, carried over between points (exactly on closed meshes, within a bound on open ones), Barnes-Hut beta 2 where it cannot be, refined near 1/2", "diffsd"))
+                                     "sign: winding number, carried over between points (exactly on closed meshes; on open ones that of the mesh closed by caps, less the caps'), Barnes-Hut beta 2 where it cannot be, refined near 1/2", "diffsd"))
                 self.rows.append(Row(mesh.name, count, unsigned, sah_build,
                                      timing[unsigned].median, None,
                                      unsigned_accuracy.distance_error, "no sign", "diffsd"))

@@ -20,8 +20,9 @@ _INLINED = frozenset({
     "quadrupole_solid_angle", "segment_frame_overlap", "segment_triangle_crossing",
     "leaf_crossing", "orthonormal_frame", "write_frame", "write_child_frame", "refit_leaf",
     "refit_internal_node", "refit_child_frames", "face_sort_key",
-    "distance_gradient", "point_distance_gradient", "as_float64", "boundary_winding_bound",
-    "refit_boundary_cluster",
+    "distance_gradient", "point_distance_gradient", "as_float64", "add_triangle_moments",
+    "fan_edges_moments", "far_field_solid_angle", "is_far", "segment_meets_ball",
+    "corner_solid_angle", "relative_corner",
 })
 
 
@@ -43,8 +44,10 @@ _refit_child_frames = _shared.refit_child_frames
 _segment_winding_change = _shared.segment_winding_change
 _point_distance_gradient = _shared.point_distance_gradient
 _rounding_margin = _shared.rounding_margin
-_refit_boundary_cluster = _shared.refit_boundary_cluster
-_boundary_winding_bound = _shared.boundary_winding_bound
+_refit_cap_piece = _shared.refit_cap_piece
+_refit_cap_group = _shared.refit_cap_group
+_cap_winding_number = _shared.cap_winding_number
+_cap_winding_change = _shared.cap_winding_change
 
 STACK_SIZE = geometry.TRAVERSAL_STACK_SIZE
 # Points per parallel task: large enough to amortise scheduling, small enough
@@ -54,13 +57,15 @@ POINTS_PER_TASK = 512
 PARALLEL_LEVEL_NODES = 2048
 # Resolved points remembered per task, to carry winding numbers over from.
 RECENT_POINTS = 8
-#: On an open mesh a winding number is carried over only while its
-#: uncertainty (see :func:`_open_mesh_winding`) is below this; beyond it the
-#: side of 1/2 is rarely decided anyway, and the Barnes--Hut sum is taken.
-OPEN_CARRY_MAX_UNCERTAINTY = 0.45
-#: Allowance for the rounding of a carried open-mesh winding number (the
-#: float64 sums it came from are accurate to far better than this).
-OPEN_CARRY_ROUNDING = 1e-9
+#: On an open mesh the capped winding number ``N - w_C`` (see
+#: :func:`_open_mesh_winding`) is recomputed with the caps summed exactly
+#: when it is within this of 1/2: their far-field error (second order,
+#: opening ratio 2) stays well below it.
+CAP_EXACT_BAND = 0.1
+#: The Barnes--Hut sum plus the caps' winding number is rounded to the
+#: integer N only when it is within this of one; otherwise both are summed
+#: exactly (the sum's error is ~0.05 at the default opening ratio).
+CAP_ROUNDING_BAND = 0.25
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
@@ -217,28 +222,53 @@ def refit(vertices, faces, leaf_face, bottom_up, level_starts, child_left, child
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
-def refit_boundary(vertices, boundary_edge, cluster_first_edge, boundary_sphere):
-    """:func:`diffsd.traversal.refit_boundary_cluster` of every cluster."""
-    for cluster in numba.prange(boundary_sphere.shape[0]):
-        _refit_boundary_cluster(cluster, vertices, boundary_edge, cluster_first_edge,
-                                boundary_sphere)
+def refit_caps(vertices, boundary_edge, piece_first_edge, group_first_piece, cap_edge,
+               cap_piece, cap_group):
+    """:func:`diffsd.traversal.refit_cap_piece` of every piece of the open
+    meshes' caps, then ``refit_cap_group`` of every group."""
+    for piece in numba.prange(cap_piece.shape[0]):
+        _refit_cap_piece(piece, vertices, boundary_edge, piece_first_edge, cap_edge, cap_piece)
+    for group in numba.prange(cap_group.shape[0]):
+        _refit_cap_group(group, group_first_piece, piece_first_edge, cap_edge, cap_piece,
+                         cap_group)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _closest_into(i, px, py, pz, root, num_internal, child_left, child_right, child_frame,
+                  leaf_vertices, leaf_face, margin, hint_leaf, stack, stack_distance,
+                  out_distance, out_face, out_barycentric, out_closest):
+    """Closest triangle of point i written to the outputs: (distance, leaf)."""
+    d2, leaf, w0, w1, w2 = _closest_leaf_query(
+        px, py, pz, root, num_internal, child_left, child_right, child_frame,
+        leaf_vertices, margin, hint_leaf, stack, stack_distance)
+    distance = np.sqrt(d2)
+    out_distance[i] = distance
+    out_face[i] = leaf_face[leaf]
+    out_barycentric[i, 0] = w0
+    out_barycentric[i, 1] = w1
+    out_barycentric[i, 2] = w2
+    for axis in range(3):
+        out_closest[i, axis] = (w0 * leaf_vertices[leaf, axis]
+                                + w1 * leaf_vertices[leaf, 3 + axis]
+                                + w2 * leaf_vertices[leaf, 6 + axis])
+    return distance, leaf
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
 def query(points, point_order, point_mesh, mesh_root, mesh_closed, child_left, child_right,
           child_frame, leaf_vertices, leaf_face, node_center, node_normal, node_moment,
           node_radius, beta, want_closest, want_winding, mesh_magnitude, relative_margin,
-          mesh_cluster_first, boundary_sphere,
           out_distance, out_face, out_barycentric, out_closest, out_winding):
     """Closest triangle and/or winding number of every point against its mesh.
 
     Points are visited in ``point_order`` (all of them; empty: in their own
     order), the Morton order for large calls, so consecutive points are near
     each other: the previous answer seeds the next closest-triangle search,
-    and the winding number is carried over from a recent point instead of
-    summed again: exactly on closed meshes (see :func:`_closed_mesh_winding`),
-    and on open ones, for signed distances, while its side of 1/2 is certain
-    (see :func:`_open_mesh_winding`).
+    and on closed meshes the winding number is carried over, exactly, from
+    a recent point instead of summed again (see :func:`_closed_mesh_winding`);
+    on open ones it is the Barnes--Hut sum refined near 1/2
+    (:func:`diffsd.traversal.sign_winding_number_query`; signed distances
+    to open meshes run :func:`query_open` instead).
     Results are written at each point's own index. Coordinates are taken
     to float64 first, so nothing overflows or loses the triangles' scale
     to their distance from the origin in float32; ``mesh_magnitude`` and
@@ -256,7 +286,6 @@ def query(points, point_order, point_mesh, mesh_root, mesh_closed, child_left, c
         recent_margin = np.zeros(RECENT_POINTS, np.float64)
         recent_winding = np.empty(RECENT_POINTS, np.float64)
         recent_root = np.full(RECENT_POINTS, -1, np.int64)
-        recent_uncertainty = np.zeros(RECENT_POINTS, np.float64)
         recent_next = 0
         end = min(num_points, (task + 1) * POINTS_PER_TASK)
         hint_leaf = -1
@@ -277,69 +306,122 @@ def query(points, point_order, point_mesh, mesh_root, mesh_closed, child_left, c
             if want_closest:
                 if root != hint_root:
                     hint_leaf = -1
-                d2, leaf, w0, w1, w2 = _closest_leaf_query(
-                    px, py, pz, root, num_internal, child_left, child_right, child_frame,
-                    leaf_vertices, margin, hint_leaf, stack, stack_distance)
-                hint_leaf = leaf
+                distance, hint_leaf = _closest_into(
+                    i, px, py, pz, root, num_internal, child_left, child_right, child_frame,
+                    leaf_vertices, leaf_face, margin, hint_leaf, stack, stack_distance,
+                    out_distance, out_face, out_barycentric, out_closest)
                 hint_root = root
-                distance = np.sqrt(d2)
-                out_distance[i] = distance
-                out_face[i] = leaf_face[leaf]
-                out_barycentric[i, 0] = w0
-                out_barycentric[i, 1] = w1
-                out_barycentric[i, 2] = w2
-                for axis in range(3):
-                    out_closest[i, axis] = (w0 * leaf_vertices[leaf, axis]
-                                            + w1 * leaf_vertices[leaf, 3 + axis]
-                                            + w2 * leaf_vertices[leaf, 6 + axis])
             if not want_winding:
                 continue
-            uncertainty = 0.0
-            if mesh_closed[mesh]:
-                winding = _closed_mesh_winding(
-                    px, py, pz, distance, want_closest, root, num_internal, child_left,
-                    child_right, child_frame, leaf_vertices, node_center, node_normal,
-                    node_moment, node_radius, beta, margin, recent_point, recent_distance,
-                    recent_margin, recent_winding, recent_root, stack)
-            elif want_closest:
-                winding, uncertainty = _open_mesh_winding(
-                    px, py, pz, distance, root, num_internal, child_left, child_right,
-                    child_frame, leaf_vertices, node_center, node_normal, node_moment,
-                    node_radius, beta, margin, mesh_cluster_first[mesh],
-                    mesh_cluster_first[mesh + 1], boundary_sphere, recent_point,
-                    recent_distance, recent_margin, recent_winding, recent_root,
-                    recent_uncertainty, stack)
-            else:
+            if not mesh_closed[mesh]:
                 out_winding[i] = _sign_winding_number_query(
                     px, py, pz, root, num_internal, child_left, child_right, leaf_vertices,
                     node_center, node_normal, node_moment, node_radius, beta, stack)
                 continue
+            winding = _closed_mesh_winding(
+                px, py, pz, distance, want_closest, root, num_internal, child_left,
+                child_right, child_frame, leaf_vertices, node_center, node_normal,
+                node_moment, node_radius, beta, margin, recent_point, recent_distance,
+                recent_margin, recent_winding, recent_root, stack)
             out_winding[i] = winding
-            recent_uncertainty[recent_next] = uncertainty
-            recent_point[recent_next, 0] = px
-            recent_point[recent_next, 1] = py
-            recent_point[recent_next, 2] = pz
-            recent_distance[recent_next] = distance
-            recent_margin[recent_next] = margin
-            recent_winding[recent_next] = winding
-            recent_root[recent_next] = root
-            recent_next = (recent_next + 1) % RECENT_POINTS
+            recent_next = _remember(recent_next, px, py, pz, distance, margin, winding, root,
+                                    recent_point, recent_distance, recent_margin,
+                                    recent_winding, recent_root)
 
 
-@numba.njit(cache=True, nogil=True)
-def _closed_mesh_winding(px, py, pz, distance, have_distance, root, num_internal, child_left,
-                         child_right, child_frame, leaf_vertices, node_center, node_normal,
-                         node_moment, node_radius, beta, margin, recent_point,
-                         recent_distance, recent_margin, recent_winding, recent_root, stack):
-    """Winding number at p on a closed mesh, where it is an exact integer.
+@numba.njit(parallel=True, cache=True, nogil=True)
+def query_open(points, point_order, point_mesh, mesh_root, mesh_closed, child_left,
+               child_right, child_frame, leaf_vertices, leaf_face, node_center, node_normal,
+               node_moment, node_radius, beta, want_closest, want_winding, mesh_magnitude,
+               relative_margin, out_distance, out_face, out_barycentric, out_closest,
+               out_winding, mesh_group_first, group_first_piece, piece_first_edge, cap_edge,
+               cap_piece, cap_group):
+    """:func:`query` for signed distances (``want_closest`` and ``want_winding``
+    must be set) when some mesh is open: there the winding number of the
+    mesh closed by its caps is carried over as on closed meshes (see
+    :func:`_open_mesh_winding`). ``mesh_group_first``, ``group_first_piece``,
+    ``piece_first_edge``, ``cap_edge``, ``cap_piece``, ``cap_group``: the
+    caps (see :func:`refit_caps`)."""
+    num_points = points.shape[0]
+    num_internal = child_left.shape[0]
+    num_tasks = (num_points + POINTS_PER_TASK - 1) // POINTS_PER_TASK
+    for task in numba.prange(num_tasks):
+        stack = np.empty(STACK_SIZE, np.int64)
+        stack_distance = np.empty(STACK_SIZE, np.float64)
+        recent_point = np.empty((RECENT_POINTS, 3), np.float64)
+        recent_distance = np.zeros(RECENT_POINTS, np.float64)
+        recent_margin = np.zeros(RECENT_POINTS, np.float64)
+        recent_winding = np.empty(RECENT_POINTS, np.float64)
+        recent_root = np.full(RECENT_POINTS, -1, np.int64)
+        recent_next = 0
+        end = min(num_points, (task + 1) * POINTS_PER_TASK)
+        hint_leaf = -1
+        hint_root = -1
+        for k in range(task * POINTS_PER_TASK, end):
+            i = k
+            if point_order.shape[0] != 0:
+                i = point_order[k]
+            mesh = 0
+            if point_mesh.shape[0] != 0:
+                mesh = point_mesh[i]
+            root = mesh_root[mesh]
+            px = np.float64(points[i, 0])
+            py = np.float64(points[i, 1])
+            pz = np.float64(points[i, 2])
+            margin = _rounding_margin(px, py, pz, mesh_magnitude, relative_margin)
+            if root != hint_root:
+                hint_leaf = -1
+            distance, hint_leaf = _closest_into(
+                i, px, py, pz, root, num_internal, child_left, child_right, child_frame,
+                leaf_vertices, leaf_face, margin, hint_leaf, stack, stack_distance,
+                out_distance, out_face, out_barycentric, out_closest)
+            hint_root = root
+            if mesh_closed[mesh]:
+                carried = _closed_mesh_winding(
+                    px, py, pz, distance, True, root, num_internal, child_left, child_right,
+                    child_frame, leaf_vertices, node_center, node_normal, node_moment,
+                    node_radius, beta, margin, recent_point, recent_distance, recent_margin,
+                    recent_winding, recent_root, stack)
+                winding = carried
+            else:
+                winding, carried = _open_mesh_winding(
+                    px, py, pz, distance, root, num_internal, child_left, child_right,
+                    child_frame, leaf_vertices, node_center, node_normal, node_moment,
+                    node_radius, beta, margin, mesh_group_first[mesh],
+                    mesh_group_first[mesh + 1], group_first_piece, piece_first_edge, cap_edge,
+                    cap_piece, cap_group,
+                    recent_point, recent_distance, recent_margin, recent_winding, recent_root,
+                    stack)
+            out_winding[i] = winding
+            recent_next = _remember(recent_next, px, py, pz, distance, margin, carried, root,
+                                    recent_point, recent_distance, recent_margin,
+                                    recent_winding, recent_root)
 
-    It is constant off the surface, so it is carried over, exactly, from a
-    recent point q of the same mesh when the balls around p and q free of
-    surface (radius: their distances, less the larger of their rounding
-    margins) overlap, or
-    else across the segment q->p by counting its crossings. Only when no
-    recent point qualifies or a crossing is ambiguous is the Barnes--Hut sum
-    evaluated (and rounded).
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _remember(recent_next, px, py, pz, distance, margin, winding, root, recent_point,
+              recent_distance, recent_margin, recent_winding, recent_root):
+    """Store a resolved point in the ring of recent ones; the next slot."""
+    recent_point[recent_next, 0] = px
+    recent_point[recent_next, 1] = py
+    recent_point[recent_next, 2] = pz
+    recent_distance[recent_next] = distance
+    recent_margin[recent_next] = margin
+    recent_winding[recent_next] = winding
+    recent_root[recent_next] = root
+    return (recent_next + 1) % RECENT_POINTS
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _recent_neighbour(px, py, pz, distance, have_distance, margin, root, recent_point,
+                      recent_distance, recent_margin, recent_root):
+    """The recent point of the same mesh to carry a winding number from:
+    ``(k, crossed)``, ``k = -1`` for none.
+
+    The first whose surface-free ball (radius: its distance, less the
+    larger rounding margin) overlaps p's: no surface between them,
+    ``crossed = False``. Otherwise the nearest, whose segment to p may
+    cross the surface (``crossed = True``).
     """
     nearest = -1
     nearest_separation2 = np.inf
@@ -353,17 +435,37 @@ def _closed_mesh_winding(px, py, pz, distance, have_distance, root, num_internal
         if have_distance:
             reach = 0.999 * (distance + recent_distance[k]) - max(margin, recent_margin[k])
             if reach > 0.0 and separation2 < reach * reach:
-                return recent_winding[k]
+                return k, False
         if separation2 < nearest_separation2:
             nearest_separation2 = separation2
             nearest = k
-    if nearest >= 0:
+    return nearest, True
+
+
+@numba.njit(cache=True, nogil=True)
+def _closed_mesh_winding(px, py, pz, distance, have_distance, root, num_internal, child_left,
+                         child_right, child_frame, leaf_vertices, node_center, node_normal,
+                         node_moment, node_radius, beta, margin, recent_point,
+                         recent_distance, recent_margin, recent_winding, recent_root, stack):
+    """Winding number at p on a closed mesh, where it is an exact integer.
+
+    It is constant off the surface, so it is carried over, exactly, from a
+    recent point q of the same mesh (see :func:`_recent_neighbour`): as it
+    is when no surface lies between them, else across the segment q->p by
+    counting its crossings. Only when no recent point qualifies or a
+    crossing is ambiguous is the Barnes--Hut sum evaluated (and rounded).
+    """
+    k, crossed = _recent_neighbour(px, py, pz, distance, have_distance, margin, root,
+                                   recent_point, recent_distance, recent_margin, recent_root)
+    if k >= 0:
+        if not crossed:
+            return recent_winding[k]
         change, ok = _segment_winding_change(
-            recent_point[nearest, 0], recent_point[nearest, 1], recent_point[nearest, 2],
-            px, py, pz, root, num_internal, child_left, child_right, child_frame, leaf_vertices,
-            max(margin, recent_margin[nearest]), stack)
+            recent_point[k, 0], recent_point[k, 1], recent_point[k, 2], px, py, pz, root,
+            num_internal, child_left, child_right, child_frame, leaf_vertices,
+            max(margin, recent_margin[k]), stack)
         if ok:
-            return recent_winding[nearest] + change
+            return recent_winding[k] + change
     winding = _winding_number_query(
         px, py, pz, root, num_internal, child_left, child_right, leaf_vertices, node_center,
         node_normal, node_moment, node_radius, beta, stack)
@@ -373,76 +475,65 @@ def _closed_mesh_winding(px, py, pz, distance, have_distance, root, num_internal
 @numba.njit(cache=True, nogil=True)
 def _open_mesh_winding(px, py, pz, distance, root, num_internal, child_left, child_right,
                        child_frame, leaf_vertices, node_center, node_normal, node_moment,
-                       node_radius, beta, margin, cluster_first, cluster_last, boundary_sphere,
-                       recent_point, recent_distance, recent_margin, recent_winding,
-                       recent_root, recent_uncertainty, stack):
-    """Winding number at p on an open mesh and its uncertainty: (w, u).
+                       node_radius, beta, margin, first_group, last_group, group_first_piece,
+                       piece_first_edge, cap_edge, cap_piece, cap_group, recent_point,
+                       recent_distance, recent_margin, recent_winding, recent_root, stack):
+    """Winding number at p on an open mesh S, and the integer N it came from: (w, N).
 
-    Off a closed mesh the winding number is no integer and varies off the
-    surface, but only through the solid angle of the boundary curve: from
-    a recent point q, ``w(p) = w(q) + (jumps where the segment q->p crosses
-    the mesh) + drift``, the jumps counted exactly as on closed meshes (none
-    when the surface-free balls around p and q overlap) and ``|drift|``
-    bounded by :func:`diffsd.traversal.boundary_winding_bound`. The carried
-    value is kept when it is farther from 1/2 than q's own uncertainty plus
-    that bound, so its side of 1/2, the sign, is the one the Barnes--Hut
-    sums at the points it came from give (u = 0 for a point that took the
-    sum itself). Tried from the nearest recent point and from the nearest
-    that took the sum; otherwise (near the boundary, near w = 1/2, an
-    ambiguous crossing) the Barnes--Hut sum is taken at p.
+    Closed by its caps C (see :func:`diffsd.traversal.refit_cap_group`), the
+    mesh has the integer winding number ``N = w_S + w_C``, constant off S
+    and C: it is carried over from a recent point q as on closed meshes,
+    counting the crossings of both S and C along q->p (see
+    :func:`_recent_neighbour`). Then ``w_S = N - w_C``, where the caps'
+    winding number is their far-field expansion or their exact sum
+    (:func:`diffsd.traversal.cap_winding_number`), and exact where the
+    result is within ``CAP_EXACT_BAND`` of 1/2, so its side of 1/2, the
+    sign, is that of the exact sum. With no recent point, or an ambiguous
+    crossing, N is the rounded Barnes--Hut sum over S plus ``w_C``.
     """
-    nearest = -1
-    nearest_anchor = -1
-    nearest_separation2 = np.inf
-    anchor_separation2 = np.inf
-    for k in range(RECENT_POINTS):
-        if recent_root[k] != root:
-            continue
-        ox = px - recent_point[k, 0]
-        oy = py - recent_point[k, 1]
-        oz = pz - recent_point[k, 2]
-        separation2 = ox * ox + oy * oy + oz * oz
-        if separation2 < nearest_separation2:
-            nearest_separation2 = separation2
-            nearest = k
-        if recent_uncertainty[k] == 0.0 and separation2 < anchor_separation2:
-            anchor_separation2 = separation2
-            nearest_anchor = k
-    for attempt in range(2):
-        k = nearest
-        separation2 = nearest_separation2
-        if attempt == 1:
-            if nearest_anchor == nearest:
-                break
-            k = nearest_anchor
-            separation2 = anchor_separation2
-        if k < 0:
-            continue
+    k, crossed = _recent_neighbour(px, py, pz, distance, True, margin, root, recent_point,
+                                   recent_distance, recent_margin, recent_root)
+    cap = _cap_winding_number(px, py, pz, first_group, last_group, group_first_piece,
+                              piece_first_edge, cap_edge, cap_piece, cap_group, beta)
+    found = False
+    carried = 0.0
+    if k >= 0:
         qx = recent_point[k, 0]
         qy = recent_point[k, 1]
         qz = recent_point[k, 2]
-        budget = OPEN_CARRY_MAX_UNCERTAINTY - recent_uncertainty[k]
-        if budget <= 0.0:
-            continue
-        drift = _boundary_winding_bound(qx, qy, qz, px, py, pz, cluster_first, cluster_last,
-                                        boundary_sphere, budget)
-        if not drift < budget:
-            continue
-        uncertainty = recent_uncertainty[k] + drift
-        reach = 0.999 * (distance + recent_distance[k]) - max(margin, recent_margin[k])
         change = 0
         ok = True
-        if not (reach > 0.0 and separation2 < reach * reach):
+        if crossed:
             change, ok = _segment_winding_change(
                 qx, qy, qz, px, py, pz, root, num_internal, child_left, child_right,
                 child_frame, leaf_vertices, max(margin, recent_margin[k]), stack)
-        winding = recent_winding[k] + change
-        if ok and abs(winding - 0.5) > uncertainty + OPEN_CARRY_ROUNDING:
-            return winding, uncertainty
-    winding = _sign_winding_number_query(
-        px, py, pz, root, num_internal, child_left, child_right, leaf_vertices, node_center,
-        node_normal, node_moment, node_radius, beta, stack)
-    return winding, 0.0
+        if ok:
+            cap_change, ok = _cap_winding_change(qx, qy, qz, px, py, pz, first_group,
+                                                 last_group, group_first_piece,
+                                                 piece_first_edge, cap_edge, cap_piece,
+                                                 cap_group)
+            if ok:
+                carried = recent_winding[k] + change + cap_change
+                found = True
+    if not found:
+        summed = _sign_winding_number_query(
+            px, py, pz, root, num_internal, child_left, child_right, leaf_vertices, node_center,
+            node_normal, node_moment, node_radius, beta, stack) + cap
+        carried = np.floor(summed + 0.5)
+        if abs(summed - carried) > CAP_ROUNDING_BAND:
+            summed = _winding_number_query(
+                px, py, pz, root, num_internal, child_left, child_right, leaf_vertices,
+                node_center, node_normal, node_moment, node_radius, np.inf, stack)
+            summed += _cap_winding_number(px, py, pz, first_group, last_group,
+                                          group_first_piece, piece_first_edge, cap_edge,
+                                          cap_piece, cap_group, np.inf)
+            carried = np.floor(summed + 0.5)
+    winding = carried - cap
+    if beta < np.inf and abs(winding - 0.5) < CAP_EXACT_BAND:
+        winding = carried - _cap_winding_number(px, py, pz, first_group, last_group,
+                                                group_first_piece, piece_first_edge, cap_edge,
+                                          cap_piece, cap_group, np.inf)
+    return winding, carried
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)

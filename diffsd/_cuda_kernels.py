@@ -91,10 +91,8 @@ def refit_child_frames(child_left, child_right, range_first, range_last, leaf_ve
 def query(points, point_order, point_mesh, mesh_root, mesh_closed, child_left, child_right,
           child_frame, leaf_vertices, leaf_face, node_center, node_normal, node_moment,
           node_radius, beta, want_closest, want_winding, mesh_magnitude, relative_margin,
-          mesh_cluster_first, boundary_sphere,
           out_distance, out_face, out_barycentric, out_closest, out_winding):
-    """One thread per point (``point_order``, ``mesh_cluster_first`` and
-    ``boundary_sphere`` are ignored). Winding numbers of closed meshes are
+    """One thread per point (``point_order`` is ignored). Winding numbers of closed meshes are
     rounded to the integer they are (the CPU kernel's carry-over between
     neighbouring points needs a serial loop, so each thread here sums its
     own). Coordinates are taken to float64 first, as

@@ -19,7 +19,7 @@ import torch
 from diffsd import _backend
 from diffsd.geometry import TRAVERSAL_STACK_SIZE
 from diffsd.topology import boundary_edges, closed_from_boundary
-from diffsd.traversal import BOUNDARY_SPHERE_SIZE, FRAME_SIZE
+from diffsd.traversal import CAP_EDGE_SIZE, CAP_ROW_SIZE, FRAME_SIZE
 from diffsd.validation import check_faces, check_mesh_faces_first_idx, check_vertices
 
 #: Tree builders: binned SAH (top-down, on the CPU) or the Morton-code
@@ -27,13 +27,18 @@ from diffsd.validation import check_faces, check_mesh_faces_first_idx, check_ver
 BUILDERS = ("sah", "lbvh")
 #: CPU queries of more points than this run in Morton order of the points.
 SORT_POINTS_ABOVE = 2048
-#: An open mesh's boundary edges are grouped into clusters of nearby edges
-#: (at least this many each, and at most ``MAX_BOUNDARY_CLUSTERS`` clusters
-#: per mesh), whose bounding spheres bound how fast the winding number
-#: varies away from the boundary (see
-#: :func:`diffsd.traversal.boundary_winding_bound`), read per point.
-BOUNDARY_EDGES_PER_CLUSTER = 8
-MAX_BOUNDARY_CLUSTERS = 64
+#: An open mesh's boundary is split into at most this many closed groups of
+#: edges (its loops, nearby loops merged beyond this count), each closed by
+#: a cap for the CPU kernel's winding-number carry-over (see
+#: :func:`diffsd.traversal.refit_cap_group`); every point evaluates every
+#: group's cap, near or far.
+MAX_CAP_GROUPS = 32
+#: Bits per axis of the Morton key that orders loops before they are merged.
+LOOP_ORDER_BITS = 10
+#: Edges per piece of a cap (see :func:`diffsd.traversal.refit_cap_piece`):
+#: near a hole, a piece farther than the opening ratio times its size is
+#: one far-field term instead of this many triangles.
+CAP_PIECE_EDGES = 8
 
 
 def _boundary_loops(starts: list[int], ends: list[int]) -> list[list[int]]:
@@ -57,6 +62,71 @@ def _boundary_loops(starts: list[int], ends: list[int]) -> list[list[int]]:
             e = candidates.pop() if candidates else -1
         loops.append(loop)
     return loops
+
+
+def _is_closed_chain(rows: torch.Tensor) -> bool:
+    """Whether edges (start, end, multiplicity) enter each vertex as often as they leave it."""
+    balance: dict[int, int] = {}
+    for start, end, multiplicity in rows.tolist():
+        balance[start] = balance.get(start, 0) + multiplicity
+        balance[end] = balance.get(end, 0) - multiplicity
+    return not any(balance.values())
+
+
+def _morton_key(point: list[float], lo: list[float], extent: list[float]) -> int:
+    key = 0
+    cells = [min((1 << LOOP_ORDER_BITS) - 1, int((x - l) / e * (1 << LOOP_ORDER_BITS)))
+             if e > 0 else 0 for x, l, e in zip(point, lo, extent)]
+    for bit in range(LOOP_ORDER_BITS - 1, -1, -1):
+        for cell in cells:
+            key = (key << 1) | ((cell >> bit) & 1)
+    return key
+
+
+def _closed_groups(edges: torch.Tensor, vertices: torch.Tensor) -> list[list[int]]:
+    """One mesh's boundary edges (E, 3) in at most ``MAX_CAP_GROUPS`` groups,
+    each a closed chain (so that a cap closes it), as lists of edge indices.
+
+    The groups are the boundary's loops. A walk that did not close (a
+    vertex with several boundary edges, or unequal multiplicities) joins
+    the others like it: together they are closed, since the whole boundary
+    of a mesh is. Beyond ``MAX_CAP_GROUPS``, loops next to each other along
+    the Morton curve of their centres are merged (a union of closed chains
+    is closed).
+    """
+    loops = _boundary_loops(edges[:, 0].tolist(), edges[:, 1].tolist())
+    closed = [loop for loop in loops if _is_closed_chain(edges[loop])]
+    rest = [e for loop in loops if not _is_closed_chain(edges[loop]) for e in loop]
+    if rest:
+        closed.append(rest)
+    if len(closed) <= MAX_CAP_GROUPS:
+        return closed
+    centres = [vertices[edges[loop, 0]].mean(0).tolist() for loop in closed]
+    lo = [min(c[k] for c in centres) for k in range(3)]
+    extent = [max(c[k] for c in centres) - lo[k] for k in range(3)]
+    order = sorted(range(len(closed)), key=lambda i: _morton_key(centres[i], lo, extent))
+    per_group = -(-len(closed) // MAX_CAP_GROUPS)
+    return [[e for i in order[start:start + per_group] for e in closed[i]]
+            for start in range(0, len(order), per_group)]
+
+
+def _pieces(edges: torch.Tensor, group: list[int]) -> list[list[int]]:
+    """A group's edges (in walk order) cut into pieces for the caps: chains
+    of at most ``CAP_PIECE_EDGES`` consecutive edges of one multiplicity
+    that visit no vertex twice (so no fan triangle of a piece, and no chord,
+    is degenerate by construction)."""
+    starts, ends, multiplicity = (edges[group, k].tolist() for k in range(3))
+    pieces: list[list[int]] = []
+    visited: set[int] = set()
+    for k, e in enumerate(group):
+        if (pieces and len(pieces[-1]) < CAP_PIECE_EDGES and ends[k - 1] == starts[k]
+                and multiplicity[k - 1] == multiplicity[k] and ends[k] not in visited):
+            pieces[-1].append(e)
+        else:
+            pieces.append([e])
+            visited = {starts[k]}
+        visited.add(ends[k])
+    return pieces
 
 
 class MeshBVH:
@@ -104,46 +174,53 @@ class MeshBVH:
         #: (M,) whether each mesh is closed (exact integer winding numbers).
         self.mesh_closed = closed_from_boundary(mesh_edge_first, self.mesh_faces_first_idx,
                                                 self.faces.shape[0]).to(torch.uint8)
-        self._cluster_boundary(vertices.detach(), edges, mesh_edge_first)
+        self._group_boundary(vertices.detach(), edges, mesh_edge_first)
         self._build(vertices.detach().contiguous())
 
     # ------------------------------------------------------------------ build
-    def _cluster_boundary(self, vertices: torch.Tensor, edges: torch.Tensor,
-                          mesh_edge_first: torch.Tensor) -> None:
-        """Clusters of consecutive edges along the boundary loops of each open
-        mesh, for the CPU kernel's winding-number carry-over.
+    def _group_boundary(self, vertices: torch.Tensor, edges: torch.Tensor,
+                        mesh_edge_first: torch.Tensor) -> None:
+        """Caps over each open mesh's holes (see
+        :func:`diffsd.traversal.refit_cap_piece` and ``refit_cap_group``), for
+        the CPU kernel's winding-number carry-over.
 
-        Sets ``boundary_edge`` (E, 3) (start, end, multiplicity, in loop
-        order), ``cluster_first_edge`` (C + 1,), ``mesh_cluster_first``
-        (M + 1,) and ``boundary_sphere`` (C, 5) float64 (filled by each CPU
-        refit; the CUDA kernel sums Barnes--Hut at every point instead).
+        Sets ``boundary_edge`` (E, 3) (start, end, multiplicity, by group and
+        piece), ``piece_first_edge`` (P + 1,), ``group_first_piece`` (G + 1,),
+        ``mesh_group_first`` (M + 1,), and ``cap_edge`` (E, 7), ``cap_piece``
+        (P, 16), ``cap_group`` (G, 16) float64 (filled by each CPU refit; the
+        CUDA kernel sums Barnes--Hut at every point instead).
         """
         edges = edges.cpu()
         mesh_edge_first = mesh_edge_first.cpu().tolist()
-        ordered, cluster_first, mesh_cluster_first = [], [0], [0]
+        points = vertices.detach().cpu().double()
+        ordered, piece_first, group_first, mesh_group_first = [], [0], [0], [0]
         for m in range(self.num_meshes):
             own = edges[mesh_edge_first[m]:mesh_edge_first[m + 1]]
-            count = own.shape[0]
-            if count:
-                size = max(BOUNDARY_EDGES_PER_CLUSTER, -(-count // MAX_BOUNDARY_CLUSTERS))
-                loops = _boundary_loops(own[:, 0].tolist(), own[:, 1].tolist())
-                pieces = [loop[start:start + size] for loop in loops
-                          for start in range(0, len(loop), size)]
-                if len(pieces) > MAX_BOUNDARY_CLUSTERS:
-                    # Many small loops: pieces span loops, to keep the count.
-                    chain = [e for loop in loops for e in loop]
-                    pieces = [chain[start:start + size] for start in range(0, count, size)]
-                for piece in pieces:
-                    ordered.append(own[piece])
-                    cluster_first.append(cluster_first[-1] + len(piece))
-            mesh_cluster_first.append(len(cluster_first) - 1)
+            if own.shape[0]:
+                for group in _closed_groups(own, points):
+                    for piece in _pieces(own, group):
+                        ordered.append(own[piece])
+                        piece_first.append(piece_first[-1] + len(piece))
+                    group_first.append(len(piece_first) - 1)
+            mesh_group_first.append(len(group_first) - 1)
         device = self.device
+
+        def index(values):
+            return torch.tensor(values, dtype=torch.int64, device=device)
+
         self.boundary_edge = (torch.cat(ordered) if ordered else edges).contiguous().to(device)
-        self.cluster_first_edge = torch.tensor(cluster_first, dtype=torch.int64, device=device)
-        self.mesh_cluster_first = torch.tensor(mesh_cluster_first, dtype=torch.int64,
-                                               device=device)
-        self.boundary_sphere = torch.zeros(
-            (len(cluster_first) - 1, BOUNDARY_SPHERE_SIZE), dtype=torch.float64, device=device)
+        self.piece_first_edge = index(piece_first)
+        self.group_first_piece = index(group_first)
+        self.mesh_group_first = index(mesh_group_first)
+        self.cap_edge = torch.zeros((self.boundary_edge.shape[0], CAP_EDGE_SIZE),
+                                    dtype=torch.float64, device=device)
+        self.cap_piece = torch.zeros((len(piece_first) - 1, CAP_ROW_SIZE), dtype=torch.float64,
+                                     device=device)
+        self.cap_group = torch.zeros((len(group_first) - 1, CAP_ROW_SIZE), dtype=torch.float64,
+                                     device=device)
+        #: Whether any mesh is open: the CPU signed distance then runs the
+        #: kernel with the caps' carry-over (closed meshes keep the lean one).
+        self.has_open_mesh = len(group_first) > 1
 
     def _build(self, vertices: torch.Tensor) -> None:
         n = self.faces.shape[0]
@@ -298,10 +375,11 @@ class MeshBVH:
                                arr(self.range_first), arr(self.range_last),
                                arr(self.leaf_vertices), arr(self.node_box),
                                arr(self.child_frame), *dipoles)
-            if self.boundary_sphere.shape[0]:
-                _cpu_kernels.refit_boundary(arr(vertices), arr(self.boundary_edge),
-                                            arr(self.cluster_first_edge),
-                                            arr(self.boundary_sphere))
+            if self.has_open_mesh:
+                _cpu_kernels.refit_caps(arr(vertices), arr(self.boundary_edge),
+                                        arr(self.piece_first_edge), arr(self.group_first_piece),
+                                        arr(self.cap_edge), arr(self.cap_piece),
+                                        arr(self.cap_group))
             return
         kernels = _backend.kernels("cuda")
         self._run(kernels.refit_leaves, n, arr(vertices), arr(self.faces), arr(self.leaf_face),
@@ -363,9 +441,14 @@ class MeshBVH:
                 arr(self.leaf_vertices), arr(self.leaf_face), arr(self.node_center),
                 arr(self.node_normal), arr(self.node_moment), arr(self.node_radius), float(beta),
                 bool(closest), bool(winding), self.mesh_magnitude(), self.relative_margin,
-                arr(self.mesh_cluster_first), arr(self.boundary_sphere),
                 *(arr(t) for t in outputs))
-        self._run(_backend.kernels(self.backend).query, num_points, *args)
+        kernels = _backend.kernels(self.backend)
+        if self.backend == "cpu" and winding and closest and self.has_open_mesh:
+            self._run(kernels.query_open, num_points, *args, arr(self.mesh_group_first),
+                      arr(self.group_first_piece), arr(self.piece_first_edge),
+                      arr(self.cap_edge), arr(self.cap_piece), arr(self.cap_group))
+        else:
+            self._run(kernels.query, num_points, *args)
         return outputs
 
     #: Rounding allowance of the kernels' box distances and projections, in

@@ -171,6 +171,19 @@ def closest_point_on_triangle(px, py, pz, ax, ay, az, bx, by, bz, cx, cy, cz):
     return 1.0 - v - w, v, w
 
 
+def corner_solid_angle(x0, y0, z0, l0, x1, y1, z1, l1, x2, y2, z2, l2):
+    """:func:`triangle_solid_angle` from the corners relative to p, (x_k, y_k,
+    z_k), and their lengths l_k (computed once where triangles share corners)."""
+    det = x0 * (y1 * z2 - z1 * y2) - y0 * (x1 * z2 - z1 * x2) + z0 * (x1 * y2 - y1 * x2)
+    denominator = (
+        l0 * l1 * l2
+        + dot3(x0, y0, z0, x1, y1, z1) * l2
+        + dot3(x0, y0, z0, x2, y2, z2) * l1
+        + dot3(x1, y1, z1, x2, y2, z2) * l0
+    )
+    return 2.0 * math.atan2(det, denominator)
+
+
 def triangle_solid_angle(px, py, pz, ax, ay, az, bx, by, bz, cx, cy, cz):
     """Signed solid angle of triangle abc seen from p (Van Oosterom and Strackee, 1983)."""
     x0 = ax - px
@@ -182,17 +195,9 @@ def triangle_solid_angle(px, py, pz, ax, ay, az, bx, by, bz, cx, cy, cz):
     x2 = cx - px
     y2 = cy - py
     z2 = cz - pz
-    l0 = math.sqrt(x0 * x0 + y0 * y0 + z0 * z0)
-    l1 = math.sqrt(x1 * x1 + y1 * y1 + z1 * z1)
-    l2 = math.sqrt(x2 * x2 + y2 * y2 + z2 * z2)
-    det = x0 * (y1 * z2 - z1 * y2) - y0 * (x1 * z2 - z1 * x2) + z0 * (x1 * y2 - y1 * x2)
-    denominator = (
-        l0 * l1 * l2
-        + dot3(x0, y0, z0, x1, y1, z1) * l2
-        + dot3(x0, y0, z0, x2, y2, z2) * l1
-        + dot3(x1, y1, z1, x2, y2, z2) * l0
-    )
-    return 2.0 * math.atan2(det, denominator)
+    return corner_solid_angle(x0, y0, z0, math.sqrt(x0 * x0 + y0 * y0 + z0 * z0), x1, y1, z1,
+                              math.sqrt(x1 * x1 + y1 * y1 + z1 * z1), x2, y2, z2,
+                              math.sqrt(x2 * x2 + y2 * y2 + z2 * z2))
 
 
 def dipole_solid_angle(px, py, pz, qx, qy, qz, nx, ny, nz):

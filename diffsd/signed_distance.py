@@ -5,8 +5,9 @@ BVH traversal, the sign by the fast winding number over the same BVH. On
 closed meshes the winding number is an integer constant off the surface, and
 the CPU kernel carries it over exactly between nearby points (overlapping
 surface-free balls, or counted crossings of the segment between them), so
-most points need no Barnes--Hut sum at all; on open meshes it carries it over
-while a bound on its drift keeps it on one side of 1/2. The
+most points need no Barnes--Hut sum at all; on open meshes it carries over the
+integer winding number of the mesh closed by caps over its holes and takes
+the caps' own winding number from it. The
 backward pass is analytic (no autograd through the traversal):
 ``dd/dp = sgn(d) (p - p*) / |p - p*|`` and ``dd/dv_i = -w_i dd/dp`` for the
 vertices of the closest triangle, ``w_i`` the barycentrics of the closest
@@ -55,9 +56,10 @@ class SignedDistance(NamedTuple):
             on a closed mesh (every edge used once in each direction) the
             exact integer (1 inside, 2 where two components overlap), on an
             open one the Barnes--Hut value (refined where it is near 1/2) or,
-            on the CPU, a value carried over from a nearby point that is on
-            the same side of 1/2 and within a computed bound of the value
-            there (see :func:`diffsd._cpu_kernels._open_mesh_winding`). Empty
+            on the CPU, the exact integer winding number of the mesh closed
+            by caps over its holes, carried over from a nearby point, less
+            the caps' own winding number (far-field or exact; exact near
+            1/2; see :func:`diffsd._cpu_kernels._open_mesh_winding`). Empty
             for :func:`unsigned_distance`. Not differentiable.
     """
 

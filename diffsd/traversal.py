@@ -21,6 +21,7 @@ from diffsd.geometry import (
     CROSSING_AMBIGUOUS,
     as_float64,
     closest_point_on_triangle,
+    corner_solid_angle,
     count_leading_zeros_64,
     cross3,
     dipole_solid_angle,
@@ -360,95 +361,272 @@ def segment_winding_change(ax, ay, az, bx, by, bz, root, num_internal, child_lef
     return change, True
 
 
-#: Floats per row of ``boundary_sphere``: a cluster of boundary edges' bounding
-#: sphere (centre, radius) and the edges' total length (counted as often as
-#: the boundary uses them).
-BOUNDARY_SPHERE_SIZE = 5
+#: Floats per row of ``cap_group`` and ``cap_piece``: the centre of a part of
+#: an open mesh's cap (3), the radius of the ball about it that holds the
+#: part (1), the part's summed area-weighted normal (3) and its first
+#: moment about the centre (9, see :func:`quadrupole_solid_angle`).
+CAP_ROW_SIZE = 16
+#: Floats per row of ``cap_edge``: a boundary edge's start and end (3 + 3)
+#: and its multiplicity (1).
+CAP_EDGE_SIZE = 7
 
 
-def refit_boundary_cluster(cluster, vertices, boundary_edge, cluster_first_edge, boundary_sphere):
-    """Bounding sphere and length of one cluster of an open mesh's boundary edges.
+def add_triangle_moments(row, cap, ox, oy, oz, ax, ay, az, bx, by, bz, cx, cy, cz, weight):
+    """Add ``weight`` times triangle abc's area-weighted normal and its first
+    moment about o to ``cap[row]`` (columns 4 .. 15). In float64."""
+    ux = bx - ax
+    uy = by - ay
+    uz = bz - az
+    vx = cx - ax
+    vy = cy - ay
+    vz = cz - az
+    nx, ny, nz = cross3(ux, uy, uz, vx, vy, vz)
+    nx *= 0.5 * weight
+    ny *= 0.5 * weight
+    nz *= 0.5 * weight
+    cap[row, 4] += nx
+    cap[row, 5] += ny
+    cap[row, 6] += nz
+    mx = (ax + bx + cx) / 3.0 - ox
+    my = (ay + by + cy) / 3.0 - oy
+    mz = (az + bz + cz) / 3.0 - oz
+    cap[row, 7] += mx * nx
+    cap[row, 8] += mx * ny
+    cap[row, 9] += mx * nz
+    cap[row, 10] += my * nx
+    cap[row, 11] += my * ny
+    cap[row, 12] += my * nz
+    cap[row, 13] += mz * nx
+    cap[row, 14] += mz * ny
+    cap[row, 15] += mz * nz
 
-    ``boundary_edge`` rows are (start vertex, end vertex, multiplicity); the
-    cluster's edges are ``cluster_first_edge[cluster] ..
-    cluster_first_edge[cluster + 1] - 1``. The sphere is centred at the mean
-    of the edges' ends and holds them all, so it holds the edges (a ball is
-    convex). In float64.
+
+def refit_cap_piece(piece, vertices, boundary_edge, piece_first_edge, cap_edge, cap_piece):
+    """One piece of an open mesh's cap: its edges' ``cap_edge`` rows and its ``cap_piece`` row.
+
+    An open mesh S with boundary curve G is closed by a cap C with boundary
+    -G. Winding numbers add over triangles, so ``w_S = N - w_C``, where
+    ``N``, the winding number of the closed S + C, is an integer that
+    changes only where a path crosses S or C. The boundary is cut into
+    pieces, chains s -> t of consecutive edges (rows ``piece_first_edge[piece]
+    .. piece_first_edge[piece + 1] - 1`` of ``boundary_edge``: start vertex,
+    end vertex, multiplicity, the same along a piece); a piece's part of C
+    is the fan of triangles (s, end, start) over its edges, whose boundary
+    is the chain reversed plus the chord s -> t (see
+    :func:`refit_cap_group` for the rest). Centre: the mean of the edges'
+    ends. In float64.
     """
-    first = cluster_first_edge[cluster]
-    last = cluster_first_edge[cluster + 1]
-    cx = 0.0
-    cy = 0.0
-    cz = 0.0
+    first = piece_first_edge[piece]
+    last = piece_first_edge[piece + 1]
     for e in range(first, last):
         for end in range(2):
             v = boundary_edge[e, end]
-            cx += as_float64(vertices[v, 0])
-            cy += as_float64(vertices[v, 1])
-            cz += as_float64(vertices[v, 2])
-    count = 2.0 * (last - first)
-    cx /= count
-    cy /= count
-    cz /= count
-    radius2 = 0.0
-    length = 0.0
+            for axis in range(3):
+                cap_edge[e, 3 * end + axis] = as_float64(vertices[v, axis])
+        cap_edge[e, 6] = as_float64(boundary_edge[e, 2])
+    fan_edges_moments(piece, first, last, cap_edge, cap_piece, cap_edge[first, 0],
+                      cap_edge[first, 1], cap_edge[first, 2], 1)
+
+
+def fan_edges_moments(row, first, last, cap_edge, cap, sx, sy, sz, skip):
+    """Centre, radius, normal and moment of the fan from s over edges
+    ``first + skip .. last - 1`` (and s itself) into ``cap[row]``."""
+    ox = sx
+    oy = sy
+    oz = sz
+    count = 1.0
     for e in range(first, last):
-        a = boundary_edge[e, 0]
-        b = boundary_edge[e, 1]
-        ax = as_float64(vertices[a, 0])
-        ay = as_float64(vertices[a, 1])
-        az = as_float64(vertices[a, 2])
-        bx = as_float64(vertices[b, 0])
-        by = as_float64(vertices[b, 1])
-        bz = as_float64(vertices[b, 2])
-        radius2 = max(radius2, max(dot3(ax - cx, ay - cy, az - cz, ax - cx, ay - cy, az - cz),
-                                   dot3(bx - cx, by - cy, bz - cz, bx - cx, by - cy, bz - cz)))
-        length += boundary_edge[e, 2] * math.sqrt(
-            dot3(bx - ax, by - ay, bz - az, bx - ax, by - ay, bz - az))
-    boundary_sphere[cluster, 0] = cx
-    boundary_sphere[cluster, 1] = cy
-    boundary_sphere[cluster, 2] = cz
-    # Rounded up a little: the bound built on it must not be too small.
-    boundary_sphere[cluster, 3] = math.sqrt(radius2) * (1.0 + 1e-12)
-    boundary_sphere[cluster, 4] = length * (1.0 + 1e-12)
+        ox += cap_edge[e, 0] + cap_edge[e, 3]
+        oy += cap_edge[e, 1] + cap_edge[e, 4]
+        oz += cap_edge[e, 2] + cap_edge[e, 5]
+        count += 2.0
+    ox /= count
+    oy /= count
+    oz /= count
+    radius2 = dot3(sx - ox, sy - oy, sz - oz, sx - ox, sy - oy, sz - oz)
+    for k in range(3, CAP_ROW_SIZE):
+        cap[row, k] = 0.0
+    for e in range(first, last):
+        for end in range(2):
+            dx = cap_edge[e, 3 * end] - ox
+            dy = cap_edge[e, 3 * end + 1] - oy
+            dz = cap_edge[e, 3 * end + 2] - oz
+            radius2 = max(radius2, dot3(dx, dy, dz, dx, dy, dz))
+        if e >= first + skip:
+            add_triangle_moments(row, cap, ox, oy, oz, sx, sy, sz, cap_edge[e, 3],
+                                 cap_edge[e, 4], cap_edge[e, 5], cap_edge[e, 0], cap_edge[e, 1],
+                                 cap_edge[e, 2], cap_edge[e, 6])
+    cap[row, 0] = ox
+    cap[row, 1] = oy
+    cap[row, 2] = oz
+    # Rounded up a little: a segment that misses the ball misses the part.
+    cap[row, 3] = math.sqrt(radius2) * (1.0 + 1e-9)
 
 
-def boundary_winding_bound(ax, ay, az, bx, by, bz, first, last, boundary_sphere, limit):
-    """Bound on how far the winding number of an open mesh drifts from a to b,
-    beyond the jumps where the segment crosses the mesh.
+def refit_cap_group(group, group_first_piece, piece_first_edge, cap_edge, cap_piece, cap_group):
+    """The ``cap_group`` row of one group of pieces (after :func:`refit_cap_piece`).
 
-    Off the surface the winding number's gradient is (up to its jumps) that
-    of the solid angle of the boundary curve Γ, a Biot--Savart integral:
-    ``|grad w(x)| <= (1/4 pi) sum_e |e| / dist(x, e)^2``. Along the segment,
-    each cluster of boundary edges (``boundary_sphere`` rows ``first ..
-    last - 1``) is at least its sphere's distance from the segment away, so
-    ``|w(b) - w(a) - jumps| <= |b - a| / (4 pi) sum_c length_c / d_c^2``.
-    Returns that bound, or ``math.inf`` when the segment meets a sphere or the
-    sum passes ``limit`` (no use going on).
+    A group's pieces form a closed chain (their chords s -> t, weighted by
+    the multiplicity, enter each vertex as often as they leave it), closed
+    by the fan of chord triangles (o, t, s) from the group's centre o: with
+    the pieces' fans, a cap whose boundary is the group's edges reversed.
+    The row holds the whole cap of the group: centre o, the ball about o
+    holding every piece, and the normal and moment of all its triangles.
     """
+    first = group_first_piece[group]
+    last = group_first_piece[group + 1]
+    ox = 0.0
+    oy = 0.0
+    oz = 0.0
+    for piece in range(first, last):
+        e = piece_first_edge[piece]
+        ox += cap_edge[e, 0]
+        oy += cap_edge[e, 1]
+        oz += cap_edge[e, 2]
+    ox /= last - first
+    oy /= last - first
+    oz /= last - first
+    radius = 0.0
+    for k in range(3, CAP_ROW_SIZE):
+        cap_group[group, k] = 0.0
+    for piece in range(first, last):
+        cx = cap_piece[piece, 0] - ox
+        cy = cap_piece[piece, 1] - oy
+        cz = cap_piece[piece, 2] - oz
+        radius = max(radius, math.sqrt(dot3(cx, cy, cz, cx, cy, cz)) + cap_piece[piece, 3])
+        for axis in range(3):
+            cap_group[group, 4 + axis] += cap_piece[piece, 4 + axis]
+        for i in range(3):
+            shift = cap_piece[piece, i] - (ox, oy, oz)[i]
+            for j in range(3):
+                cap_group[group, 7 + 3 * i + j] += (cap_piece[piece, 7 + 3 * i + j]
+                                                    + shift * cap_piece[piece, 4 + j])
+        s = piece_first_edge[piece]
+        t = piece_first_edge[piece + 1] - 1
+        add_triangle_moments(group, cap_group, ox, oy, oz, ox, oy, oz, cap_edge[t, 3],
+                             cap_edge[t, 4], cap_edge[t, 5], cap_edge[s, 0], cap_edge[s, 1],
+                             cap_edge[s, 2], cap_edge[s, 6])
+    cap_group[group, 0] = ox
+    cap_group[group, 1] = oy
+    cap_group[group, 2] = oz
+    cap_group[group, 3] = radius * (1.0 + 1e-9)
+
+
+def far_field_solid_angle(px, py, pz, row, cap):
+    """Dipole plus first-moment solid angle of ``cap[row]`` seen from p."""
+    ox = cap[row, 0]
+    oy = cap[row, 1]
+    oz = cap[row, 2]
+    return (dipole_solid_angle(px, py, pz, ox, oy, oz, cap[row, 4], cap[row, 5], cap[row, 6])
+            + quadrupole_solid_angle(px, py, pz, ox, oy, oz, cap[row, 7], cap[row, 8],
+                                     cap[row, 9], cap[row, 10], cap[row, 11], cap[row, 12],
+                                     cap[row, 13], cap[row, 14], cap[row, 15]))
+
+
+def is_far(px, py, pz, row, cap, beta2):
+    """Whether p is farther from ``cap[row]``'s centre than beta times its radius."""
+    dx = cap[row, 0] - px
+    dy = cap[row, 1] - py
+    dz = cap[row, 2] - pz
+    return dot3(dx, dy, dz, dx, dy, dz) > beta2 * cap[row, 3] * cap[row, 3]
+
+
+def relative_corner(px, py, pz, array, row, offset):
+    """``array[row, offset:offset + 3] - p`` and its length."""
+    x = array[row, offset] - px
+    y = array[row, offset + 1] - py
+    z = array[row, offset + 2] - pz
+    return x, y, z, math.sqrt(x * x + y * y + z * z)
+
+
+def cap_winding_number(px, py, pz, first_group, last_group, group_first_piece,
+                       piece_first_edge, cap_edge, cap_piece, cap_group, beta):
+    """Winding number at p of the caps of groups ``first_group .. last_group - 1``.
+
+    Barnes--Hut over two levels: a group (or, in a nearer group, a piece)
+    whose centre is farther than ``beta`` times its radius contributes its
+    far-field expansion (as :func:`winding_number_query`); the chord
+    triangles of a near group and the triangles of a near piece their exact
+    solid angles. ``beta = inf``: exact.
+    """
+    total = 0.0
+    beta2 = beta * beta
+    for g in range(first_group, last_group):
+        if is_far(px, py, pz, g, cap_group, beta2):
+            total += far_field_solid_angle(px, py, pz, g, cap_group)
+            continue
+        ox, oy, oz, o_length = relative_corner(px, py, pz, cap_group, g, 0)
+        for piece in range(group_first_piece[g], group_first_piece[g + 1]):
+            first = piece_first_edge[piece]
+            last = piece_first_edge[piece + 1]
+            sx, sy, sz, s_length = relative_corner(px, py, pz, cap_edge, first, 0)
+            tx, ty, tz, t_length = relative_corner(px, py, pz, cap_edge, last - 1, 3)
+            total += cap_edge[first, 6] * corner_solid_angle(
+                ox, oy, oz, o_length, tx, ty, tz, t_length, sx, sy, sz, s_length)
+            if is_far(px, py, pz, piece, cap_piece, beta2):
+                total += far_field_solid_angle(px, py, pz, piece, cap_piece)
+                continue
+            # A piece is a chain: each edge starts where the previous ended.
+            ax, ay, az, a_length = relative_corner(px, py, pz, cap_edge, first, 3)
+            for e in range(first + 1, last):
+                bx, by, bz, b_length = relative_corner(px, py, pz, cap_edge, e, 3)
+                total += cap_edge[e, 6] * corner_solid_angle(
+                    sx, sy, sz, s_length, bx, by, bz, b_length, ax, ay, az, a_length)
+                ax = bx
+                ay = by
+                az = bz
+                a_length = b_length
+    return total / (4.0 * math.pi)
+
+
+def segment_meets_ball(ax, ay, az, sx, sy, sz, length2, row, cap):
+    """Whether the segment a -> a + s comes within ``cap[row]``'s radius of its centre."""
+    ox = cap[row, 0] - ax
+    oy = cap[row, 1] - ay
+    oz = cap[row, 2] - az
+    t = 0.0
+    if length2 > 0.0:
+        t = min(1.0, max(0.0, dot3(ox, oy, oz, sx, sy, sz) / length2))
+    dx = ox - t * sx
+    dy = oy - t * sy
+    dz = oz - t * sz
+    return dot3(dx, dy, dz, dx, dy, dz) <= cap[row, 3] * cap[row, 3]
+
+
+def cap_winding_change(ax, ay, az, bx, by, bz, first_group, last_group, group_first_piece,
+                       piece_first_edge, cap_edge, cap_piece, cap_group):
+    """Change of the caps' winding number from a to b at their crossings:
+    ``(change, ok)`` as :func:`segment_winding_change` (only the triangles
+    of groups and pieces whose balls the segment meets are tested)."""
+    change = 0
     sx = bx - ax
     sy = by - ay
     sz = bz - az
     length2 = dot3(sx, sy, sz, sx, sy, sz)
-    scale = math.sqrt(length2) / (4.0 * math.pi)
-    total = 0.0
-    for c in range(first, last):
-        cx = boundary_sphere[c, 0] - ax
-        cy = boundary_sphere[c, 1] - ay
-        cz = boundary_sphere[c, 2] - az
-        t = 0.0
-        if length2 > 0.0:
-            t = min(1.0, max(0.0, dot3(cx, cy, cz, sx, sy, sz) / length2))
-        dx = cx - t * sx
-        dy = cy - t * sy
-        dz = cz - t * sz
-        gap = math.sqrt(dot3(dx, dy, dz, dx, dy, dz)) - boundary_sphere[c, 3]
-        if gap <= 0.0:
-            return math.inf
-        total += boundary_sphere[c, 4] / (gap * gap)
-        if scale * total > limit:
-            return math.inf
-    return scale * total
+    for g in range(first_group, last_group):
+        if not segment_meets_ball(ax, ay, az, sx, sy, sz, length2, g, cap_group):
+            continue
+        for piece in range(group_first_piece[g], group_first_piece[g + 1]):
+            first = piece_first_edge[piece]
+            last = piece_first_edge[piece + 1]
+            crossing = segment_triangle_crossing(
+                ax, ay, az, bx, by, bz, cap_group[g, 0], cap_group[g, 1], cap_group[g, 2],
+                cap_edge[last - 1, 3], cap_edge[last - 1, 4], cap_edge[last - 1, 5],
+                cap_edge[first, 0], cap_edge[first, 1], cap_edge[first, 2])
+            if crossing == CROSSING_AMBIGUOUS:
+                return 0, False
+            change -= int(cap_edge[first, 6]) * crossing
+            if not segment_meets_ball(ax, ay, az, sx, sy, sz, length2, piece, cap_piece):
+                continue
+            for e in range(first + 1, last):
+                crossing = segment_triangle_crossing(
+                    ax, ay, az, bx, by, bz, cap_edge[first, 0], cap_edge[first, 1],
+                    cap_edge[first, 2], cap_edge[e, 3], cap_edge[e, 4], cap_edge[e, 5],
+                    cap_edge[e, 0], cap_edge[e, 1], cap_edge[e, 2])
+                if crossing == CROSSING_AMBIGUOUS:
+                    return 0, False
+                change -= int(cap_edge[e, 6]) * crossing
+    return change, True
 
 
 def face_sort_key(face, vertices, faces, face_mesh, mesh_lo, mesh_inverse_extent):

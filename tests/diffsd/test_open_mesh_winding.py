@@ -1,5 +1,5 @@
-"""Signs on open meshes: the CPU kernel's carry-over of the winding number
-between neighbouring points (bounded by the boundary's solid angle), and
+"""Signs on open meshes: the CPU kernel's carry-over of the integer winding
+number of the mesh closed by caps over its holes, less the caps' own, and
 the refinement of the Barnes--Hut sum near 1/2, against the exact sum."""
 
 from __future__ import annotations
@@ -10,11 +10,11 @@ import pytest
 import torch
 
 from diffsd import MeshBVH, signed_distance, winding_number
-from diffsd.bvh import MAX_BOUNDARY_CLUSTERS
+from diffsd.bvh import MAX_CAP_GROUPS
 from diffsd._cpu_kernels import _shared
 from diffsd.naive import naive_unsigned_distance, naive_winding_number
 from diffsd.primitives import icosphere
-from diffsd.topology import boundary_edges
+from diffsd.topology import boundary_edges, closed_meshes
 from tests.diffsd.meshes import MESHES, query_points
 
 
@@ -51,7 +51,8 @@ def _points_across_holes(vertices, faces, count, seed):
 @pytest.mark.parametrize("name", sorted(OPEN))
 def test_open_mesh_signs_equal_the_exact_winding_number(name, dtype):
     """No wrong sign, near-ambiguous points included, in both sign modes;
-    most points take the carried value (the path under test)."""
+    most points take the carried value (the path under test: in fast mode
+    it differs from the Barnes--Hut sum), which in exact mode is exact."""
     vertices, faces = OPEN[name]()
     points = _points_across_holes(vertices, faces, 3000, seed=21)
     exact = naive_winding_number(vertices, faces, points)
@@ -64,9 +65,14 @@ def test_open_mesh_signs_equal_the_exact_winding_number(name, dtype):
     for mode in ("fast_winding", "exact_winding"):
         result = signed_distance(v, faces, p, bvh=bvh, sign_mode=mode)
         assert torch.equal((result.distance < 0)[decided], (exact > 0.5)[decided]), mode
-        summed = winding_number(v, faces, p, bvh=bvh, mode=mode)
-        carried = (result.winding_number != summed).double().mean()
-        assert carried > 0.3, mode
+        if mode == "exact_winding":
+            # Mesh plus caps carried exactly, less the caps' exact sum.
+            torch.testing.assert_close(result.winding_number.double(), exact, rtol=0,
+                                       atol=100 * torch.finfo(dtype).eps)
+        else:
+            summed = winding_number(v, faces, p, bvh=bvh, mode=mode)
+            carried = (result.winding_number != summed).double().mean()
+            assert carried > 0.3
 
 
 @pytest.mark.parametrize("name", sorted(OPEN))
@@ -82,37 +88,95 @@ def test_cuda_open_mesh_signs_equal_the_exact_winding_number(name):
     assert torch.equal((result.distance < 0)[decided], (exact > 0.5)[decided])
 
 
+def _cap_faces(bvh):
+    """The caps' triangles as faces over the mesh's vertices plus one apex
+    per group (appended), repeated by multiplicity: built from the index
+    arrays alone, independently of the kernels' geometry."""
+    num_vertices = int(bvh.faces.max()) + 1
+    edge = bvh.boundary_edge.tolist()
+    piece_first = bvh.piece_first_edge.tolist()
+    group_first = bvh.group_first_piece.tolist()
+    faces = []
+    for g in range(len(group_first) - 1):
+        apex = num_vertices + g
+        for piece in range(group_first[g], group_first[g + 1]):
+            first, last = piece_first[piece], piece_first[piece + 1]
+            s, multiplicity = edge[first][0], edge[first][2]
+            faces += [[apex, edge[last - 1][1], s]] * multiplicity
+            for e in range(first + 1, last):
+                faces += [[s, edge[e][1], edge[e][0]]] * edge[e][2]
+    return torch.tensor(faces, dtype=torch.int64).reshape(-1, 3)
+
+
+def _cap_arrays(bvh, group_range=None):
+    first, last = group_range or (0, bvh.cap_group.shape[0])
+    return (first, last, bvh.group_first_piece.numpy(), bvh.piece_first_edge.numpy(),
+            bvh.cap_edge.numpy(), bvh.cap_piece.numpy(), bvh.cap_group.numpy())
+
+
 @pytest.mark.parametrize("name", sorted(OPEN))
-def test_winding_number_drift_is_within_the_boundary_bound(name):
-    """Between two points the exact winding number changes by the counted
-    crossings plus a drift that :func:`boundary_winding_bound` bounds."""
+def test_caps_close_the_mesh_and_their_winding_number_is_exact(name):
+    """Mesh plus caps is closed (so mesh + caps winding numbers are integers),
+    and the kernels' cap winding number equals the naive sum over the cap
+    triangles (exact mode), and nearly so far field, after build and after
+    a non-rigid refit."""
     vertices, faces = OPEN[name]()
     bvh = MeshBVH(vertices, faces)
+    assert bvh.has_open_mesh
+    cap = _cap_faces(bvh)
+    moved = vertices * torch.tensor([1.5, 0.7, 1.0], dtype=torch.float64) + 0.2
+    for current in (vertices, moved):
+        bvh.refit(current)
+        apex = bvh.cap_group[:, :3]
+        extended = torch.cat([current, apex])
+        both = torch.cat([faces, cap])
+        assert bool(closed_meshes(both, torch.zeros(1, dtype=torch.int64), extended.shape[0]))
+        points = query_points(current, 300, seed=4)
+        w_mesh = naive_winding_number(current, faces, points)
+        w_cap = naive_winding_number(extended, cap, points)
+        torch.testing.assert_close(w_mesh + w_cap, (w_mesh + w_cap).round(), rtol=0, atol=1e-9)
+        exact = torch.tensor([_shared.cap_winding_number(*p, *_cap_arrays(bvh), math.inf)
+                              for p in points.tolist()], dtype=torch.float64)
+        torch.testing.assert_close(exact, w_cap, rtol=0, atol=1e-9)
+        fast = torch.tensor([_shared.cap_winding_number(*p, *_cap_arrays(bvh), 2.0)
+                             for p in points.tolist()], dtype=torch.float64)
+        assert float((fast - w_cap).abs().max()) < 0.02
+
+
+@pytest.mark.parametrize("name", sorted(OPEN))
+def test_crossings_of_mesh_and_caps_give_the_integer_change(name):
+    """Along a segment, the counted crossings of mesh and caps equal the
+    change of the (integer) winding number of mesh plus caps."""
+    vertices, faces = OPEN[name]()
+    bvh = MeshBVH(vertices, faces)
+    cap = _cap_faces(bvh)
+    extended = torch.cat([vertices, bvh.cap_group[:, :3]])
     generator = torch.Generator().manual_seed(5)
-    start = query_points(vertices, 400, seed=6)
-    end = start + 0.3 * torch.randn(start.shape, generator=generator, dtype=torch.float64)
-    w_start = naive_winding_number(vertices, faces, start)
-    w_end = naive_winding_number(vertices, faces, end)
+    start = _points_across_holes(vertices, faces, 200, seed=6)
+    end = start + 0.4 * torch.randn(start.shape, generator=generator, dtype=torch.float64)
+
+    def integer(points):
+        total = (naive_winding_number(vertices, faces, points)
+                 + naive_winding_number(extended, cap, points))
+        return total.round().long().tolist()
+
     root = int(bvh.mesh_root[0])
-    first, last = (int(x) for x in bvh.mesh_cluster_first[:2])
-    assert last > first
     stack = torch.empty(96, dtype=torch.int64).numpy()
-    checked = 0
-    for a, b, wa, wb in zip(start.tolist(), end.tolist(), w_start.tolist(), w_end.tolist()):
-        bound = _shared.boundary_winding_bound(*a, *b, first, last, bvh.boundary_sphere.numpy(),
-                                               math.inf)
+    checked = crossing_caps = 0
+    for a, b, na, nb in zip(start.tolist(), end.tolist(), integer(start), integer(end)):
         change, ok = _shared.segment_winding_change(
             *a, *b, root, bvh.num_faces - 1, bvh.child_left.numpy(), bvh.child_right.numpy(),
             bvh.child_frame.numpy(), bvh.leaf_vertices.numpy(), 1e-12, stack)
-        if not ok or not math.isfinite(bound):
+        cap_change, cap_ok = _shared.cap_winding_change(*a, *b, *_cap_arrays(bvh))
+        if not (ok and cap_ok):
             continue
-        drift = abs(wb - wa - change)
-        assert drift <= bound + 1e-9
+        assert nb - na == change + cap_change
         checked += 1
-    assert checked > 100
+        crossing_caps += cap_change != 0
+    assert checked > 150 and crossing_caps > 10
 
 
-def test_boundary_edges_and_clusters():
+def test_boundary_edges_follow_the_faces():
     vertices, faces = OPEN["holes"]()
     edges, first = boundary_edges(faces, torch.zeros(1, dtype=torch.int64), vertices.shape[0])
     # Every boundary edge is used by exactly one face, in its direction.
@@ -121,32 +185,18 @@ def test_boundary_edges_and_clusters():
     for start, end, multiplicity in edges.tolist():
         assert multiplicity == 1 and (start, end) in directed and (end, start) not in directed
     assert first.tolist() == [0, edges.shape[0]]
-    bvh = MeshBVH(vertices, faces)
-    moved = vertices * torch.tensor([1.5, 0.7, 1.0], dtype=torch.float64) + 0.2
-    for current in (vertices, moved):
-        sphere = bvh.boundary_sphere
-        cluster_of = torch.repeat_interleave(torch.arange(sphere.shape[0]),
-                                             torch.diff(bvh.cluster_first_edge))
-        for end in range(2):
-            ends = current[bvh.boundary_edge[:, end]]
-            gap = (ends - sphere[cluster_of, :3]).norm(dim=1) - sphere[cluster_of, 3]
-            assert bool((gap <= 1e-12).all())
-        lengths = (current[bvh.boundary_edge[:, 1]] - current[bvh.boundary_edge[:, 0]]).norm(dim=1)
-        totals = torch.zeros(sphere.shape[0], dtype=torch.float64).index_add_(0, cluster_of,
-                                                                             lengths)
-        torch.testing.assert_close(sphere[:, 4], totals, rtol=1e-9, atol=0)
-        # Clusters follow the loops, so each is a connected chain: any two of
-        # its points are closer than its length.
-        assert bool((sphere[:, 3] <= sphere[:, 4]).all())
-        bvh.refit(moved)
+
+
+def test_closed_meshes_have_no_caps():
     closed = MeshBVH(*icosphere(2))
-    assert closed.boundary_sphere.shape[0] == 0
-    assert closed.mesh_cluster_first.tolist() == [0, 0]
+    assert not closed.has_open_mesh
+    assert closed.cap_group.shape[0] == 0
+    assert closed.mesh_group_first.tolist() == [0, 0]
 
 
-def test_many_small_holes_keep_the_cluster_count_and_the_signs():
+def test_many_small_holes_keep_the_group_count_and_the_signs():
     """100 faces that share no vertex removed: 100 three-edge loops, more
-    than the clusters allowed per mesh, so clusters span loops; signs stay
+    than the cap groups allowed per mesh, so groups span loops; signs stay
     exact."""
     vertices, faces = icosphere(3)
     keep = torch.ones(faces.shape[0], dtype=torch.bool)
@@ -158,7 +208,7 @@ def test_many_small_holes_keep_the_cluster_count_and_the_signs():
     faces = faces[keep]
     bvh = MeshBVH(vertices, faces)
     assert bvh.boundary_edge.shape[0] == 300
-    assert 0 < bvh.boundary_sphere.shape[0] <= MAX_BOUNDARY_CLUSTERS
+    assert 0 < bvh.cap_group.shape[0] <= MAX_CAP_GROUPS
     points = _points_across_holes(vertices, faces, 1000, seed=8)
     exact = naive_winding_number(vertices, faces, points)
     decided = (exact - 0.5).abs() > 1e-6
