@@ -47,9 +47,10 @@ DISC_GAP_SMOOTH_MM = 1.5
 #: Fraction of the scan's marrow density (HU) above which the body slab past a
 #: paired end disc's outer plate counts as the body of a cut vertebra. Set on
 #: the shared scans (tuned on them, no held-out scan): the cut L2 of the chest
-#: window L1-T3 stays at 0.85-0.9 of its marrow for 12 mm, while the unlabelled
+#: window L1-T3 stays at 0.84-0.87 of its marrow for 12 mm, while the unlabelled
 #: slivers past paired discs at verse005's and verse007's crop faces fall below
-#: 0.6 within 4 mm of the plate's blur.
+#: 0.6 within 4 mm of the plate's blur. Lower would reach soft tissue where the
+#: marrow itself is barely denser than muscle (the L3 crop: 63 HU).
 MARROW_FRACTION = 0.7
 
 
