@@ -46,7 +46,11 @@ from scipy import ndimage
 
 from diffam.core.volume import Volume
 from diffam.localize.centerline import Centerline
-from diffam.localize.end_segments import OUTSIDE_DENSITY_HU, end_segment_bone_mm
+from diffam.localize.end_segments import (
+    OUTSIDE_DENSITY_HU,
+    end_segment_bone_mm,
+    marrow_density_hu,
+)
 from diffam.localize.orientation import local_frame
 from diffam.localize.periodicity import (
     MAX_PERIOD_MM,
@@ -404,12 +408,11 @@ def detect_vertebrae(
         # body the scan shows as bone past the disc gap (a tight crop's
         # oblique face can leave only the disc and its blurred endplate
         # below the last vertebra in view, as S1 under L5 in verse008).
-        below, below_span = end_segment_bone_mm(
-            density, step, plates[0, 0], -1, first_gap, min_body_hu
-        )
-        above, above_span = end_segment_bone_mm(
-            density, step, plates[-1, 1], +1, last_gap, min_body_hu
-        )
+        marrow, paired = marrow_density_hu(density, step, discs), plates[:, 1] > plates[:, 0]
+        below, below_span = end_segment_bone_mm(density, step, plates[0, 0], -1, first_gap,
+                                                min_body_hu, paired=paired[0], marrow_hu=marrow)
+        above, above_span = end_segment_bone_mm(density, step, plates[-1, 1], +1, last_gap,
+                                                min_body_hu, paired=paired[-1], marrow_hu=marrow)
         if below >= min_partial_fraction * first_gap:
             bounds.insert(0, (discs[0] - first_gap, discs[0]))
             partial.insert(0, below < 0.9 * below_span)

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from diffam.localize.end_segments import OUTSIDE_DENSITY_HU, end_segment_bone_mm
+from diffam.localize.end_segments import (
+    OUTSIDE_DENSITY_HU,
+    end_segment_bone_mm,
+    marrow_density_hu,
+)
 
 BODY_HU, DISC_HU, PLATE_HU = 150.0, 60.0, 350.0
 PERIOD_MM, DISC_MM, PLATE_MM = 32.0, 8.0, 2.0
 MIN_BODY_HU = 100.0
+SOFT_HU, BLUR_MM = 20.0, 6.0
 
 
 def _column(face_mm: float, *, fade_mm: float = 0.0) -> tuple[np.ndarray, float]:
@@ -73,3 +78,46 @@ def test_bone_fading_where_the_scan_goes_on_still_counts():
     density[density <= OUTSIDE_DENSITY_HU] = 0.0  # soft tissue seen instead of the face
     bone, _ = end_segment_bone_mm(density, 1.0, peak, -1, PERIOD_MM, MIN_BODY_HU)
     assert bone >= 0.2 * PERIOD_MM
+
+
+def _paired_end(face_mm: float, body_hu: float, *, fade: bool) -> tuple[np.ndarray, float]:
+    """Low-density column (bodies of ``body_hu``) whose lowest disc is resolved into
+    two plates, cut by the scan's face at ``face_mm`` below its outer (lower) plate
+    at 90 mm. Beyond the plate the scan shows either a body of the same density
+    (``fade=False``) or only the plate's blur, fading to soft tissue within
+    :data:`BLUR_MM`, then soft tissue to the face (the slivers at verse007's
+    and verse005's crop faces fall from the plate to soft tissue in 6-8 mm).
+    Returns ``(density, outer plate mm)``."""
+    density, _ = _column(face_mm=0.0)
+    density[density == BODY_HU] = body_hu
+    plate = 100.0 - DISC_MM - PLATE_MM
+    below = np.arange(len(density)) < plate
+    if fade:
+        s = np.arange(len(density), dtype=float)
+        density[below] = np.interp(s[below], [plate - BLUR_MM, plate], [SOFT_HU, PLATE_HU])
+    density[np.arange(len(density)) < face_mm] = OUTSIDE_DENSITY_HU
+    return density, plate + 1.0
+
+
+def test_a_low_density_cut_body_past_a_paired_disc_counts_by_the_scans_own_marrow():
+    # Bodies of 70 HU (osteoporotic): 14 mm of the cut body past the outer
+    # plate is below the fixed 100 HU bone threshold, so the old rule saw no
+    # bone there, but it is as dense as the scan's own bodies.
+    density, plate = _paired_end(face_mm=90.0 - 14.0, body_hu=70.0, fade=False)
+    marrow = marrow_density_hu(density, 1.0, np.array([96.0, 128.0, 160.0]))  # disc centres
+    assert abs(marrow - 70.0) < 5.0
+    old, _ = end_segment_bone_mm(density, 1.0, plate, -1, PERIOD_MM, MIN_BODY_HU)
+    bone, span = end_segment_bone_mm(density, 1.0, plate, -1, PERIOD_MM, MIN_BODY_HU,
+                                     paired=True, marrow_hu=marrow)
+    assert old < 0.2 * PERIOD_MM <= bone
+    assert bone <= 14.0 and bone < 0.9 * span
+
+
+def test_a_plate_fading_into_the_face_past_a_paired_disc_is_not_a_vertebra():
+    # The same scan, but past the plate only its blur, fading to soft tissue,
+    # before the face 14 mm below (an oblique crop face): it drops below the
+    # marrow within a few millimetres, so no vertebra is counted there.
+    density, plate = _paired_end(face_mm=90.0 - 14.0, body_hu=70.0, fade=True)
+    bone, _ = end_segment_bone_mm(density, 1.0, plate, -1, PERIOD_MM, MIN_BODY_HU,
+                                  paired=True, marrow_hu=70.0)
+    assert bone < 0.2 * PERIOD_MM
