@@ -41,3 +41,23 @@ def shared_data() -> Path:
             "the checkout or set DIFFAM_SHARED_DATA"
         )
     return SHARED_DATA
+
+
+@pytest.fixture
+def one_thread():
+    """One Numba and one torch thread for tests that ask two runs to be byte-equal.
+
+    At 2 Numba threads two identical fits differ in the last bits (an open defect: the
+    order of some multithreaded float operation in the signed distance or its use is not
+    fixed; it shows with a few thousand surface samples per iteration), and repeat
+    exactly at 1.
+    """
+    import numba
+    import torch
+
+    numba_threads, torch_threads = numba.get_num_threads(), torch.get_num_threads()
+    numba.set_num_threads(1)
+    torch.set_num_threads(1)
+    yield
+    numba.set_num_threads(numba_threads)
+    torch.set_num_threads(torch_threads)

@@ -15,9 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numba
 import pytest
-import torch
 
 from diffam.cli import checkpoints
 from diffam.cli.runner import BAD_SETTINGS, FAILED, OK, Job, _done_state, run_from_settings
@@ -193,20 +191,6 @@ def test_identity_changes_with_the_scan_file(tmp_path):
     first = checkpoints.scan_identity(str(scan), settings, config)
     scan.write_bytes(b"123456")
     assert checkpoints.scan_identity(str(scan), settings, config) != first
-
-
-@pytest.fixture
-def one_thread():
-    """Byte-equal labels are asked of one thread: with the guard neighbours (four
-    meshes on this three-level phantom) two uninterrupted runs differ in the last bits
-    at 2 Numba threads and repeat exactly at 1 (an open defect: the order of some
-    multithreaded float sum in the fit is not fixed)."""
-    numba_threads, torch_threads = numba.get_num_threads(), torch.get_num_threads()
-    numba.set_num_threads(1)
-    torch.set_num_threads(1)
-    yield
-    numba.set_num_threads(numba_threads)
-    torch.set_num_threads(torch_threads)
 
 
 def test_stop_then_resume_gives_the_labels_of_an_uninterrupted_run(tmp_path, one_thread):
