@@ -291,17 +291,8 @@ def query(points, point_order, point_mesh, mesh_root, mesh_closed, child_left, c
         hint_leaf = -1
         hint_root = -1
         for k in range(task * POINTS_PER_TASK, end):
-            i = k
-            if point_order.shape[0] != 0:
-                i = point_order[k]
-            mesh = 0
-            if point_mesh.shape[0] != 0:
-                mesh = point_mesh[i]
-            root = mesh_root[mesh]
-            px = np.float64(points[i, 0])
-            py = np.float64(points[i, 1])
-            pz = np.float64(points[i, 2])
-            margin = _rounding_margin(px, py, pz, mesh_magnitude, relative_margin)
+            i, mesh, root, px, py, pz, margin = _task_point(
+                k, point_order, point_mesh, mesh_root, points, mesh_magnitude, relative_margin)
             distance = 0.0
             if want_closest:
                 if root != hint_root:
@@ -358,17 +349,8 @@ def query_open(points, point_order, point_mesh, mesh_root, mesh_closed, child_le
         hint_leaf = -1
         hint_root = -1
         for k in range(task * POINTS_PER_TASK, end):
-            i = k
-            if point_order.shape[0] != 0:
-                i = point_order[k]
-            mesh = 0
-            if point_mesh.shape[0] != 0:
-                mesh = point_mesh[i]
-            root = mesh_root[mesh]
-            px = np.float64(points[i, 0])
-            py = np.float64(points[i, 1])
-            pz = np.float64(points[i, 2])
-            margin = _rounding_margin(px, py, pz, mesh_magnitude, relative_margin)
+            i, mesh, root, px, py, pz, margin = _task_point(
+                k, point_order, point_mesh, mesh_root, points, mesh_magnitude, relative_margin)
             if root != hint_root:
                 hint_leaf = -1
             distance, hint_leaf = _closest_into(
@@ -396,6 +378,25 @@ def query_open(points, point_order, point_mesh, mesh_root, mesh_closed, child_le
             recent_next = _remember(recent_next, px, py, pz, distance, margin, carried, root,
                                     recent_point, recent_distance, recent_margin,
                                     recent_winding, recent_root)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _task_point(k, point_order, point_mesh, mesh_root, points, mesh_magnitude,
+                relative_margin):
+    """The k-th point of a task's run: ``(i, mesh, root, px, py, pz, margin)``, its
+    index (through ``point_order`` when given), mesh, the mesh's root node, its
+    coordinates in float64 and its rounding margin."""
+    i = k
+    if point_order.shape[0] != 0:
+        i = point_order[k]
+    mesh = 0
+    if point_mesh.shape[0] != 0:
+        mesh = point_mesh[i]
+    px = np.float64(points[i, 0])
+    py = np.float64(points[i, 1])
+    pz = np.float64(points[i, 2])
+    return (i, mesh, mesh_root[mesh], px, py, pz,
+            _rounding_margin(px, py, pz, mesh_magnitude, relative_margin))
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
