@@ -248,16 +248,19 @@ class MeshBVH:
         self.level_starts = torch.from_numpy(level_starts)
 
         num_nodes = 2 * n - 1
-        self.leaf_vertices = torch.empty((n, 9), dtype=dtype, device=device)
-        self.node_box = torch.empty((num_nodes, 6), dtype=dtype, device=device)  # lo, hi
+        # Zeros, not uninitialised memory: in a BVH over several meshes the nodes
+        # that join the meshes' trees are never refitted (queries start at each
+        # mesh's root), and garbage there made two identical runs hash differently.
+        self.leaf_vertices = torch.zeros((n, 9), dtype=dtype, device=device)
+        self.node_box = torch.zeros((num_nodes, 6), dtype=dtype, device=device)  # lo, hi
         # Both children's oriented boxes in their parent's row, for the traversals.
         self.child_frame = torch.zeros((max(num_internal, 0), 2 * FRAME_SIZE), dtype=dtype,
                                        device=device)
-        self.node_center = torch.empty((num_nodes, 3), dtype=dtype, device=device)
-        self.node_normal = torch.empty((num_nodes, 3), dtype=dtype, device=device)
-        self.node_moment = torch.empty((num_nodes, 9), dtype=dtype, device=device)
-        self.node_area = torch.empty(num_nodes, dtype=dtype, device=device)
-        self.node_radius = torch.empty(num_nodes, dtype=dtype, device=device)
+        self.node_center = torch.zeros((num_nodes, 3), dtype=dtype, device=device)
+        self.node_normal = torch.zeros((num_nodes, 3), dtype=dtype, device=device)
+        self.node_moment = torch.zeros((num_nodes, 9), dtype=dtype, device=device)
+        self.node_area = torch.zeros(num_nodes, dtype=dtype, device=device)
+        self.node_radius = torch.zeros(num_nodes, dtype=dtype, device=device)
         self._refit(vertices)
 
     def _build_lbvh_topology(self, vertices: torch.Tensor) -> None:

@@ -34,6 +34,28 @@ from diffam.fit.spectral import laplace_beltrami_basis
 log = logging.getLogger(__name__)
 
 
+@contextlib.contextmanager
+def _repeatable_cpu_kernels(device: torch.device):
+    """Torch's deterministic CPU kernels while the block runs (on a CPU fit only).
+
+    The backward of indexing with repeated indices (``vertices[faces]``) is an
+    accumulating ``index_put``, whose default CPU kernel adds in thread order,
+    so two identical fits on more than one thread differed in the last bits;
+    the deterministic kernel sorts the indices first, at no measurable cost.
+    """
+    if device.type != "cpu" or torch.are_deterministic_algorithms_enabled():
+        yield
+        return
+    fill = torch.utils.deterministic.fill_uninitialized_memory
+    torch.utils.deterministic.fill_uninitialized_memory = False
+    torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(False)
+        torch.utils.deterministic.fill_uninitialized_memory = fill
+
+
 @dataclass
 class FitResult:
     """Fitted shapes.
@@ -306,7 +328,7 @@ class SpineFit:
             values = {term.name: term.evaluate(self, samples) for term in terms}
             total = sum(getattr(weights, name) * value for name, value in values.items())
 
-        with self.stage_timer("backward"):
+        with self.stage_timer("backward"), _repeatable_cpu_kernels(self.device):
             self.appearance_optimizer.zero_grad(set_to_none=True)
             if self.shape_optimizer is not None:
                 self.shape_optimizer.zero_grad(set_to_none=True)

@@ -193,7 +193,7 @@ def test_identity_changes_with_the_scan_file(tmp_path):
     assert checkpoints.scan_identity(str(scan), settings, config) != first
 
 
-def test_stop_then_resume_gives_the_labels_of_an_uninterrupted_run(tmp_path, one_thread):
+def test_stop_then_resume_gives_the_labels_of_an_uninterrupted_run(tmp_path, two_threads):
     whole = tmp_path / "whole"
     assert run_from_settings(settings_for(whole, optim={"iterations": 6})) == OK
     out = tmp_path / "out"
