@@ -21,7 +21,12 @@ apart from its queries. Every timing is the median of repeated calls after a
 warm-up call, and the implementations are measured in alternating rounds in
 this one process (each round calls each once, in a rotated order), so that
 a slow spell of a shared machine falls on all of them alike; only the naive
-method, a slow reference, is timed on its own. The sign of
+method, a slow reference, is timed on its own. The number of rounds scales
+with the calls' time: rounds go on until 1.5 s per implementation are
+spent, at least 7 and at most 60 (:data:`MIN_ROUNDS`, :data:`MAX_ROUNDS`),
+so that the median of a 10 ms call rests on 60 samples, not on a handful
+that one busy second of a shared machine can move by tens of per cent
+(a round with a call over 3 s is the last). The sign of
 every method is checked against the exact winding number on a fixed subset
 of the points, and its distance against diffsd's exact float64 distance. The
 Numba compile time (first calls) is reported apart. The output is a markdown
@@ -295,8 +300,18 @@ def measure_parts(function: Callable[[], dict[str, float]], *, budget: float = 1
     return {key: statistics.median(r[key] for r in runs) for key in runs[0]}
 
 
+#: Rounds of :func:`measure_alternating`: at least this many, so that a median
+#: is never that of a handful of samples ...
+MIN_ROUNDS = 7
+#: ... and at most this many, reached by calls under ``budget / MAX_ROUNDS``
+#: (25 ms at the default budget), whose medians need the most samples on a
+#: shared machine.
+MAX_ROUNDS = 60
+
+
 def measure_alternating(functions: dict[str, Callable[[], object]], *, warmup: bool = True,
-                        budget: float = 1.5, max_rounds: int = 7, min_rounds: int = 3,
+                        budget: float = 1.5, max_rounds: int = MAX_ROUNDS,
+                        min_rounds: int = MIN_ROUNDS,
                         long_call: float = 3.0) -> dict[str, Timing]:
     """Median wall time of every function, measured in alternating rounds.
 
@@ -305,8 +320,10 @@ def measure_alternating(functions: dict[str, Callable[[], object]], *, warmup: b
     round: a slow spell of a shared machine (another process, frequency
     scaling) then falls on all implementations alike instead of on whichever
     was being measured. Rounds go on until ``budget`` seconds per function
-    are spent (at least ``min_rounds``, at most ``max_rounds``); a round with
-    a call longer than ``long_call`` seconds is the last.
+    are spent (at least ``min_rounds``, at most ``max_rounds``), so their
+    number scales with the calls' time: short calls, whose medians a busy
+    moment moves most, get the most samples. A round with a call longer
+    than ``long_call`` seconds is the last.
     """
     names = list(functions)
     if warmup:

@@ -22,7 +22,8 @@ _INLINED = frozenset({
     "refit_internal_node", "refit_child_frames", "face_sort_key",
     "distance_gradient", "point_distance_gradient", "as_float64", "add_triangle_moments",
     "fan_edges_moments", "far_field_solid_angle", "is_far", "segment_meets_ball",
-    "corner_solid_angle", "relative_corner",
+    "corner_solid_angle", "relative_corner", "corner_half_angle_terms", "add_half_angle",
+    "add_corner_half_angle",
 })
 
 

@@ -19,9 +19,10 @@ import math
 
 from diffsd.geometry import (
     CROSSING_AMBIGUOUS,
+    add_half_angle,
     as_float64,
     closest_point_on_triangle,
-    corner_solid_angle,
+    corner_half_angle_terms,
     count_leading_zeros_64,
     cross3,
     dipole_solid_angle,
@@ -470,8 +471,11 @@ def refit_cap_group(group, group_first_piece, piece_first_edge, cap_edge, cap_pi
     the multiplicity, enter each vertex as often as they leave it), closed
     by the fan of chord triangles (o, t, s) from the group's centre o: with
     the pieces' fans, a cap whose boundary is the group's edges reversed.
-    The row holds the whole cap of the group: centre o, the ball about o
-    holding every piece, and the normal and moment of all its triangles.
+    The row holds the whole cap of the group: centre o, the smallest ball
+    about o that holds it (every corner of its triangles is o or a vertex
+    of the group's edges; a tighter ball than one about the pieces' balls,
+    so fewer points open the group), and the normal and moment of all its
+    triangles.
     """
     first = group_first_piece[group]
     last = group_first_piece[group + 1]
@@ -486,14 +490,16 @@ def refit_cap_group(group, group_first_piece, piece_first_edge, cap_edge, cap_pi
     ox /= last - first
     oy /= last - first
     oz /= last - first
-    radius = 0.0
+    radius2 = 0.0
+    for e in range(piece_first_edge[first], piece_first_edge[last]):
+        for end in range(2):
+            dx = cap_edge[e, 3 * end] - ox
+            dy = cap_edge[e, 3 * end + 1] - oy
+            dz = cap_edge[e, 3 * end + 2] - oz
+            radius2 = max(radius2, dot3(dx, dy, dz, dx, dy, dz))
     for k in range(3, CAP_ROW_SIZE):
         cap_group[group, k] = 0.0
     for piece in range(first, last):
-        cx = cap_piece[piece, 0] - ox
-        cy = cap_piece[piece, 1] - oy
-        cz = cap_piece[piece, 2] - oz
-        radius = max(radius, math.sqrt(dot3(cx, cy, cz, cx, cy, cz)) + cap_piece[piece, 3])
         for axis in range(3):
             cap_group[group, 4 + axis] += cap_piece[piece, 4 + axis]
         for i in range(3):
@@ -509,7 +515,7 @@ def refit_cap_group(group, group_first_piece, piece_first_edge, cap_edge, cap_pi
     cap_group[group, 0] = ox
     cap_group[group, 1] = oy
     cap_group[group, 2] = oz
-    cap_group[group, 3] = radius * (1.0 + 1e-9)
+    cap_group[group, 3] = math.sqrt(radius2) * (1.0 + 1e-9)
 
 
 def far_field_solid_angle(px, py, pz, row, cap):
@@ -539,6 +545,20 @@ def relative_corner(px, py, pz, array, row, offset):
     return x, y, z, math.sqrt(x * x + y * y + z * z)
 
 
+def add_corner_half_angle(tangent, angle, solid, weight, x0, y0, z0, l0, x1, y1, z1, l1,
+                          x2, y2, z2, l2):
+    """Add ``weight`` times the solid angle of a triangle (corners relative to
+    p and their lengths) to a cap's running sums ``(tangent, angle, solid)``:
+    of unit weight (the usual multiplicity) to the half-angle sum of
+    :func:`diffsd.geometry.add_half_angle`, otherwise to ``solid`` (steradians)."""
+    det, denominator = corner_half_angle_terms(x0, y0, z0, l0, x1, y1, z1, l1, x2, y2, z2, l2)
+    if weight == 1.0:
+        tangent, angle = add_half_angle(tangent, angle, det, denominator)
+    else:
+        solid += 2.0 * weight * math.atan2(det, denominator)
+    return tangent, angle, solid
+
+
 def cap_winding_number(px, py, pz, first_group, last_group, group_first_piece,
                        piece_first_edge, cap_edge, cap_piece, cap_group, beta):
     """Winding number at p of the caps of groups ``first_group .. last_group - 1``.
@@ -547,36 +567,55 @@ def cap_winding_number(px, py, pz, first_group, last_group, group_first_piece,
     whose centre is farther than ``beta`` times its radius contributes its
     far-field expansion (as :func:`winding_number_query`); the chord
     triangles of a near group and the triangles of a near piece their exact
-    solid angles. ``beta = inf``: exact.
+    solid angles, summed by the tangent addition formula (see
+    :func:`diffsd.geometry.add_half_angle`), so that a near group costs
+    divisions rather than an atan2 per triangle. Consecutive pieces of a
+    loop share a corner (one's end is the next one's start), whose vector
+    from p is reused. ``beta = inf``: exact.
     """
-    total = 0.0
+    solid = 0.0
+    tangent = 0.0
+    angle = 0.0
     beta2 = beta * beta
     for g in range(first_group, last_group):
         if is_far(px, py, pz, g, cap_group, beta2):
-            total += far_field_solid_angle(px, py, pz, g, cap_group)
+            solid += far_field_solid_angle(px, py, pz, g, cap_group)
             continue
         ox, oy, oz, o_length = relative_corner(px, py, pz, cap_group, g, 0)
+        end_row = -1
+        tx = ty = tz = t_length = 0.0
         for piece in range(group_first_piece[g], group_first_piece[g + 1]):
             first = piece_first_edge[piece]
             last = piece_first_edge[piece + 1]
-            sx, sy, sz, s_length = relative_corner(px, py, pz, cap_edge, first, 0)
-            tx, ty, tz, t_length = relative_corner(px, py, pz, cap_edge, last - 1, 3)
-            total += cap_edge[first, 6] * corner_solid_angle(
-                ox, oy, oz, o_length, tx, ty, tz, t_length, sx, sy, sz, s_length)
+            if (end_row >= 0 and cap_edge[first, 0] == cap_edge[end_row, 3]
+                    and cap_edge[first, 1] == cap_edge[end_row, 4]
+                    and cap_edge[first, 2] == cap_edge[end_row, 5]):
+                sx, sy, sz, s_length = tx, ty, tz, t_length
+            else:
+                sx, sy, sz, s_length = relative_corner(px, py, pz, cap_edge, first, 0)
+            end_row = last - 1
+            tx, ty, tz, t_length = relative_corner(px, py, pz, cap_edge, end_row, 3)
+            tangent, angle, solid = add_corner_half_angle(
+                tangent, angle, solid, cap_edge[first, 6], ox, oy, oz, o_length, tx, ty, tz,
+                t_length, sx, sy, sz, s_length)
             if is_far(px, py, pz, piece, cap_piece, beta2):
-                total += far_field_solid_angle(px, py, pz, piece, cap_piece)
+                solid += far_field_solid_angle(px, py, pz, piece, cap_piece)
                 continue
             # A piece is a chain: each edge starts where the previous ended.
             ax, ay, az, a_length = relative_corner(px, py, pz, cap_edge, first, 3)
             for e in range(first + 1, last):
-                bx, by, bz, b_length = relative_corner(px, py, pz, cap_edge, e, 3)
-                total += cap_edge[e, 6] * corner_solid_angle(
-                    sx, sy, sz, s_length, bx, by, bz, b_length, ax, ay, az, a_length)
+                if e == end_row:
+                    bx, by, bz, b_length = tx, ty, tz, t_length
+                else:
+                    bx, by, bz, b_length = relative_corner(px, py, pz, cap_edge, e, 3)
+                tangent, angle, solid = add_corner_half_angle(
+                    tangent, angle, solid, cap_edge[e, 6], sx, sy, sz, s_length, bx, by, bz,
+                    b_length, ax, ay, az, a_length)
                 ax = bx
                 ay = by
                 az = bz
                 a_length = b_length
-    return total / (4.0 * math.pi)
+    return (solid + 2.0 * (angle + math.atan(tangent))) / (4.0 * math.pi)
 
 
 def segment_meets_ball(ax, ay, az, sx, sy, sz, length2, row, cap):

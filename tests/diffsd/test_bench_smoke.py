@@ -62,3 +62,20 @@ def test_implementations_are_alternated_in_rounds_after_a_warm_up(monkeypatch):
     timings = measure_alternating(functions, budget=0.0, min_rounds=3, max_rounds=3)
     assert calls == list("abc") + list("abc") + list("bca") + list("cab")
     assert {name: t.repeats for name, t in timings.items()} == {"a": 3, "b": 3, "c": 3}
+
+
+def test_rounds_scale_with_the_call_time(monkeypatch):
+    """Calls far under the budget get the most rounds (their medians need
+    the samples), calls that spend it early the fewest."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import time
+
+    from bench_sdf import MAX_ROUNDS, MIN_ROUNDS, measure_alternating
+
+    budget = 0.02
+    quick = measure_alternating({"a": lambda: None, "b": lambda: None}, budget=budget)
+    assert {t.repeats for t in quick.values()} == {MAX_ROUNDS}
+    slow = measure_alternating({"a": lambda: time.sleep(budget / 2),
+                                "b": lambda: time.sleep(budget / 2)}, budget=budget)
+    assert {t.repeats for t in slow.values()} == {MIN_ROUNDS}
+    assert MIN_ROUNDS < MAX_ROUNDS

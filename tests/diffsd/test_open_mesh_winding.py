@@ -144,6 +144,60 @@ def test_caps_close_the_mesh_and_their_winding_number_is_exact(name):
 
 
 @pytest.mark.parametrize("name", sorted(OPEN))
+def test_cap_balls_hold_their_triangles_and_are_tight(name):
+    """Each group's ball (about its centre) holds every corner of the group's
+    cap triangles, built independently from the index arrays, and no
+    larger ball is used: the crossing count prunes with these balls, and
+    the far field is taken beyond beta times their radius."""
+    vertices, faces = OPEN[name]()
+    bvh = MeshBVH(vertices, faces)
+    cap = _cap_faces(bvh)
+    groups = bvh.cap_group.shape[0]
+    # The cap faces are listed group by group; the apex of group g is vertex V + g.
+    group_of_face = torch.repeat_interleave(
+        torch.arange(groups), torch.tensor([
+            sum(bvh.boundary_edge[bvh.piece_first_edge[piece]:
+                                  bvh.piece_first_edge[piece + 1], 2].sum().item()
+                for piece in range(bvh.group_first_piece[g], bvh.group_first_piece[g + 1]))
+            for g in range(groups)]))
+    moved = vertices * torch.tensor([1.5, 0.7, 1.0], dtype=torch.float64) + 0.2
+    for current in (vertices, moved):
+        bvh.refit(current)
+        extended = torch.cat([current, bvh.cap_group[:, :3]])
+        corners = extended[cap]  # (T, 3, 3)
+        reach = (corners - bvh.cap_group[group_of_face, None, :3]).norm(dim=2).amax(1)
+        farthest = torch.zeros(groups, dtype=torch.float64).scatter_reduce(
+            0, group_of_face, reach, "amax")
+        radius = bvh.cap_group[:, 3]
+        assert bool((farthest <= radius).all())
+        torch.testing.assert_close(farthest, radius, rtol=1e-8, atol=0)
+
+
+def test_half_angle_sums_equal_the_sums_of_atan2():
+    """The running sum by the tangent addition formula (the caps' exact sums)
+    against math.atan2 term by term and math.fsum: long runs past several
+    turns, both signs, terms beyond 90 degrees (non-positive denominators),
+    tiny and huge magnitudes; the compiled function agrees with the Python one."""
+    from diffsd import geometry
+
+    generator = torch.Generator().manual_seed(11)
+    for length in (1, 2, 7, 60, 400):
+        for bias in (-1.0, 0.0, 1.0):
+            angle = (torch.rand(length, generator=generator, dtype=torch.float64) - 0.5
+                     + 0.5 * bias) * 2.9  # in (-pi, pi], mostly one sign with a bias
+            scale = torch.exp(torch.randn(length, generator=generator, dtype=torch.float64) * 20)
+            det = (scale * torch.sin(angle)).tolist()
+            denominator = (scale * torch.cos(angle)).tolist()
+            expected = math.fsum(math.atan2(y, x) for y, x in zip(det, denominator))
+            for add in (geometry.add_half_angle, _shared.add_half_angle):
+                tangent, whole = 0.0, 0.0
+                for y, x in zip(det, denominator):
+                    tangent, whole = add(tangent, whole, y, x)
+                assert abs(tangent) < 1.0
+                assert abs(whole + math.atan(tangent) - expected) < 1e-13 * (1 + length)
+
+
+@pytest.mark.parametrize("name", sorted(OPEN))
 def test_crossings_of_mesh_and_caps_give_the_integer_change(name):
     """Along a segment, the counted crossings of mesh and caps equal the
     change of the (integer) winding number of mesh plus caps."""
