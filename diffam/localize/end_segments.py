@@ -20,7 +20,9 @@ dense as the scan's own bodies (:data:`MARROW_FRACTION` of their marrow,
 :func:`marrow_density_hu`), not only above the fixed bone threshold: a cut
 body of low-density bone (60-100 HU) is still bone, while a sliver that
 only fades from the plate into the face falls below its marrow within a few
-millimetres.
+millimetres. Where a cut body is darker still, as dark as soft tissue, it
+counts by the whole bony cross-sections the scan shows past the plate
+(:mod:`~diffam.localize.end_sections`).
 """
 
 from __future__ import annotations

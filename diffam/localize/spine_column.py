@@ -15,7 +15,9 @@ axial slice by axial slice:
    most of the scan most densely gives the column, and the cue is recorded.
 3. Column axis: from that rough chain, the centroid of the vertebral bone
    within a radius in each axial slice (mean shift): the bone's centre of
-   mass, the quantity a vertebra centroid is made of.
+   mass, the quantity a vertebra centroid is made of. A column shorter than
+   :data:`SHORT_COLUMN_MM` keeps the canal's direction instead
+   (:func:`canal_parallel_points`).
 """
 
 from __future__ import annotations
