@@ -131,11 +131,12 @@ def _window(image: Volume, labels: Volume, rng, count: int) -> tuple[Volume, Vol
     index[array_axis] = slice(lo, hi)
     origin_index = np.zeros(3)
     origin_index[axis] = lo
-    origin = image.index_to_world(origin_index)
 
     def cut(volume: Volume) -> Volume:
+        # Each volume's own origin: a label map may share the scan's voxels
+        # but not its direction (the DICOM series' labels are flipped along j).
         return Volume(np.ascontiguousarray(volume.array[tuple(index)]), volume.spacing.copy(),
-                      origin, volume.direction.copy(), volume.source)
+                      volume.index_to_world(origin_index), volume.direction.copy(), volume.source)
 
     return cut(image), cut(labels), f"{level_name(chosen[0])}-{level_name(chosen[-1])}"
 

@@ -5,7 +5,8 @@ working grid; :mod:`~diffam.localize.spine_column` finds the column (bone,
 canal and body holes, per-slice bone centroid); :mod:`~diffam.localize.centerline`
 smooths it; :mod:`~diffam.localize.detection` cuts it into vertebrae at the
 intervertebral discs (:mod:`~diffam.localize.end_segments`: whether the bone
-beyond the end discs is a cut vertebra); :mod:`~diffam.localize.ribs` finds the ribs and
+beyond the end discs is a cut vertebra, by its density or by the whole
+cross-sections :mod:`~diffam.localize.end_sections` finds); :mod:`~diffam.localize.ribs` finds the ribs and
 :mod:`~diffam.localize.naming` names the vertebrae (lowest ribs = T12, or a hint);
 :mod:`~diffam.localize.orientation` gives each one a local frame.
 

@@ -46,11 +46,8 @@ from scipy import ndimage
 
 from diffam.core.volume import Volume
 from diffam.localize.centerline import Centerline
-from diffam.localize.end_segments import (
-    OUTSIDE_DENSITY_HU,
-    end_segment_bone_mm,
-    marrow_density_hu,
-)
+from diffam.localize.end_sections import column_sections
+from diffam.localize.end_segments import OUTSIDE_DENSITY_HU, end_segment_bone_mm, marrow_density_hu
 from diffam.localize.orientation import local_frame
 from diffam.localize.periodicity import (
     MAX_PERIOD_MM,
@@ -408,11 +405,15 @@ def detect_vertebrae(
         # body the scan shows as bone past the disc gap (a tight crop's
         # oblique face can leave only the disc and its blurred endplate
         # below the last vertebra in view, as S1 under L5 in verse008).
-        marrow, paired = marrow_density_hu(density, step, discs), plates[:, 1] > plates[:, 0]
+        # Past a paired disc, also by its density relative to the scan's own
+        # marrow, or by the whole bony cross-sections it shows (end_sections).
+        paired = plates[:, 1] > plates[:, 0]
+        cues = dict(marrow_hu=marrow_density_hu(density, step, discs),
+                    sections=column_sections(st.array, st.inside, st.v, st.u, discs, step))
         below, below_span = end_segment_bone_mm(density, step, plates[0, 0], -1, first_gap,
-                                                min_body_hu, paired=paired[0], marrow_hu=marrow)
+                                                min_body_hu, paired=paired[0], **cues)
         above, above_span = end_segment_bone_mm(density, step, plates[-1, 1], +1, last_gap,
-                                                min_body_hu, paired=paired[-1], marrow_hu=marrow)
+                                                min_body_hu, paired=paired[-1], **cues)
         if below >= min_partial_fraction * first_gap:
             bounds.insert(0, (discs[0] - first_gap, discs[0]))
             partial.insert(0, below < 0.9 * below_span)

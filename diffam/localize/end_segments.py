@@ -20,13 +20,17 @@ dense as the scan's own bodies (:data:`MARROW_FRACTION` of their marrow,
 :func:`marrow_density_hu`), not only above the fixed bone threshold: a cut
 body of low-density bone (60-100 HU) is still bone, while a sliver that
 only fades from the plate into the face falls below its marrow within a few
-millimetres.
+millimetres. Where a cut body is darker still, as dark as soft tissue, it
+counts by the whole bony cross-sections the scan shows past the plate
+(:mod:`~diffam.localize.end_sections`).
 """
 
 from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage
+
+from diffam.localize.end_sections import ColumnSections, whole_section_mm
 
 #: Body-slab density (HU) reported where the scan does not show the slab.
 OUTSIDE_DENSITY_HU = -200.0
@@ -67,7 +71,8 @@ def marrow_density_hu(density: np.ndarray, step: float, discs_mm: np.ndarray) ->
 
 def end_segment_bone_mm(density: np.ndarray, step: float, disc_mm: float, direction: int,
                         period_mm: float, min_body_hu: float, *, paired: bool = False,
-                        marrow_hu: float = float("nan")) -> tuple[float, float]:
+                        marrow_hu: float = float("nan"),
+                        sections: ColumnSections | None = None) -> tuple[float, float]:
     """Body bone the scan shows beyond an end disc, past its disc gap.
 
     Args:
@@ -83,6 +88,11 @@ def end_segment_bone_mm(density: np.ndarray, step: float, disc_mm: float, direct
         marrow_hu: the scan's marrow density (:func:`marrow_density_hu`);
             past a paired disc, bone is also what reaches
             :data:`MARROW_FRACTION` of it.
+        sections: the column's cross-sections
+            (:func:`~diffam.localize.end_sections.column_sections`); past a
+            paired disc, bone is also the run of whole bony sections
+            (:func:`~diffam.localize.end_sections.whole_section_mm`),
+            whatever the marrow's density.
 
     Returns:
         ``(bone_mm, span_mm)``: length of bone seen between the disc gap and
@@ -101,6 +111,9 @@ def end_segment_bone_mm(density: np.ndarray, step: float, disc_mm: float, direct
         gap = disc_mm + direction * DISC_SIDE_MM
         threshold = min(min_body_hu, MARROW_FRACTION * marrow_hu)
         body = _seen_smooth(density, BODY_SMOOTH_MM / step) > threshold
+        if sections is not None:
+            dense = _bony_mm(body, step, min(gap, far), max(gap, far))
+            return max(dense, whole_section_mm(sections, step, gap, far)), abs(far - gap)
     else:
         gap = _disc_gap_mm(density, step, disc_mm, direction, period_mm)
     return _bony_mm(body, step, min(gap, far), max(gap, far)), abs(far - gap)

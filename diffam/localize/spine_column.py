@@ -15,7 +15,9 @@ axial slice by axial slice:
    most of the scan most densely gives the column, and the cue is recorded.
 3. Column axis: from that rough chain, the centroid of the vertebral bone
    within a radius in each axial slice (mean shift): the bone's centre of
-   mass, the quantity a vertebra centroid is made of.
+   mass, the quantity a vertebra centroid is made of. A column shorter than
+   :data:`SHORT_COLUMN_MM` keeps the canal's direction instead
+   (:func:`canal_parallel_points`).
 """
 
 from __future__ import annotations
@@ -202,6 +204,35 @@ def _slice_centroid(
     return centre, float(inside.sum())
 
 
+#: Column length (mm) below which its axis runs parallel to the canal
+#: (:func:`canal_parallel_points`): about one vertebral period.
+SHORT_COLUMN_MM = 48.0
+
+
+def canal_parallel_points(points: np.ndarray, axis: dict) -> np.ndarray:
+    """Column points on the canal's path, shifted by the median offset of the bone centroids.
+
+    The bone centroid of an axial slice swings within a vertebra. Slices
+    through the body, the disc and the arch have their bone in different
+    places. Over a column of several vertebrae the centreline's smoothing
+    averages the swing out. Over one period or less it tilts the centreline
+    (the 40 mm DICOM series: about 30 degrees off the spine). The canal is
+    a straight tube there. The column keeps the canal's direction and the
+    bone's position.
+
+    Args:
+        points: ``(N, 3)`` ``(k, j, i)`` bone centroids, one per slice of
+            ``axis``; NaN rows where a slice holds no bone.
+        axis: slice ``k`` -> ``(j, i)`` of the canal chain (:func:`_rough_axis`).
+    """
+    canal = np.array([(k, *ji) for k, ji in axis.items()], dtype=float)
+    valid = ~np.isnan(points).any(axis=1)
+    if not valid.any():
+        return points
+    offset = np.median(points[valid] - canal[valid], axis=0)
+    return np.where(valid[:, None], canal + offset, np.nan)
+
+
 #: The cues that find column sections, in order of preference on equal
 #: scores, and the weight of each one's chain score: bright compact sections
 #: of a body's size are less specific than a canal (the 40 mm DICOM series: a
@@ -288,8 +319,11 @@ def find_column(
         else:
             points.append((k, *found[0]))
             area.append(found[1] * h * h)
+    points = np.array(points, dtype=float)
+    if best_cue != "vertebral bodies" and len(axis) * h < SHORT_COLUMN_MM:
+        points = canal_parallel_points(points, axis)
     return SpineColumn(
-        grid_to_world(grid, np.array(points)),
+        grid_to_world(grid, points),
         np.array(area),
         bone_threshold_hu,
         cue=best_cue,

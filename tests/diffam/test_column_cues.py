@@ -154,3 +154,34 @@ def test_working_grid_does_not_depend_on_the_voxel_order():
         # inside is left to the interpolator's rounding.
         inner = (slice(1, -1),) * 3
         np.testing.assert_allclose(grid.array[inner], lps.array[inner], atol=1e-2)
+
+
+def test_a_short_column_runs_parallel_to_the_canal_not_along_its_swinging_bone_centroids():
+    # 40 mm of column (the DICOM series): the canal is a straight tube tilted
+    # 10 degrees in the sagittal plane. The slices' bone centroids lie 15 mm in
+    # front of it on average, but they drift forwards as the slices pass from
+    # an arch to a body, and they swing from slice to slice.
+    from diffam.localize.centerline import fit_centerline
+    from diffam.localize.spine_column import canal_parallel_points
+
+    k = np.arange(20)
+    slope = np.tan(np.radians(10.0))  # voxels of j per slice
+    axis = {int(n): (60.0 + slope * n, 30.0) for n in k}
+    swing = np.where(k % 4 < 2, 3.0, -3.0)
+    drift = -0.4 * (k - k.mean())
+    bone = np.stack([k, 60.0 + slope * k - 7.5 + drift + swing, np.full(len(k), 30.0)], 1)
+    bone[5] = np.nan  # a slice without bone
+    canal_dir = np.array([1.0, slope, 0.0]) / np.hypot(1.0, slope)
+
+    def tilt_deg(points):
+        valid = points[~np.isnan(points).any(axis=1)]
+        tangent = fit_centerline(valid[:, ::-1] * SPACING_MM).tangents.mean(axis=0)
+        cosine = abs(tangent[::-1] @ canal_dir) / np.linalg.norm(tangent)
+        return np.degrees(np.arccos(min(cosine, 1.0)))
+
+    assert tilt_deg(bone) > 15.0  # what the bone centroids alone give
+    parallel = canal_parallel_points(bone, axis)
+    assert tilt_deg(parallel) < 1.0
+    assert np.isnan(parallel[5]).all()
+    # The bone's position is kept: the median offset from the canal.
+    np.testing.assert_allclose(np.nanmedian(parallel - bone, axis=0), 0.0, atol=0.5)
