@@ -52,9 +52,10 @@ from diffam.fit.roi import fit_samplers  # noqa: E402
 PHANTOM_SPACING_MM = (1.5, 1.5, 1.5)
 #: The issue's targets on 2 cores: whole spine (24 vertebrae) and five vertebrae.
 TARGET_SECONDS = {24: 300.0, 5: 60.0}
-#: ``no_gap``: the default without the neighbour gap loss (its cost, issue 18).
+#: ``no_gap``: the default without the neighbour gap loss (its cost, issue 18);
+#: ``no_fine``: the default without the finer grid in the last stage (its cost).
 BASELINES = {"paper": ["optim=paper"], "fast": ["optim=fast"], "default": [],
-             "no_gap": ["losses.gap=0"], "none": None}
+             "no_gap": ["losses.gap=0"], "no_fine": ["optim.fine_spacing_mm=0"], "none": None}
 
 
 def level_range(text: str) -> list[int]:
