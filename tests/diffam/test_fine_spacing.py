@@ -16,20 +16,20 @@ from diffam.fit.roi import fit_samplers
 SCAN_SPACING_MM = (0.7, 0.7, 2.5)
 
 
-def _linear_scan() -> Volume:
+def _linear_scan(spacing_mm=SCAN_SPACING_MM) -> Volume:
     """An oblique-free scan whose HU are a linear function of the world position."""
     k, j, i = np.meshgrid(np.arange(40), np.arange(60), np.arange(60), indexing="ij")
-    spacing = np.array(SCAN_SPACING_MM)
+    spacing = np.array(spacing_mm)
     origin = np.array([-20.0, 10.0, 30.0])
     x, y, z = (origin[a] + spacing[a] * idx for a, idx in enumerate((i, j, k)))
     array = (3.0 * x - 2.0 * y + 5.0 * z).astype(np.float32)
     return Volume(array, spacing, origin, np.eye(3))
 
 
-def _samplers(fine_mm: float):
+def _samplers(fine_mm: float, scan_spacing_mm=SCAN_SPACING_MM):
     optim = OptimConfig(processing_spacing_mm=1.5, fine_spacing_mm=fine_mm)
     lo, hi = np.array([-10.0, 20.0, 50.0]), np.array([15.0, 45.0, 110.0])
-    return fit_samplers(_linear_scan(), lo, hi, optim, torch.device("cpu"))
+    return fit_samplers(_linear_scan(scan_spacing_mm), lo, hi, optim, torch.device("cpu"))
 
 
 def test_fine_sampler_only_when_finer_than_the_processing_grid():
@@ -39,6 +39,14 @@ def test_fine_sampler_only_when_finer_than_the_processing_grid():
     coarse, fine = _samplers(1.0)
     assert coarse.spacing == (1.5, 1.5, 1.5)
     assert fine.spacing == (1.0, 1.0, 1.0)
+
+
+def test_fine_grid_is_never_finer_than_the_scan():
+    # 0.5 mm asked of a scan whose finest spacing is 0.7 mm: 0.7 mm
+    assert _samplers(0.5)[1].spacing == (0.7, 0.7, 0.7)
+    # a 1.5 mm scan has nothing finer to give: no fine sampler
+    assert _samplers(1.0, (1.5, 1.5, 1.5))[1] is None
+    assert _samplers(1.0, (1.2, 1.5, 2.0))[1].spacing == (1.2, 1.2, 1.2)
 
 
 def test_fine_and_coarse_samplers_cover_the_same_box_and_agree_on_a_linear_field():
