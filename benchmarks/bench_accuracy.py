@@ -165,9 +165,10 @@ def make_centroids(kind: str, labels, convention: str, levels: list[int]):
 
 
 def run_one(scan: Scan, kind: str, overrides: list[str], output: Path,
-            refine_methods: list[str] = ()) -> list[dict]:
+            refine_methods: list[str] = (), save_fit: Path | None = None) -> list[dict]:
     """One fit; its label map scored as configured and, for each of ``refine_methods``,
-    refined that way instead (the refinement works on the fitted meshes, after the fit)."""
+    refined that way instead (the refinement works on the fitted meshes, after the fit).
+    ``save_fit``: an ``.npz`` file for the fitted meshes (vertices, faces, VerSe ids, LPS mm)."""
     from dataclasses import replace as _replace
 
     from diffam.fit.pipeline import segment
@@ -185,6 +186,9 @@ def run_one(scan: Scan, kind: str, overrides: list[str], output: Path,
     tick = time.perf_counter()
     result = segment(image, config, centroids=centroids, **hint, **kwargs)
     seconds = time.perf_counter() - tick
+    if save_fit is not None:
+        np.savez_compressed(save_fit, vertices=result.fit.vertices, faces=result.fit.faces,
+                            verse_ids=np.asarray(result.fit.verse_ids))
     predictions = [(config.refine.method, np.asarray(result.labels.array).astype(np.int32))]
     for method in refine_methods:
         if method != config.refine.method:
@@ -267,6 +271,8 @@ def main(argv=None) -> int:
                              "on each fit, as variant NAME+METHOD")
     parser.add_argument("--output", type=Path, default=Path("/tmp/bench_accuracy"))
     parser.add_argument("--markdown", type=Path, default=None, help="also write the table here")
+    parser.add_argument("--save-fits", action="store_true",
+                        help="also save each fit's meshes to OUTPUT/fits/SCAN_CENTROIDS_VARIANT.npz")
     args = parser.parse_args(argv)
     if not (SHARED / "ct").is_dir():
         print(f"shared data not found at {SHARED}: set DIFFAM_SHARED_DATA")
@@ -289,7 +295,11 @@ def main(argv=None) -> int:
     for name, extra in variants:
         for scan in scans:
             for kind in kinds:
-                for r in run_one(scan, kind, base + extra, args.output, refine_methods):
+                save = None
+                if args.save_fits:
+                    (args.output / "fits").mkdir(exist_ok=True)
+                    save = args.output / "fits" / f"{scan.name}_{kind}_{name}.npz"
+                for r in run_one(scan, kind, base + extra, args.output, refine_methods, save):
                     r["variant"] = f"{name}+{r['refine']}" if refine_methods else name
                     results.append(r)
                     print(f"{scan.name:9s} {kind:8s} {r['variant']:10s} mean Dice "

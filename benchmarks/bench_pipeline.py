@@ -46,16 +46,16 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from diffam.core.labels import level_name, verse_id  # noqa: E402
 from diffam.core.template import load_template  # noqa: E402
 from diffam.fit.field_of_view import FieldOfView  # noqa: E402
-from diffam.fit.interpolation import VolumeSampler  # noqa: E402
 from diffam.fit.model import SpineFit, initial_placement, point_budgets  # noqa: E402
-from diffam.fit.roi import processing_volume  # noqa: E402
+from diffam.fit.roi import fit_samplers  # noqa: E402
 
 PHANTOM_SPACING_MM = (1.5, 1.5, 1.5)
 #: The issue's targets on 2 cores: whole spine (24 vertebrae) and five vertebrae.
 TARGET_SECONDS = {24: 300.0, 5: 60.0}
-#: ``no_gap``: the default without the neighbour gap loss (its cost, issue 18).
+#: ``no_gap``: the default without the neighbour gap loss (its cost, issue 18);
+#: ``no_fine``: the default without the finer grid in the last stage (its cost).
 BASELINES = {"paper": ["optim=paper"], "fast": ["optim=fast"], "default": [],
-             "no_gap": ["losses.gap=0"], "none": None}
+             "no_gap": ["losses.gap=0"], "no_fine": ["optim.fine_spacing_mm=0"], "none": None}
 
 
 def level_range(text: str) -> list[int]:
@@ -115,12 +115,10 @@ def prepare(config, image, template, centroids):
     placement = initial_placement(chosen, target, config)
     placed = placement.apply(torch.as_tensor(chosen.stacked_vertices())).numpy().reshape(-1, 3)
     margin = config.optim.crop_margin_mm
-    roi = processing_volume(image, placed.min(0) - margin, placed.max(0) + margin,
-                            config.optim.processing_spacing_mm)
-    sampler = VolumeSampler.from_volume(roi, outside_value=float(np.median(roi.array)),
-                                        sigma_step_mm=config.optim.blur_step_mm, device=device)
+    sampler, fine_sampler = fit_samplers(image, placed.min(0) - margin, placed.max(0) + margin,
+                                         config.optim, device)
     fit = SpineFit(sampler, chosen, target, config, device, placement=placement,
-                   field_of_view=FieldOfView.of_volume(image, device))
+                   field_of_view=FieldOfView.of_volume(image, device), fine_sampler=fine_sampler)
     return fit, time.perf_counter() - tick
 
 

@@ -63,6 +63,7 @@ RANGES: dict[str, tuple] = {
     "optim.init_search_deg": _NON_NEGATIVE,
     "export.trabecular_margin_mm": _NON_NEGATIVE,
     "optim.processing_spacing_mm": _NON_NEGATIVE,
+    "optim.fine_spacing_mm": _NON_NEGATIVE,
     "optim.crop_margin_mm": _NON_NEGATIVE,
     "optim.image_points_per_vertebra": _NON_NEGATIVE,
     "optim.surface_points_per_vertebra": _NON_NEGATIVE,

@@ -163,6 +163,10 @@ class SpineFit:
             :func:`initial_placement` of ``target_centroids``).
         field_of_view: the whole scan's field of view, for keeping the
             vertebrae in it (default: the sampler's box).
+        fine_sampler: the same crop on a finer grid
+            (``optim.fine_spacing_mm``), sampled instead of ``sampler`` once
+            the schedule's blur is 0: resampling to the coarse processing
+            grid blurs the cortex, which only the last stage can use.
     """
 
     def __init__(
@@ -174,10 +178,12 @@ class SpineFit:
         device: torch.device,
         placement: InitialTransform | None = None,
         field_of_view: FieldOfView | None = None,
+        fine_sampler: VolumeSampler | None = None,
     ):
         self.config = config
         self.device = device
         self.sampler = sampler
+        self.fine_sampler = fine_sampler
         self.template = template
         self.iteration = 0
         self.history: list[dict[str, float]] = []
@@ -251,6 +257,8 @@ class SpineFit:
         )
         # Samples outside the data box carry no information (diffam.fit.field_of_view).
         self.data_view = FieldOfView.of_sampler(sampler)
+        self.coarse_view = self.data_view
+        self.fine_view = None if fine_sampler is None else FieldOfView.of_sampler(fine_sampler)
         self.scan_view = field_of_view or self.data_view
         with torch.no_grad():
             start = vertices.reshape(m, -1, 3).mean(1)
@@ -308,7 +316,7 @@ class SpineFit:
             vertices = self.shape()  # (M, V, 3) mm
             packed = self.shape.packed(vertices)
         with self.stage_timer("blur"):
-            target_sampler = self.sampler.blurred(sigma)
+            target_sampler = self.target_sampler(sigma)
         with self.stage_timer("sampling"):
             samples = StepSamples(vertices=vertices, packed=packed,
                                   points=self._image_points(packed, image_count,
@@ -352,6 +360,17 @@ class SpineFit:
         record.update({name: float(value.detach()) for name, value in values.items()})
         self.history.append(record)
         return record
+
+    def target_sampler(self, blur_mm: float) -> VolumeSampler:
+        """The scan blurred by ``blur_mm``; once the (quantised) blur is 0, the
+        crop on the finer grid where there is one. Sets :attr:`data_view`, the
+        box whose samples carry data, to that sampler's."""
+        blurred = self.sampler.blurred(blur_mm)
+        if blurred is self.sampler and self.fine_sampler is not None:
+            self.data_view = self.fine_view
+            return self.fine_sampler
+        self.data_view = self.coarse_view
+        return blurred
 
     @contextlib.contextmanager
     def stage_timer(self, name: str):

@@ -23,10 +23,9 @@ from diffam.core.template import TemplateSet, load_template
 from diffam.core.volume import Volume
 from diffam.fit.field_of_view import FieldOfView
 from diffam.fit.guards import guard_centroids
-from diffam.fit.interpolation import VolumeSampler
 from diffam.fit.model import FitResult, SpineFit, initial_placement, template_centres
 from diffam.fit.refine import refine_labels
-from diffam.fit.roi import processing_volume
+from diffam.fit.roi import fit_samplers
 
 log = logging.getLogger(__name__)
 
@@ -205,12 +204,9 @@ def segment(
     placement = initial_placement(chosen, target, config, kind=centroids_kind)
     placed = placement.apply(torch.as_tensor(chosen.stacked_vertices())).numpy()
     margin = config.optim.crop_margin_mm
-    roi = processing_volume(image, placed.reshape(-1, 3).min(0) - margin,
-                            placed.reshape(-1, 3).max(0) + margin,
-                            config.optim.processing_spacing_mm)
-    sampler = VolumeSampler.from_volume(roi, outside_value=float(np.median(roi.array)),
-                                        sigma_step_mm=config.optim.blur_step_mm,
-                                        device=device)
+    sampler, fine_sampler = fit_samplers(image, placed.reshape(-1, 3).min(0) - margin,
+                                         placed.reshape(-1, 3).max(0) + margin,
+                                         config.optim, device)
     if config.optim.init_search and not (resume and checkpoint is not None
                                          and Path(checkpoint).exists()):
         from diffam.fit.rigid_search import rigid_search
@@ -221,7 +217,8 @@ def segment(
                                  search_deg=config.optim.init_search_deg)
         timings["search"] = time.perf_counter() - search_tick
     fit = SpineFit(sampler, chosen, target, config, device, placement=placement,
-                   field_of_view=FieldOfView.of_volume(image, device))
+                   field_of_view=FieldOfView.of_volume(image, device),
+                   fine_sampler=fine_sampler)
     if resume and checkpoint is not None and Path(checkpoint).exists():
         fit.load_state_dict(torch.load(checkpoint, map_location=device, weights_only=False))
         log.info("resumed from %s at iteration %d", checkpoint, fit.iteration)

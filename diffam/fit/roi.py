@@ -11,6 +11,10 @@ from __future__ import annotations
 import numpy as np
 
 from diffam.core.volume import Volume, resample
+from diffam.fit.interpolation import VolumeSampler
+
+#: Spacings closer than this (mm) count as the same grid.
+SPACING_TOLERANCE_MM = 1e-3
 
 
 def crop_to_world_box(volume: Volume, lo_mm: np.ndarray, hi_mm: np.ndarray) -> Volume:
@@ -42,3 +46,23 @@ def processing_volume(volume: Volume, lo_mm: np.ndarray, hi_mm: np.ndarray,
         fill = float(np.median(cropped.array))
         cropped = resample(cropped, spacing_mm, interpolator="linear", default_value=fill)
     return cropped
+
+
+def fit_samplers(volume: Volume, lo_mm: np.ndarray, hi_mm: np.ndarray, optim, device):
+    """The scan as the fit samples it: the crop at ``optim.processing_spacing_mm``, and
+    the same crop at ``optim.fine_spacing_mm`` for the unblurred end of the fit, but
+    no finer than the scan's own finest spacing (a finer grid adds no information);
+    None when that option is 0 or the result is not finer than the processing grid.
+
+    Both are :class:`diffam.fit.interpolation.VolumeSampler` on ``device``, padded
+    with the crop's median (the value of soft tissue, not of air).
+    """
+    roi = processing_volume(volume, lo_mm, hi_mm, optim.processing_spacing_mm)
+    options = {"outside_value": float(np.median(roi.array)),
+               "sigma_step_mm": optim.blur_step_mm, "device": device}
+    sampler = VolumeSampler.from_volume(roi, **options)
+    fine = max(float(optim.fine_spacing_mm), float(np.min(volume.spacing)))
+    if optim.fine_spacing_mm <= 0 or fine >= float(np.min(roi.spacing)) - SPACING_TOLERANCE_MM:
+        return sampler, None
+    return sampler, VolumeSampler.from_volume(processing_volume(volume, lo_mm, hi_mm, fine),
+                                              **options)
