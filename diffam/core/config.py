@@ -137,11 +137,22 @@ class OptimConfig:
     init_search: bool = False
     init_search_mm: float = 15.0
     init_search_deg: float = 15.0
+    #: Before the fit, move each given centroid that lies more than
+    #: reseat_keep_mm from the vertebra the localiser detects for its level
+    #: onto that vertebra (diffam.fit.reseat); levels are matched to detections
+    #: in order, so a centroid started toward a neighbour keeps its own bone
+    #: (chest CT T5-T9 moved 15 mm: EVIDENCE).
+    reseat_centroids: bool = True
+    reseat_keep_mm: float = 10.0
     #: Also fit the level just beyond each end of the given centroids, where
     #: its extrapolated centroid lies in the scan, and drop it from every
     #: output (diffam.fit.guards): without it an end vertebra grows into its
     #: unfitted neighbour (chest CT, T1-L1 given: T1 60 -> 87, L1 69 -> 89 Dice).
     guard_neighbours: bool = True
+    #: A guard is fitted also when its extrapolated centroid lies up to this far
+    #: outside the scan (mm): a neighbour cut by a tight crop but partly in view
+    #: (EVIDENCE).
+    guard_outside_mm: float = 12.0
     #: Least separation of neighbouring vertebral bodies kept by the loss
     #: ``losses.gap``, mm (0: off): without it the fit lets a body grow across
     #: the disc above until it touches its neighbour (chest CT, T4-T10).
