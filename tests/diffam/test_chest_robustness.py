@@ -1,5 +1,6 @@
 """Robustness on the shared chest CT (slow, needs ../shared/data): the scan cut to an
-80 mm sagittal slab, cut tight around three vertebrae, and centroids moved 15 mm.
+80 mm sagittal slab, cut tight around three vertebrae, centroids moved 15 mm, and the
+run of centroids turned 15 degrees about its middle (each template starts tilted 15 degrees).
 
 Five mid-thoracic vertebrae (T5-T9, TotalSegmentator labels) are fitted at the
 fast settings on the whole scan first; on each cut or moved start every
@@ -28,6 +29,7 @@ LEVELS = [12, 13, 14, 15, 16]  # T5-T9
 TOLERANCE = 5.0
 SLAB_MM = 80.0
 MOVE_MM = 15.0
+TURN_DEG = 15.0
 
 
 @pytest.fixture(scope="module")
@@ -98,6 +100,20 @@ def test_centroids_moved_15mm(chest):
         direction = rng.normal(size=3)
         moved[level] = point + MOVE_MM * direction / np.linalg.norm(direction)
     result = segment(image, _config(), centroids=moved)
+    got = _dice(_keep(np.asarray(result.labels.array), LEVELS), truth, image)
+    reference = _dice(full, truth, image)
+    for level in LEVELS:
+        assert got[level] > reference[level] - TOLERANCE, (level, got, reference)
+
+
+def test_centroids_turned_15_degrees(chest):
+    image, truth, centroids, full = chest
+    middle = centroids[LEVELS[len(LEVELS) // 2]]
+    c, s = np.cos(np.radians(TURN_DEG)), np.sin(np.radians(TURN_DEG))
+    # about the left-right axis: the run tilts forward in the sagittal plane
+    turn = np.array([[1.0, 0.0, 0.0], [0.0, c, -s], [0.0, s, c]])
+    turned = {level: middle + turn @ (point - middle) for level, point in centroids.items()}
+    result = segment(image, _config(), centroids=turned)
     got = _dice(_keep(np.asarray(result.labels.array), LEVELS), truth, image)
     reference = _dice(full, truth, image)
     for level in LEVELS:
