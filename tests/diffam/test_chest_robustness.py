@@ -67,7 +67,7 @@ def _fit_cut(chest, lo, hi, levels):
                    "uncut; T5-T7 within 5); without them T9 fell from 77 to 63. Later the same day "
                    "it passed in 1 of 4 runs (misses: T5 64 against 73, T8 74.1 against 79.8; the "
                    "re-seating and guard_outside_mm change nothing on the slab's start); the uncut "
-                   "fit itself varies by up to 8 points per level from run to run at 2 threads")
+                   "fit itself varies by up to 10 points per level from run to run at 2 threads")
 def test_sagittal_slab_80mm(chest):
     # Was xfail (2026-12-06: T9, the lowest of the run, 63 against 77, grown into the
     # unfitted T10); passes since the guard neighbours (diffam.fit.guards) fit T4 and T10.
