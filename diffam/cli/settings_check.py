@@ -61,6 +61,8 @@ RANGES: dict[str, tuple] = {
     "optim.neighbour_gap_mm": _NON_NEGATIVE,
     "optim.init_search_mm": _NON_NEGATIVE,
     "optim.init_search_deg": _NON_NEGATIVE,
+    "optim.reseat_keep_mm": _NON_NEGATIVE,
+    "optim.guard_outside_mm": _NON_NEGATIVE,
     "export.trabecular_margin_mm": _NON_NEGATIVE,
     "optim.processing_spacing_mm": _NON_NEGATIVE,
     "optim.fine_spacing_mm": _NON_NEGATIVE,

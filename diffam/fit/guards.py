@@ -8,8 +8,12 @@ only, C7 and L2 in view) T1's mask lay 33 % on C7 and L1's 23 % on L2 (Dice
 neighbours apart and T1 and L1 reach 87 and 89. So the level beyond each end
 is fitted too, from a centroid extrapolated one spacing beyond the end, when
 that centroid lies in the scan; it is removed from every output (label map,
-meshes, reports). Where the scan ends at the last vertebra (tight crops) the
-extrapolated centroid lies outside and nothing changes.
+meshes, reports). Where a tight crop ends at the last vertebra asked for, the
+neighbour beyond it is cut by the crop but partly in view (thoracic spinous
+processes and facets reach a level down): its extrapolated centroid lies
+just outside the scan, and it is fitted still when that centroid is at most
+``outside_mm`` outside (``optim.guard_outside_mm``); the fit ignores the part
+out of view (:mod:`diffam.fit.field_of_view`).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ def guard_centroids(
     centroids: Mapping[int, np.ndarray],
     template_ids: Iterable[int],
     volume: Volume,
+    outside_mm: float = 0.0,
 ) -> dict[int, np.ndarray]:
     """Extrapolated centroids of the levels just beyond each end of ``centroids``.
 
@@ -32,7 +37,9 @@ def guard_centroids(
         centroids: VerSe id -> (3,) LPS mm, the levels to be fitted (two or more
             give a direction; with fewer no guard is added).
         template_ids: VerSe ids the template can fit.
-        volume: the scan; a guard whose centroid lies outside it is not added.
+        volume: the scan; a guard whose centroid lies outside it by more than
+            ``outside_mm`` (from the box of voxel centres) is not added.
+        outside_mm: how far outside the scan a guard's centroid may lie, mm.
 
     Returns:
         VerSe id -> (3,) LPS mm for each guard level (at most two): the end
@@ -49,6 +56,16 @@ def guard_centroids(
             continue
         step = (np.asarray(centroids[end], float) - np.asarray(centroids[inner], float)) / (end - inner)
         point = np.asarray(centroids[end], float) + step * (beyond - end)
-        if bool(volume.contains_world(point)):
+        if bool(volume.contains_world(point)) or _depth_mm(volume, point) >= -outside_mm:
             guards[beyond] = point
     return guards
+
+
+def _depth_mm(volume: Volume, point: np.ndarray) -> float:
+    """Signed distance (mm) of ``point`` to the box of voxel centres, > 0 inside."""
+    import torch
+
+    from diffam.fit.field_of_view import FieldOfView
+
+    view = FieldOfView.of_volume(volume)
+    return float(view.depth(torch.as_tensor(point, dtype=torch.float64)[None])[0])

@@ -132,6 +132,28 @@ def find_centroids(image: Volume, hint_lowest: str | None, hint_highest: str | N
     return found.centroids, found.naming
 
 
+def reseat_given(image: Volume, chosen: TemplateSet, centroids: dict[int, np.ndarray],
+                 kind: str, config: SegmentationConfig) -> tuple[dict[int, np.ndarray], str]:
+    """The given centroids re-seated on the scan's vertebrae (:mod:`diffam.fit.reseat`), and the source text."""
+    from diffam.fit.reseat import reseat_centroids
+
+    to_vertebra = None
+    if kind == "body":  # compare through the template's body-to-vertebra offset as placed
+        target = np.stack([centroids[v.verse_id] for v in chosen.vertebrae])
+        placement = initial_placement(chosen, target, config, kind="body")
+        whole = placement.apply(torch.as_tensor(template_centres(chosen)[:, None, :])).numpy()
+        to_vertebra = {v.verse_id: whole[i, 0] - target[i] for i, v in enumerate(chosen.vertebrae)}
+    found = reseat_centroids(image, centroids, keep_mm=config.optim.reseat_keep_mm,
+                             to_vertebra=to_vertebra)
+    if not found.moved:
+        if found.reason:
+            log.info("given centroids kept: %s", found.reason)
+        return found.centroids, "given"
+    moved = ", ".join(f"{level_name(v)} {d:.0f} mm" for v, d in sorted(found.moved.items()))
+    log.info("given centroids re-seated on the detected vertebrae: %s", moved)
+    return found.centroids, f"given, re-seated on the detected vertebrae ({moved})"
+
+
 def segment(
     image: Volume,
     config: SegmentationConfig | None = None,
@@ -190,7 +212,11 @@ def segment(
     check_bone(image, centroids)
     chosen = select_template(template, centroids, config.levels)
     fitted = {v.verse_id: centroids[v.verse_id] for v in chosen.vertebrae}
-    guards = (guard_centroids(fitted, [v.verse_id for v in template.vertebrae], image)
+    if config.optim.reseat_centroids and source == "given":
+        fitted, source = reseat_given(image, chosen, fitted, centroids_kind, config)
+        centroids = {**centroids, **fitted}
+    guards = (guard_centroids(fitted, [v.verse_id for v in template.vertebrae], image,
+                              outside_mm=config.optim.guard_outside_mm)
               if config.optim.guard_neighbours else {})
     if guards:
         log.info("guard neighbours fitted and dropped: %s",

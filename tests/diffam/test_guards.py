@@ -39,3 +39,13 @@ def test_no_guard_outside_the_scan_or_the_template_or_already_given():
     assert guard_centroids({10: given[10]}, ALL_LEVELS, CUBE) == {}  # one centroid: no direction
     with_neighbour = {**given, 12: given[11] + np.array([0.0, 3.0, -30.0])}
     assert sorted(guard_centroids(with_neighbour, ALL_LEVELS, CUBE)) == [13]
+
+
+def test_a_guard_just_outside_the_scan_is_fitted_when_allowed():
+    # the level above would be at z 210: 12 mm above the last voxel centre (z 198)
+    given = _column([9, 10, 11], top=(100.0, 90.0, 180.0))
+    assert sorted(guard_centroids(given, ALL_LEVELS, CUBE)) == [12]
+    assert sorted(guard_centroids(given, ALL_LEVELS, CUBE, outside_mm=11.0)) == [12]
+    guards = guard_centroids(given, ALL_LEVELS, CUBE, outside_mm=13.0)
+    assert sorted(guards) == [8, 12]
+    np.testing.assert_allclose(guards[8], [100.0, 87.0, 210.0])

@@ -1,0 +1,150 @@
+"""Re-seating given centroids on detected vertebrae (diffam.fit.reseat), on synthetic columns."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from diffam.fit.reseat import MATCH_MM, match_levels, reseat_centroids, smoothed_run
+
+#: A column of vertebrae every 24 mm down a slightly tilted line (a mid-thoracic period).
+STEP = np.array([0.0, 4.0, -24.0])
+TOP = np.array([10.0, 20.0, 300.0])
+
+
+def _column(ids, first_id):
+    """True centres of ``ids``, the level ``first_id`` at ``TOP``."""
+    return {v: TOP + (v - first_id) * STEP for v in ids}
+
+
+def _moved(centres, mm, seed):
+    rng = np.random.default_rng(seed)
+    out = {}
+    for v, p in centres.items():
+        d = rng.normal(size=3)
+        out[v] = p + mm * d / np.linalg.norm(d)
+    return out
+
+
+def _detections(ids, first_id, cut=()):
+    truth = _column(ids, first_id)
+    points = np.stack([truth[v] for v in ids])
+    return points, np.array([v in cut for v in ids])
+
+
+def test_smoothed_run_reproduces_a_line_and_a_parabola():
+    line = {v: TOP + v * STEP for v in range(12, 17)}
+    for v, p in smoothed_run(line).items():
+        np.testing.assert_allclose(p, line[v], atol=1e-9)
+    bent = {v: TOP + v * STEP + np.array([0.0, 0.3 * v * v, 0.0]) for v in range(10, 17)}
+    for v, p in smoothed_run(bent).items():
+        np.testing.assert_allclose(p, bent[v], atol=1e-6)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_centroids_moved_15mm_go_back_to_their_own_vertebra(seed):
+    levels = [12, 13, 14, 15, 16]
+    truth = _column(levels, 12)
+    # the detection sees two more vertebrae above and below, listed out of order
+    points, cut = _detections(list(range(10, 19)), 12)
+    order = np.random.default_rng(seed).permutation(len(points))
+    given = _moved(truth, 15.0, seed)
+    out = reseat_centroids(None, given, keep_mm=10.0, detections=(points[order], cut[order]))
+    for v in levels:
+        np.testing.assert_allclose(out.centroids[v], truth[v], atol=1e-9)
+    assert set(out.moved) == set(levels)
+
+
+def test_centroids_near_their_vertebra_are_kept_exactly():
+    levels = [12, 13, 14, 15, 16]
+    truth = _column(levels, 12)
+    given = _moved(truth, 6.0, 0)  # as far as the detection's own error
+    out = reseat_centroids(None, given, keep_mm=10.0,
+                           detections=_detections(list(range(10, 19)), 12))
+    assert out.moved == {}
+    for v in levels:
+        np.testing.assert_array_equal(out.centroids[v], given[v])
+
+
+def test_in_a_moved_run_a_level_near_its_detection_is_reseated_too():
+    levels = [12, 13, 14, 15, 16]
+    truth = _column(levels, 12)
+    given = _moved(truth, 15.0, 4)
+    given[12] = truth[12] + np.array([8.0, 0.0, 0.0])  # by chance near its own vertebra
+    out = reseat_centroids(None, given, keep_mm=10.0,
+                           detections=_detections(list(range(10, 19)), 12))
+    assert set(out.moved) == set(levels)
+    np.testing.assert_allclose(out.centroids[12], truth[12], atol=1e-9)
+
+
+def test_in_a_correct_run_only_a_far_outlier_is_reseated():
+    levels = [12, 13, 14, 15, 16]
+    truth = _column(levels, 12)
+    given = _moved(truth, 5.0, 5)
+    given[13] = truth[13] + np.array([15.0, 0.0, 0.0])  # within 2 keep_mm: kept
+    given[15] = truth[15] + np.array([0.0, 10.0, -20.0])  # 22 mm, toward the level below
+    out = reseat_centroids(None, given, keep_mm=10.0,
+                           detections=_detections(list(range(10, 19)), 12))
+    assert set(out.moved) == {15}
+    np.testing.assert_allclose(out.centroids[15], truth[15], atol=1e-9)
+    np.testing.assert_array_equal(out.centroids[13], given[13])
+
+
+def test_a_run_turned_15_degrees_about_its_middle_agrees_with_the_detections():
+    levels = [12, 13, 14, 15, 16]
+    truth = _column(levels, 12)
+    c, s = np.cos(np.radians(15.0)), np.sin(np.radians(15.0))
+    turn = np.array([[1.0, 0.0, 0.0], [0.0, c, -s], [0.0, s, c]])  # about the left-right axis
+    middle = truth[14]
+    given = {v: middle + turn @ (p - middle) for v, p in truth.items()}
+    # the ends move 2 * 48.7 * sin(7.5 deg) = 12.7 mm, the median level 6.4 mm: kept
+    out = reseat_centroids(None, given, keep_mm=10.0,
+                           detections=_detections(list(range(10, 19)), 12))
+    assert out.moved == {}
+
+
+def test_cut_or_unmatched_detections_leave_the_given_centroid():
+    levels = [12, 13, 14, 15, 16]
+    truth = _column(levels, 12)
+    given = _moved(truth, 15.0, 1)
+    # level 16's detection is cut by the scan's end; 12 has no detection at all
+    points, cut = _detections([13, 14, 15, 16], 12, cut=(16,))
+    out = reseat_centroids(None, given, keep_mm=10.0, detections=(points, cut))
+    assert set(out.moved) == {13, 14, 15}
+    np.testing.assert_array_equal(out.centroids[12], given[12])
+    np.testing.assert_array_equal(out.centroids[16], given[16])
+
+
+def test_weak_evidence_keeps_every_centroid():
+    truth = _column([12, 13, 14, 15], 12)
+    given = _moved(truth, 15.0, 2)
+    two = {v: given[v] for v in (12, 13)}
+    out = reseat_centroids(None, two, keep_mm=10.0, detections=_detections([12, 13, 14], 12))
+    assert out.moved == {} and "fewer than" in out.reason
+    far = (np.stack([p + np.array([200.0, 0.0, 0.0]) for p in truth.values()]), np.zeros(4, bool))
+    out = reseat_centroids(None, given, keep_mm=10.0, detections=far)
+    assert out.moved == {} and "matched" in out.reason
+
+
+def test_body_centres_are_compared_through_the_offset_to_the_vertebra():
+    levels = [12, 13, 14, 15, 16]
+    truth = _column(levels, 12)
+    anterior = np.array([0.0, -12.0, 0.0])  # body centres lie 12 mm anterior (LPS -y)
+    bodies = {v: p + anterior for v, p in truth.items()}
+    to_vertebra = {v: -anterior for v in levels}
+    detections = _detections(list(range(10, 19)), 12)
+    kept = reseat_centroids(None, bodies, keep_mm=10.0, to_vertebra=to_vertebra,
+                            detections=detections)
+    assert kept.moved == {}
+    moved = _moved(bodies, 15.0, 3)
+    out = reseat_centroids(None, moved, keep_mm=10.0, to_vertebra=to_vertebra,
+                           detections=detections)
+    assert set(out.moved) == set(levels)
+    for v in levels:
+        np.testing.assert_allclose(out.centroids[v], bodies[v], atol=1e-9)
+
+
+def test_match_levels_takes_no_detection_beyond_the_cap():
+    truth = _column([12, 13, 14], 12)
+    points = np.stack([truth[12], truth[13] + np.array([MATCH_MM + 1.0, 0.0, 0.0]), truth[14]])
+    assert match_levels(truth, points) == {12: 0, 14: 2}
