@@ -27,33 +27,12 @@ from diffam.fit.deformation import InitialTransform, SpineShapeModel
 from diffam.fit.field_of_view import FieldOfView
 from diffam.fit.interpolation import VolumeSampler
 from diffam.fit.objective import LOSS_TERMS, StepSamples, body_face_mask
-from diffam.fit.optim import VectorAdam, appearance_optimizer, frequency_step_scale
+from diffam.fit.optim import (VectorAdam, appearance_optimizer, frequency_step_scale,
+                              repeatable_cpu_kernels)
 from diffam.fit.schedules import make_schedule
 from diffam.fit.spectral import laplace_beltrami_basis
 
 log = logging.getLogger(__name__)
-
-
-@contextlib.contextmanager
-def _repeatable_cpu_kernels(device: torch.device):
-    """Torch's deterministic CPU kernels while the block runs (on a CPU fit only).
-
-    The backward of indexing with repeated indices (``vertices[faces]``) is an
-    accumulating ``index_put``, whose default CPU kernel adds in thread order,
-    so two identical fits on more than one thread differed in the last bits;
-    the deterministic kernel sorts the indices first, at no measurable cost.
-    """
-    if device.type != "cpu" or torch.are_deterministic_algorithms_enabled():
-        yield
-        return
-    fill = torch.utils.deterministic.fill_uninitialized_memory
-    torch.utils.deterministic.fill_uninitialized_memory = False
-    torch.use_deterministic_algorithms(True)
-    try:
-        yield
-    finally:
-        torch.use_deterministic_algorithms(False)
-        torch.utils.deterministic.fill_uninitialized_memory = fill
 
 
 @dataclass
@@ -336,7 +315,7 @@ class SpineFit:
             values = {term.name: term.evaluate(self, samples) for term in terms}
             total = sum(getattr(weights, name) * value for name, value in values.items())
 
-        with self.stage_timer("backward"), _repeatable_cpu_kernels(self.device):
+        with self.stage_timer("backward"), repeatable_cpu_kernels(self.device):
             self.appearance_optimizer.zero_grad(set_to_none=True)
             if self.shape_optimizer is not None:
                 self.shape_optimizer.zero_grad(set_to_none=True)

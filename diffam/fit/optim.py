@@ -13,6 +13,7 @@ with :meth:`VectorAdam.set_frequency_scale` and :func:`frequency_step_scale`.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable
 
 import torch
@@ -160,3 +161,25 @@ def appearance_optimizer(
 ) -> torch.optim.Adam:
     """Plain Adam for the appearance MLP (METHOD.md: lr 0.01, betas (0.9, 0.9))."""
     return torch.optim.Adam(params, lr=lr, betas=tuple(betas))
+
+
+@contextlib.contextmanager
+def repeatable_cpu_kernels(device: torch.device):
+    """Torch's deterministic CPU kernels while the block runs (on a CPU fit only).
+
+    The backward of indexing with repeated indices (``vertices[faces]``) is an
+    accumulating ``index_put``, whose default CPU kernel adds in thread order,
+    so two identical fits on more than one thread differed in the last bits;
+    the deterministic kernel sorts the indices first, at no measurable cost.
+    """
+    if device.type != "cpu" or torch.are_deterministic_algorithms_enabled():
+        yield
+        return
+    fill = torch.utils.deterministic.fill_uninitialized_memory
+    torch.utils.deterministic.fill_uninitialized_memory = False
+    torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(False)
+        torch.utils.deterministic.fill_uninitialized_memory = fill
