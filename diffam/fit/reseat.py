@@ -32,7 +32,8 @@ centroids name them:
    to a vertebra cut by the scan's end, keeps its given centroid.
 
 Where the evidence is weak (fewer than :data:`MIN_LEVELS` given levels, no
-column found, fewer than half of the levels matched) every centroid is kept.
+column found, fewer than half of the levels matched, fewer than
+:data:`MIN_LEVELS` matched to whole, uncut detections) every centroid is kept.
 Body centres (VerSe ``*_ctd.json``) are compared through a per-level offset
 to the whole vertebra's centre, which the caller computes from the template.
 """
@@ -201,12 +202,19 @@ def reseat_centroids(
     matched = match_levels(smoothed_run(whole), np.asarray(points, dtype=np.float64))
     if 2 * len(matched) < len(given):
         return Reseating(given, reason=f"only {len(matched)} of {len(given)} levels matched")
-    distance = {v: float(np.linalg.norm(points[i] - whole[v])) for v, i in matched.items()}
+    # A cut vertebra's detection and label centroid both sit off its centre,
+    # so only whole ones judge the run (l3_crop: two cut ends 10-16 mm off
+    # would have moved its one whole vertebra 13 mm).
+    whole_matched = {v: i for v, i in matched.items() if not cut[i]}
+    if len(whole_matched) < MIN_LEVELS:
+        return Reseating(given, reason=f"only {len(whole_matched)} levels matched to whole "
+                                       "detected vertebrae")
+    distance = {v: float(np.linalg.norm(points[i] - whole[v])) for v, i in whole_matched.items()}
     run_off = float(np.median(list(distance.values()))) > keep_mm
     limit = 0.0 if run_off else OUTLIER_FACTOR * keep_mm
     out, moved = dict(given), {}
-    for v, i in matched.items():
-        if distance[v] > limit and not cut[i]:
+    for v, i in whole_matched.items():
+        if distance[v] > limit:
             out[v] = points[i] - offset[v]
             moved[v] = distance[v]
     return Reseating(out, moved)

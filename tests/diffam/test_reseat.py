@@ -148,3 +148,19 @@ def test_match_levels_takes_no_detection_beyond_the_cap():
     truth = _column([12, 13, 14], 12)
     points = np.stack([truth[12], truth[13] + np.array([MATCH_MM + 1.0, 0.0, 0.0]), truth[14]])
     assert match_levels(truth, points) == {12: 0, 14: 2}
+
+
+def test_cut_end_detections_do_not_judge_the_run():
+    # l3_crop: three levels, both ends cut by the crop; their label centroids and
+    # detections sit 10-16 mm apart, the whole middle one 13 mm from its detection.
+    levels = [21, 22, 23]
+    truth = _column(levels, 21)
+    given = dict(truth)
+    given[21] = truth[21] + np.array([0.0, 0.0, 14.0])
+    given[23] = truth[23] + np.array([0.0, 0.0, -16.0])
+    points, cut = _detections(levels, 21, cut=(21, 23))
+    points[1] = points[1] + np.array([0.0, 13.0, 0.0])
+    out = reseat_centroids(None, given, keep_mm=10.0, detections=(points, cut))
+    assert out.moved == {} and "whole" in out.reason
+    for v in levels:
+        np.testing.assert_array_equal(out.centroids[v], given[v])
