@@ -62,12 +62,10 @@ def _fit_cut(chest, lo, hi, levels):
     return _dice(cut_pred, cut_truth, cut_image), _dice(cut_full, cut_truth, cut_image)
 
 
-@pytest.mark.xfail(strict=False, reason="borderline (issue 18): with the guard neighbours it passed "
-                   "once and missed once by 0.2 points (2026-12-07, T8 75.9 on the slab against 81.1 "
-                   "uncut; T5-T7 within 5); without them T9 fell from 77 to 63. Later the same day "
-                   "it passed in 1 of 4 runs (misses: T5 64 against 73, T8 74.1 against 79.8; the "
-                   "re-seating and guard_outside_mm change nothing on the slab's start); the uncut "
-                   "fit itself varies by up to 10 points per level from run to run at 2 threads")
+@pytest.mark.xfail(strict=False, reason="open (issue 18): fails since fits repeat exactly (2026-12-07, "
+                   "CI at 2 threads); the runs that passed before were favourable draws of a fit whose "
+                   "levels moved by up to 10 points from run to run (misses seen: T5 64 against 73, "
+                   "T8 72.6-75.9 against 79.8-81.4); without the guard neighbours T9 fell from 77 to 63")
 def test_sagittal_slab_80mm(chest):
     # Was xfail (2026-12-06: T9, the lowest of the run, 63 against 77, grown into the
     # unfitted T10); passes since the guard neighbours (diffam.fit.guards) fit T4 and T10.
@@ -81,10 +79,10 @@ def test_sagittal_slab_80mm(chest):
         assert cut[level] > full[level] - TOLERANCE, (level, cut, full)
 
 
-@pytest.mark.xfail(strict=False, reason="borderline: the top vertebra of the crop, T6, loses most. "
-                   "2026-12-07, with the guard T5 fitted although its centroid lies 4 mm outside "
-                   "the crop (optim.guard_outside_mm): passed in 2 of 4 runs (misses: T6 69.8 "
-                   "against 77.8, T6/T7 by 0.3); without that guard T6 67 against 77")
+@pytest.mark.xfail(strict=False, reason="open (issue 18): fails since fits repeat exactly (2026-12-07, "
+                   "CI at 2 threads); the top vertebra of the crop, T6, loses most (69.8-75 against "
+                   "74-79 uncut in earlier, non-repeatable runs); fitting the guard T5, whose centroid "
+                   "lies 4 mm outside the crop (optim.guard_outside_mm), raised it from 67")
 def test_tight_crop_around_three_vertebrae(chest):
     image, truth, _, _ = chest
     wanted = LEVELS[1:4]  # T6-T8
