@@ -23,7 +23,7 @@ _INLINED = frozenset({
     "distance_gradient", "point_distance_gradient", "as_float64", "add_triangle_moments",
     "fan_edges_moments", "far_field_solid_angle", "is_far", "segment_meets_ball",
     "corner_solid_angle", "relative_corner", "corner_half_angle_terms", "add_half_angle",
-    "add_corner_half_angle",
+    "add_corner_half_angle", "farthest_edge_end_squared",
 })
 
 
@@ -235,6 +235,17 @@ def refit_caps(vertices, boundary_edge, piece_first_edge, group_first_piece, cap
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
+def _task_scratch():
+    """One query task's traversal stacks and its ring of recent points (see
+    :func:`_remember`): (stack, stack_distance, point, distance, margin,
+    winding, root)."""
+    return (np.empty(STACK_SIZE, np.int64), np.empty(STACK_SIZE, np.float64),
+            np.empty((RECENT_POINTS, 3), np.float64), np.zeros(RECENT_POINTS, np.float64),
+            np.zeros(RECENT_POINTS, np.float64), np.empty(RECENT_POINTS, np.float64),
+            np.full(RECENT_POINTS, -1, np.int64))
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
 def _closest_into(i, px, py, pz, root, num_internal, child_left, child_right, child_frame,
                   leaf_vertices, leaf_face, margin, hint_leaf, stack, stack_distance,
                   out_distance, out_face, out_barycentric, out_closest):
@@ -280,13 +291,8 @@ def query(points, point_order, point_mesh, mesh_root, mesh_closed, child_left, c
     num_internal = child_left.shape[0]
     num_tasks = (num_points + POINTS_PER_TASK - 1) // POINTS_PER_TASK
     for task in numba.prange(num_tasks):
-        stack = np.empty(STACK_SIZE, np.int64)
-        stack_distance = np.empty(STACK_SIZE, np.float64)
-        recent_point = np.empty((RECENT_POINTS, 3), np.float64)
-        recent_distance = np.zeros(RECENT_POINTS, np.float64)
-        recent_margin = np.zeros(RECENT_POINTS, np.float64)
-        recent_winding = np.empty(RECENT_POINTS, np.float64)
-        recent_root = np.full(RECENT_POINTS, -1, np.int64)
+        (stack, stack_distance, recent_point, recent_distance, recent_margin, recent_winding,
+         recent_root) = _task_scratch()
         recent_next = 0
         end = min(num_points, (task + 1) * POINTS_PER_TASK)
         hint_leaf = -1
@@ -338,13 +344,8 @@ def query_open(points, point_order, point_mesh, mesh_root, mesh_closed, child_le
     num_internal = child_left.shape[0]
     num_tasks = (num_points + POINTS_PER_TASK - 1) // POINTS_PER_TASK
     for task in numba.prange(num_tasks):
-        stack = np.empty(STACK_SIZE, np.int64)
-        stack_distance = np.empty(STACK_SIZE, np.float64)
-        recent_point = np.empty((RECENT_POINTS, 3), np.float64)
-        recent_distance = np.zeros(RECENT_POINTS, np.float64)
-        recent_margin = np.zeros(RECENT_POINTS, np.float64)
-        recent_winding = np.empty(RECENT_POINTS, np.float64)
-        recent_root = np.full(RECENT_POINTS, -1, np.int64)
+        (stack, stack_distance, recent_point, recent_distance, recent_margin, recent_winding,
+         recent_root) = _task_scratch()
         recent_next = 0
         end = min(num_points, (task + 1) * POINTS_PER_TASK)
         hint_leaf = -1

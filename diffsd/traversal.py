@@ -429,6 +429,18 @@ def refit_cap_piece(piece, vertices, boundary_edge, piece_first_edge, cap_edge, 
                       cap_edge[first, 1], cap_edge[first, 2], 1)
 
 
+def farthest_edge_end_squared(cap_edge, first, last, ox, oy, oz, radius2):
+    """The larger of ``radius2`` and the squared distance from o to the
+    farthest end of edges ``first .. last - 1``."""
+    for e in range(first, last):
+        for end in range(2):
+            dx = cap_edge[e, 3 * end] - ox
+            dy = cap_edge[e, 3 * end + 1] - oy
+            dz = cap_edge[e, 3 * end + 2] - oz
+            radius2 = max(radius2, dot3(dx, dy, dz, dx, dy, dz))
+    return radius2
+
+
 def fan_edges_moments(row, first, last, cap_edge, cap, sx, sy, sz, skip):
     """Centre, radius, normal and moment of the fan from s over edges
     ``first + skip .. last - 1`` (and s itself) into ``cap[row]``."""
@@ -447,16 +459,11 @@ def fan_edges_moments(row, first, last, cap_edge, cap, sx, sy, sz, skip):
     radius2 = dot3(sx - ox, sy - oy, sz - oz, sx - ox, sy - oy, sz - oz)
     for k in range(3, CAP_ROW_SIZE):
         cap[row, k] = 0.0
-    for e in range(first, last):
-        for end in range(2):
-            dx = cap_edge[e, 3 * end] - ox
-            dy = cap_edge[e, 3 * end + 1] - oy
-            dz = cap_edge[e, 3 * end + 2] - oz
-            radius2 = max(radius2, dot3(dx, dy, dz, dx, dy, dz))
-        if e >= first + skip:
-            add_triangle_moments(row, cap, ox, oy, oz, sx, sy, sz, cap_edge[e, 3],
-                                 cap_edge[e, 4], cap_edge[e, 5], cap_edge[e, 0], cap_edge[e, 1],
-                                 cap_edge[e, 2], cap_edge[e, 6])
+    radius2 = farthest_edge_end_squared(cap_edge, first, last, ox, oy, oz, radius2)
+    for e in range(first + skip, last):
+        add_triangle_moments(row, cap, ox, oy, oz, sx, sy, sz, cap_edge[e, 3],
+                             cap_edge[e, 4], cap_edge[e, 5], cap_edge[e, 0], cap_edge[e, 1],
+                             cap_edge[e, 2], cap_edge[e, 6])
     cap[row, 0] = ox
     cap[row, 1] = oy
     cap[row, 2] = oz
@@ -490,13 +497,8 @@ def refit_cap_group(group, group_first_piece, piece_first_edge, cap_edge, cap_pi
     ox /= last - first
     oy /= last - first
     oz /= last - first
-    radius2 = 0.0
-    for e in range(piece_first_edge[first], piece_first_edge[last]):
-        for end in range(2):
-            dx = cap_edge[e, 3 * end] - ox
-            dy = cap_edge[e, 3 * end + 1] - oy
-            dz = cap_edge[e, 3 * end + 2] - oz
-            radius2 = max(radius2, dot3(dx, dy, dz, dx, dy, dz))
+    radius2 = farthest_edge_end_squared(cap_edge, piece_first_edge[first],
+                                        piece_first_edge[last], ox, oy, oz, 0.0)
     for k in range(3, CAP_ROW_SIZE):
         cap_group[group, k] = 0.0
     for piece in range(first, last):
