@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from diffam.fit.reseat import MATCH_MM, match_levels, reseat_centroids, smoothed_run
+from tests.diffam.perturb import moved_points
 
 #: A column of vertebrae every 24 mm down a slightly tilted line (a mid-thoracic period).
 STEP = np.array([0.0, 4.0, -24.0])
@@ -15,15 +16,6 @@ TOP = np.array([10.0, 20.0, 300.0])
 def _column(ids, first_id):
     """True centres of ``ids``, the level ``first_id`` at ``TOP``."""
     return {v: TOP + (v - first_id) * STEP for v in ids}
-
-
-def _moved(centres, mm, seed):
-    rng = np.random.default_rng(seed)
-    out = {}
-    for v, p in centres.items():
-        d = rng.normal(size=3)
-        out[v] = p + mm * d / np.linalg.norm(d)
-    return out
 
 
 def _detections(ids, first_id, cut=()):
@@ -48,7 +40,7 @@ def test_centroids_moved_15mm_go_back_to_their_own_vertebra(seed):
     # the detection sees two more vertebrae above and below, listed out of order
     points, cut = _detections(list(range(10, 19)), 12)
     order = np.random.default_rng(seed).permutation(len(points))
-    given = _moved(truth, 15.0, seed)
+    given = moved_points(truth, 15.0, seed)
     out = reseat_centroids(None, given, keep_mm=10.0, detections=(points[order], cut[order]))
     for v in levels:
         np.testing.assert_allclose(out.centroids[v], truth[v], atol=1e-9)
@@ -58,7 +50,7 @@ def test_centroids_moved_15mm_go_back_to_their_own_vertebra(seed):
 def test_centroids_near_their_vertebra_are_kept_exactly():
     levels = [12, 13, 14, 15, 16]
     truth = _column(levels, 12)
-    given = _moved(truth, 6.0, 0)  # as far as the detection's own error
+    given = moved_points(truth, 6.0, 0)  # as far as the detection's own error
     out = reseat_centroids(None, given, keep_mm=10.0,
                            detections=_detections(list(range(10, 19)), 12))
     assert out.moved == {}
@@ -69,7 +61,7 @@ def test_centroids_near_their_vertebra_are_kept_exactly():
 def test_in_a_moved_run_a_level_near_its_detection_is_reseated_too():
     levels = [12, 13, 14, 15, 16]
     truth = _column(levels, 12)
-    given = _moved(truth, 15.0, 4)
+    given = moved_points(truth, 15.0, 4)
     given[12] = truth[12] + np.array([8.0, 0.0, 0.0])  # by chance near its own vertebra
     out = reseat_centroids(None, given, keep_mm=10.0,
                            detections=_detections(list(range(10, 19)), 12))
@@ -80,7 +72,7 @@ def test_in_a_moved_run_a_level_near_its_detection_is_reseated_too():
 def test_in_a_correct_run_only_a_far_outlier_is_reseated():
     levels = [12, 13, 14, 15, 16]
     truth = _column(levels, 12)
-    given = _moved(truth, 5.0, 5)
+    given = moved_points(truth, 5.0, 5)
     given[13] = truth[13] + np.array([15.0, 0.0, 0.0])  # within 2 keep_mm: kept
     given[15] = truth[15] + np.array([0.0, 10.0, -20.0])  # 22 mm, toward the level below
     out = reseat_centroids(None, given, keep_mm=10.0,
@@ -106,7 +98,7 @@ def test_a_run_turned_15_degrees_about_its_middle_agrees_with_the_detections():
 def test_cut_or_unmatched_detections_leave_the_given_centroid():
     levels = [12, 13, 14, 15, 16]
     truth = _column(levels, 12)
-    given = _moved(truth, 15.0, 1)
+    given = moved_points(truth, 15.0, 1)
     # level 16's detection is cut by the scan's end; 12 has no detection at all
     points, cut = _detections([13, 14, 15, 16], 12, cut=(16,))
     out = reseat_centroids(None, given, keep_mm=10.0, detections=(points, cut))
@@ -117,7 +109,7 @@ def test_cut_or_unmatched_detections_leave_the_given_centroid():
 
 def test_weak_evidence_keeps_every_centroid():
     truth = _column([12, 13, 14, 15], 12)
-    given = _moved(truth, 15.0, 2)
+    given = moved_points(truth, 15.0, 2)
     two = {v: given[v] for v in (12, 13)}
     out = reseat_centroids(None, two, keep_mm=10.0, detections=_detections([12, 13, 14], 12))
     assert out.moved == {} and "fewer than" in out.reason
@@ -136,7 +128,7 @@ def test_body_centres_are_compared_through_the_offset_to_the_vertebra():
     kept = reseat_centroids(None, bodies, keep_mm=10.0, to_vertebra=to_vertebra,
                             detections=detections)
     assert kept.moved == {}
-    moved = _moved(bodies, 15.0, 3)
+    moved = moved_points(bodies, 15.0, 3)
     out = reseat_centroids(None, moved, keep_mm=10.0, to_vertebra=to_vertebra,
                            detections=detections)
     assert set(out.moved) == set(levels)

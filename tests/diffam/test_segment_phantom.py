@@ -10,19 +10,11 @@ from diffam.core.config import SegmentationConfig
 from diffam.core.template import load_template
 from diffam.fit.pipeline import initial_placement, segment
 from diffam.fit.rasterize import rasterize_meshes
+from tests.diffam.perturb import moved_points
 
 
 def _dice(a: np.ndarray, b: np.ndarray) -> float:
     return 2 * float(np.logical_and(a, b).sum()) / max(1, int(a.sum() + b.sum()))
-
-
-def _perturbed(centroids: dict, distance_mm: float, seed: int) -> dict:
-    rng = np.random.default_rng(seed)
-    out = {}
-    for key, point in centroids.items():
-        direction = rng.normal(size=3)
-        out[key] = point + distance_mm * direction / np.linalg.norm(direction)
-    return out
 
 
 @pytest.mark.slow
@@ -31,7 +23,7 @@ def test_phantom_recovered_from_centroids_off_by_5mm_and_5_degrees():
     phantom = make_phantom(template, PhantomConfig(
         levels=("L2", "L3", "L4"), spacing_mm=(1.2, 1.2, 1.2), rotation_deg=5.0,
         translation_mm=1.0, warp_amplitude_mm=2.5, seed=3))
-    start = _perturbed(phantom.centroids, 5.0, seed=4)
+    start = moved_points(phantom.centroids, 5.0, seed=4)
     config = SegmentationConfig(template="lumbar", device="cpu", seed=0)
     config.optim.iterations = 500
     config.optim.num_image_points = 6000
