@@ -92,12 +92,14 @@ def end_segment_bone_mm(density: np.ndarray, step: float, disc_mm: float, direct
             (:func:`~diffam.localize.end_sections.column_sections`); past a
             paired disc, bone is also the run of whole bony sections
             (:func:`~diffam.localize.end_sections.whole_section_mm`),
-            whatever the marrow's density.
+            whatever the marrow's density; where such a run starts past
+            the plate's blur, the blur (:data:`DISC_SIDE_MM`) counts too:
+            the outer plate is the cut vertebra's own endplate.
 
     Returns:
-        ``(bone_mm, span_mm)``: length of bone seen between the disc gap and
-        one period from the peak, and the length of that interval (the
-        bone a whole vertebra would show).
+        ``(bone_mm, span_mm)``: length of bone seen between the disc gap
+        (or the outer plate) and one period from the peak, and the length
+        of that interval (the bone a whole vertebra would show).
     """
     body = _seen_smooth(density, BODY_SMOOTH_MM / step) > min_body_hu
     far = disc_mm + direction * period_mm
@@ -111,9 +113,14 @@ def end_segment_bone_mm(density: np.ndarray, step: float, disc_mm: float, direct
         gap = disc_mm + direction * DISC_SIDE_MM
         threshold = min(min_body_hu, MARROW_FRACTION * marrow_hu)
         body = _seen_smooth(density, BODY_SMOOTH_MM / step) > threshold
-        if sections is not None:
-            dense = _bony_mm(body, step, min(gap, far), max(gap, far))
-            return max(dense, whole_section_mm(sections, step, gap, far)), abs(far - gap)
+        bone = _bony_mm(body, step, min(gap, far), max(gap, far))
+        whole = whole_section_mm(sections, step, gap, far) if sections is not None else 0.0
+        if whole > 0.0:
+            # The outer plate is the cut vertebra's own endplate: where the
+            # scan shows its whole bony sections from the plate's blur on,
+            # the blur is its bone too (a face across the column, no fading).
+            return max(bone, whole + DISC_SIDE_MM), abs(far - disc_mm)
+        return bone, abs(far - gap)
     else:
         gap = _disc_gap_mm(density, step, disc_mm, direction, period_mm)
     return _bony_mm(body, step, min(gap, far), max(gap, far)), abs(far - gap)

@@ -21,14 +21,14 @@ FACE_MM = 40.0  # the scan's face, 16 mm below the outer plate
 
 
 def _straightened(marrow_hu: float, cut_marrow_hu: float, *, oblique: bool = False,
-                  soft_past_plate: bool = False):
+                  soft_past_plate: bool = False, face_mm: float = FACE_MM):
     """A straightened column (1 mm samples), cut by the scan's face below its lowest disc.
 
     Bodies are disks with a 2 mm cortex and an arch behind them. Their
     marrow is ``marrow_hu``, and the cut body below the lowest disc has
     ``cut_marrow_hu``; the discs are denser than both (the L3 crop: discs
     about 75 HU, marrow 40-65 HU). Each disc has two 2 mm plates. The face
-    lies at :data:`FACE_MM` across the column, or, with ``oblique``, tilted by
+    lies at ``face_mm`` across the column, or, with ``oblique``, tilted by
     27 degrees in the sagittal plane (a tight crop's face), so that each
     millimetre past the plate shows less of the section. With
     ``soft_past_plate`` the scan shows only soft tissue past the plate.
@@ -57,7 +57,7 @@ def _straightened(marrow_hu: float, cut_marrow_hu: float, *, oblique: bool = Fal
         if soft_past_plate and sn < OUTER_PLATE_MM:
             section[:] = SOFT_HU
     # Oblique: the face rises 1 mm for every 2 mm towards the front.
-    face = FACE_MM - (0.5 * vv if oblique else 0.0 * vv)
+    face = face_mm - (0.5 * vv if oblique else 0.0 * vv)
     inside = s[:, None, None] >= face[None]
     array[~inside] = -1024.0
     slab = (vv >= -25) & (vv <= -5) & (np.abs(uu) <= 8)
@@ -86,8 +86,9 @@ def test_a_cut_body_darker_than_the_scans_marrow_counts_by_its_whole_bony_sectio
     old, new, span, sections = _bone_below(65.0, 40.0)
     assert abs(sections.reference_mm2 - sections.bone_mm2[90]) < 1.0  # a mid-height section
     assert old < 0.2 * PERIOD_MM <= new
-    # The run: from the plate's blur (3 mm) to the face, and no further.
-    assert abs(new - (OUTER_PLATE_MM - 3.0 - FACE_MM + 1.0)) <= 1.0
+    # The run: from the plate (its blur is the cut body's own endplate) to the
+    # face, and no further.
+    assert abs(new - (OUTER_PLATE_MM - FACE_MM + 1.0)) <= 1.0
     assert new < 0.9 * span  # cut by the face: partial
 
 
@@ -104,3 +105,17 @@ def test_soft_tissue_seen_whole_past_a_paired_disc_is_not_a_vertebra():
     sections = column_sections(array, inside, v, u, discs, 1.0)
     assert sections.seen[45:53].min() == 1.0
     assert whole_section_mm(sections, 1.0, OUTER_PLATE_MM - 3.0, OUTER_PLATE_MM - PERIOD_MM) == 0.0
+
+
+def test_the_outer_plate_counts_as_the_cut_bodys_own_when_whole_sections_follow_it():
+    # The face 8 mm past the outer plate, across the column (the 40 mm DICOM
+    # series' T11): 5 mm of whole sections past the plate's 3 mm blur, less
+    # than a fifth of the period, but the plate is the cut body's own endplate.
+    array, inside, v, u, density, discs = _straightened(65.0, 65.0, face_mm=OUTER_PLATE_MM - 8.0)
+    sections = column_sections(array, inside, v, u, discs, 1.0)
+    past_blur = whole_section_mm(sections, 1.0, OUTER_PLATE_MM - 3.0, OUTER_PLATE_MM - PERIOD_MM)
+    assert past_blur < 0.2 * PERIOD_MM  # what the rule counted before
+    bone, span = end_segment_bone_mm(density, 1.0, OUTER_PLATE_MM, -1, PERIOD_MM, MIN_BODY_HU,
+                                     paired=True, marrow_hu=65.0, sections=sections)
+    assert 0.2 * PERIOD_MM <= bone <= 9.0
+    assert span == PERIOD_MM and bone < 0.9 * span  # partial

@@ -107,6 +107,20 @@ def test_periodic_peaks_with_a_hint_does_not_split_vertebrae_at_mid_body_peaks()
     np.testing.assert_allclose(peaks, discs, atol=1.5)
 
 
+def test_periodic_peaks_with_a_hint_keeps_a_disc_a_quarter_short_of_the_typical_period():
+    from diffam.localize.periodicity import periodic_peaks
+
+    # The 40 mm DICOM series hinted as T12 (typical period 31 mm): its T12/L1
+    # disc is one peak, its T11/T12 disc two endplate peaks, and the period
+    # search keeps the lower one, 20 mm up. The prior must not drop that disc.
+    s = np.arange(40.0)
+    profile = np.exp(-0.5 * ((s - 7.0) / 3.0) ** 2) + 0.7 * np.exp(-0.5 * ((s - 27.0) / 2.0) ** 2)
+    peaks = periodic_peaks(
+        profile, 1.0, period_mm=(16.0, 40.0), expected_mm=np.full(40, 31.2), prior=2.0
+    )
+    np.testing.assert_allclose(peaks, [7, 27], atol=1.0)
+
+
 def test_endplate_profile_sees_no_plate_where_the_scan_ends():
     from diffam.localize.detection import Straightened, endplate_profile
 
