@@ -158,6 +158,11 @@ class OptimConfig:
     #: Label-map centroids: median 3-7 mm (largest single 10.4 mm, verse005
     #: L3); the chest T5-T9 moved 15 mm: medians 15-18 mm over ten seeds.
     reseat_keep_mm: float = 10.0
+    #: Given centroids of a vertebra cut by the scan's border are the centre of
+    #: its part in view (a label map's, the localiser's): its template is moved
+    #: across the cutting faces until its own part in view has that centre
+    #: (diffam.fit.view_placement); false puts the whole template's centre there.
+    centroids_in_view: bool = True
     #: Also fit the level just beyond each end of the given centroids, where
     #: its extrapolated centroid lies in the scan, and drop it from every
     #: output (diffam.fit.guards): without it an end vertebra grows into its
