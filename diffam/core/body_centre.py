@@ -133,8 +133,10 @@ def interior_points(vertices: np.ndarray, faces: np.ndarray, step_mm: float) -> 
     return grid[d < 0]
 
 
-def template_body_points(template, *, step_mm: float = 2.0) -> list[np.ndarray]:
-    """Grid points (``step_mm`` apart) inside the body of every vertebra of a template set.
+def template_body_points(template, *, step_mm: float = 2.0,
+                         only: list[int] | None = None) -> list[np.ndarray]:
+    """Grid points (``step_mm`` apart) inside the body of every vertebra of a template set
+    (of the vertebrae at the indices ``only``, in that order, when given).
 
     Uses each vertebra's local frame for the axes when the template has frames
     (local +y is posterior, +x lateral), the centroid curve otherwise.
@@ -143,7 +145,8 @@ def template_body_points(template, *, step_mm: float = 2.0) -> list[np.ndarray]:
     solids = [np.stack([v.centroid()]) for v in vertebrae]
     anterior, lateral = anterior_axes(np.concatenate(solids))
     out = []
-    for m, v in enumerate(vertebrae):
+    for m in range(len(vertebrae)) if only is None else only:
+        v = vertebrae[m]
         a, lat = anterior[m], lateral[m]
         if getattr(v, "frame", None) is not None:
             a, lat = -v.frame[:3, 1], v.frame[:3, 0]

@@ -64,13 +64,38 @@ ROUNDS = 3
 MIN_POINTS = 20
 
 
+class TemplatePoints:
+    """Grid points inside each template vertebra (``vertebra``) or its body (``body``),
+    computed the first time a vertebra's are asked for: only a template with a vertex out
+    of view can be cut (the view is convex), and most are not."""
+
+    def __init__(self, template: TemplateSet, kind: str):
+        if kind not in ("vertebra", "body"):
+            raise ValueError(f"centroids_kind must be vertebra or body, got {kind!r}")
+        self.template, self.kind = template, kind
+        self._points: dict[int, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return len(self.template.vertebrae)
+
+    def __getitem__(self, m: int) -> np.ndarray:
+        if m not in self._points:
+            v = self.template.vertebrae[m]
+            self._points[m] = (interior_points(v.vertices, v.faces, STEP_MM) if self.kind == "vertebra"
+                               else template_body_points(self.template, step_mm=STEP_MM, only=[m])[0])
+        return self._points[m]
+
+
 def template_points(template: TemplateSet, kind: str) -> list[np.ndarray]:
     """Grid points inside each template vertebra (``vertebra``) or its body (``body``)."""
-    if kind == "vertebra":
-        return [interior_points(v.vertices, v.faces, STEP_MM) for v in template.vertebrae]
-    if kind == "body":
-        return template_body_points(template, step_mm=STEP_MM)
-    raise ValueError(f"centroids_kind must be vertebra or body, got {kind!r}")
+    points = TemplatePoints(template, kind)
+    return [points[m] for m in range(len(points))]
+
+
+def _may_be_cut(template: TemplateSet, placement, m: int, view: FieldOfView) -> bool:
+    """Whether any vertex of placed template ``m`` lies out of view (else no point inside does)."""
+    vertices = torch.as_tensor(template.vertebrae[m].vertices, dtype=torch.float64)
+    return not bool(view.inside(_placed(vertices, placement, m)).all())
 
 
 def _placed(points: np.ndarray, placement, m: int) -> torch.Tensor:
@@ -85,13 +110,13 @@ def is_cut(placed: torch.Tensor, view: FieldOfView) -> bool:
     return bool((view.outside_along_axes(placed).double().mean(0) >= CUT_FRACTION).any())
 
 
-def whole_template_targets(points: list[np.ndarray], given: np.ndarray, centres: np.ndarray,
-                           placement, view: FieldOfView) -> np.ndarray:
+def whole_template_targets(template: TemplateSet, points: TemplatePoints, given: np.ndarray,
+                           centres: np.ndarray, placement, view: FieldOfView) -> np.ndarray:
     """Where each template's centre goes so that its part in view is centred on ``given``.
 
     Args:
-        points: per vertebra, template points of the kind the centroids name
-            (:func:`template_points`).
+        template: the vertebrae to fit, in the order of ``given``.
+        points: their template points of the kind the centroids name.
         given: (M, 3) given centroids, mm (centres of the part in view).
         centres: (M, 3) where ``placement`` puts each template's centre, mm.
         placement: a :class:`diffam.fit.deformation.InitialTransform` of the templates.
@@ -103,10 +128,10 @@ def whole_template_targets(points: list[np.ndarray], given: np.ndarray, centres:
     """
     given = np.asarray(given, dtype=np.float64)
     out = given.copy()
-    for m, vertebra_points in enumerate(points):
-        if len(vertebra_points) == 0:
+    for m in range(len(points)):
+        if not _may_be_cut(template, placement, m, view) or len(points[m]) == 0:
             continue
-        placed = _placed(vertebra_points, placement, m)
+        placed = _placed(points[m], placement, m)
         if not is_cut(placed, view):
             continue
         shift = torch.zeros(3, dtype=torch.float64)
@@ -137,12 +162,12 @@ def in_view_centres(template: TemplateSet, centroids: dict[int, np.ndarray], vie
     """
     ids = [v.verse_id for v in template.vertebrae]
     given = np.stack([np.asarray(centroids[v], dtype=np.float64) for v in ids])
-    points = template_points(template, kind)
+    points = TemplatePoints(template, kind)
     centres = given
     placement = _tilt_of_uncut_neighbours(
         template, initial_placement(template, given, config, kind=kind), points, given, view, kind)
     for _ in range(ROUNDS):
-        centres = whole_template_targets(points, given, centres, placement, view)
+        centres = whole_template_targets(template, points, given, centres, placement, view)
         placement = initial_placement(template, centres, config, kind=kind)
     for v, before, after in zip(ids, given, centres):
         if np.linalg.norm(after - before) > 0:
@@ -155,7 +180,8 @@ def in_view_centres(template: TemplateSet, centroids: dict[int, np.ndarray], vie
 def _tilt_of_uncut_neighbours(template, placement, points, given, view, kind):
     """``placement`` with each cut vertebra tilted as the nearest vertebra the border does not
     cut, its centre of ``kind`` kept on ``given`` (see the module docstring)."""
-    cut = [len(p) > 0 and is_cut(_placed(p, placement, m), view) for m, p in enumerate(points)]
+    cut = [_may_be_cut(template, placement, m, view) and len(points[m]) > 0
+           and is_cut(_placed(points[m], placement, m), view) for m in range(len(points))]
     uncut = [m for m, c in enumerate(cut) if not c]
     if not uncut or not any(cut):
         return placement
