@@ -166,9 +166,13 @@ def in_view_centres(template: TemplateSet, centroids: dict[int, np.ndarray], vie
     centres = given
     placement = _tilt_of_uncut_neighbours(
         template, initial_placement(template, given, config, kind=kind), points, given, view, kind)
-    for _ in range(ROUNDS):
-        centres = whole_template_targets(template, points, given, centres, placement, view)
-        placement = initial_placement(template, centres, config, kind=kind)
+    for round_ in range(ROUNDS):
+        moved = whole_template_targets(template, points, given, centres, placement, view)
+        if np.array_equal(moved, centres):
+            break  # nothing cut (the usual case), or nothing moves any more
+        centres = moved
+        if round_ + 1 < ROUNDS:
+            placement = initial_placement(template, centres, config, kind=kind)
     for v, before, after in zip(ids, given, centres):
         if np.linalg.norm(after - before) > 0:
             log.info("%s is cut by the scan's border: its template's centre moves %.1f mm so "
