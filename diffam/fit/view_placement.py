@@ -56,6 +56,9 @@ CUT_FRACTION = 0.1
 #: Fixed-point iterations at most, and the shift (mm) below which they stop.
 MAX_STEPS = 20
 TOLERANCE_MM = 0.1
+#: Step (mm) of the differences of the Gauss-Newton Jacobian, and its first damping (mm^0).
+PROBE_MM = 1.0
+DAMPING = 0.05
 #: Placements of the templates in turn: the first is tilted along the given
 #: centroids, which for a cut vertebra lie off the spine's curve (verse005
 #: ``top9``: L1's visible 9 mm, its spinous process, 32 mm behind its centre).
@@ -110,6 +113,70 @@ def is_cut(placed: torch.Tensor, view: FieldOfView) -> bool:
     return bool((view.outside_along_axes(placed).double().mean(0) >= CUT_FRACTION).any())
 
 
+def _fixed_point_shift(placed: torch.Tensor, target: torch.Tensor, view: FieldOfView) -> torch.Tensor:
+    """Shift (3,) mm of ``placed`` points after which their part in view is centred on ``target``:
+    the fixed point of ``t <- t + (target - centre_in_view(t))``."""
+    shift = torch.zeros(3, dtype=torch.float64)
+    inside = view.inside(placed)
+    for _ in range(MAX_STEPS):
+        step = target - placed[inside].mean(0)
+        moved = placed + step
+        moved_inside = view.inside(moved)
+        if int(moved_inside.sum()) < MIN_POINTS:
+            break  # the template would leave the view: keep the last placement
+        shift, placed, inside = shift + step, moved, moved_inside
+        if float(step.norm()) < TOLERANCE_MM:
+            break
+    return shift
+
+
+def _gauss_newton_shift(placed: torch.Tensor, target: torch.Tensor, view: FieldOfView) -> torch.Tensor:
+    """The same by damped Gauss-Newton steps on ``|target - centre_in_view(t)|`` with the
+    Jacobian by differences of :data:`PROBE_MM`: it follows a centre in view that moves
+    across the shift, not with it (a cut through the body: the body leaves the view as the
+    processes enter it)."""
+
+    def residual(shift):
+        moved = placed + shift
+        inside = view.inside(moved)
+        return None if int(inside.sum()) < MIN_POINTS else target - moved[inside].mean(0)
+
+    shift = torch.zeros(3, dtype=torch.float64)
+    r = residual(shift)
+    damping = DAMPING
+    for _ in range(MAX_STEPS):
+        jacobian = torch.zeros(3, 3, dtype=torch.float64)  # d centre_in_view / d shift
+        for axis in range(3):
+            probe = torch.zeros(3, dtype=torch.float64)
+            probe[axis] = PROBE_MM
+            ahead = residual(shift + probe)
+            if ahead is not None:
+                jacobian[:, axis] = (r - ahead) / PROBE_MM
+            elif (behind := residual(shift - probe)) is not None:
+                jacobian[:, axis] = (behind - r) / PROBE_MM
+        normal = jacobian.T @ jacobian + damping * torch.eye(3, dtype=torch.float64)
+        step = torch.linalg.solve(normal, jacobian.T @ r)
+        after = residual(shift + step)
+        if after is not None and float(after.norm()) < float(r.norm()):
+            shift, r, damping = shift + step, after, damping / 2
+            if float(step.norm()) < TOLERANCE_MM:
+                break
+        else:
+            damping *= 4
+    return shift
+
+
+def _extrapolated(centres: np.ndarray, cut: list[bool], m: int) -> np.ndarray | None:
+    """Centre of vertebra ``m`` extrapolated along the run from the two nearest uncut
+    vertebrae on one side of it; None without two."""
+    for side in (1, -1):
+        uncut = [n for n in range(m + side, len(cut) if side > 0 else -1, side) if not cut[n]]
+        if len(uncut) >= 2:
+            n1, n2 = uncut[:2]
+            return centres[n1] + (centres[n1] - centres[n2]) * (m - n1) / (n1 - n2)
+    return None
+
+
 def whole_template_targets(template: TemplateSet, points: TemplatePoints, given: np.ndarray,
                            centres: np.ndarray, placement, view: FieldOfView) -> np.ndarray:
     """Where each template's centre goes so that its part in view is centred on ``given``.
@@ -128,24 +195,18 @@ def whole_template_targets(template: TemplateSet, points: TemplatePoints, given:
     """
     given = np.asarray(given, dtype=np.float64)
     out = given.copy()
-    for m in range(len(points)):
-        if not _may_be_cut(template, placement, m, view) or len(points[m]) == 0:
-            continue
+    cut = [_may_be_cut(template, placement, m, view) and len(points[m]) > 0
+           and is_cut(_placed(points[m], placement, m), view) for m in range(len(points))]
+    for m in (m for m in range(len(points)) if cut[m]):
         placed = _placed(points[m], placement, m)
-        if not is_cut(placed, view):
-            continue
-        shift = torch.zeros(3, dtype=torch.float64)
-        inside = view.inside(placed)
-        for _ in range(MAX_STEPS):
-            step = torch.as_tensor(given[m]) - placed[inside].mean(0)
-            moved = placed + step
-            moved_inside = view.inside(moved)
-            if int(moved_inside.sum()) < MIN_POINTS:
-                break  # the template would leave the view: keep the last placement
-            shift, placed, inside = shift + step, moved, moved_inside
-            if float(step.norm()) < TOLERANCE_MM:
-                break
-        out[m] = np.asarray(centres[m], dtype=np.float64) + shift.numpy()
+        target = torch.as_tensor(given[m])
+        start = np.asarray(centres[m], dtype=np.float64)
+        candidates = [start + _fixed_point_shift(placed, target, view).numpy()]
+        prior = _extrapolated(given, cut, m)
+        if prior is not None:  # two solutions; the one nearer the run's extrapolation
+            candidates.append(start + _gauss_newton_shift(placed, target, view).numpy())
+            candidates.sort(key=lambda c: float(np.linalg.norm(c - prior)))
+        out[m] = candidates[0]
     return out
 
 

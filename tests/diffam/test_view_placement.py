@@ -51,30 +51,23 @@ def _cut_l1(spine, fraction_in_view):
     return _centres_in_view(spine, whole, view, config), whole, view
 
 
-@pytest.mark.parametrize("fraction_in_view", [0.6, 0.8])
+@pytest.mark.parametrize("fraction_in_view", [0.3, 0.5, 0.6, 0.8])
 def test_a_vertebra_cut_by_the_top_keeps_its_whole_centre(spine, fraction_in_view):
     """With only the lower part of L1 in view its centroid lies low and posterior (on the
-    processes); the template's centre must go back where the whole L1's is."""
+    processes); the template's centre must go back near where the whole L1's is. With half
+    or less in view the fixed point alone landed 18-23 mm off (the given centroid: 8-12 mm);
+    the Gauss-Newton solution, chosen as the one nearer the run's extrapolation, 2-4 mm."""
     given, whole, view = _cut_l1(spine, fraction_in_view)
     ids = [v.verse_id for v in spine.vertebrae]
-    assert np.linalg.norm(given[0] - whole[0]) > 2.0  # where the old placement put it
+    before = np.linalg.norm(given[0] - whole[0])
+    assert before > 2.0  # where the old placement put it
     moved = in_view_centres(spine, dict(zip(ids, given)), view, SegmentationConfig())
-    assert np.linalg.norm(moved[ids[0]] - whole[0]) < 2.0
+    after = np.linalg.norm(moved[ids[0]] - whole[0])
+    assert after < min(before, 5.0)
+    if fraction_in_view > 0.5:
+        assert after < 2.0
     for m in range(1, 4):  # not cut: exactly as given
         np.testing.assert_array_equal(moved[ids[m]], given[m])
-
-
-@pytest.mark.xfail(strict=True, reason="open: with half or less of L1 in view, the centre of its "
-                   "part in view hardly moves along the spine as the template moves (the body "
-                   "leaves the view as the processes enter it), and the fixed point lands "
-                   "18-23 mm off where the given centroid was 8-12 mm off; a damped Gauss-Newton "
-                   "step got 4 mm here but 34 mm on verse005 top9 (see the rob2 report)")
-@pytest.mark.parametrize("fraction_in_view", [0.3, 0.5])
-def test_a_vertebra_cut_through_its_middle_keeps_its_whole_centre(spine, fraction_in_view):
-    given, whole, view = _cut_l1(spine, fraction_in_view)
-    ids = [v.verse_id for v in spine.vertebrae]
-    moved = in_view_centres(spine, dict(zip(ids, given)), view, SegmentationConfig())
-    assert np.linalg.norm(moved[ids[0]] - whole[0]) < np.linalg.norm(given[0] - whole[0])
 
 
 def test_nothing_moves_in_a_scan_that_cuts_no_vertebra(spine):
