@@ -16,6 +16,16 @@ the others by all of it. The result is where the whole template's centre
 goes; the rest of the pipeline (guard neighbours, placement, fit) uses it in
 place of the given centroid.
 
+The solution need not be unique. Cut through the body, the centre in view
+hardly moves along the spine as the template does (the body leaves the view
+as the processes enter it) and moves across it instead; the fixed point then
+landed 18-23 mm from the whole centre on the template itself (given: 8-12 mm
+off), where damped Gauss-Newton steps (:func:`_gauss_newton_shift`) landed
+2-4 mm off; with only a spinous process in view (verse005 ``top9``) the fixed
+point landed 3 mm off, Gauss-Newton 34 mm. So where two uncut vertebrae on
+one side give an extrapolated centre, both are solved and the solution
+nearer that extrapolation is kept; otherwise the fixed point's.
+
 The tilt of a cut vertebra's template is that of its nearest uncut
 neighbour at first: the placement tilts each template along the curve
 through the centroids, and a cut vertebra's lies off that curve (verse005
