@@ -160,8 +160,8 @@ class OptimConfig:
     reseat_keep_mm: float = 10.0
     #: Given centroids of a vertebra cut by the scan's border are the centre of
     #: its part in view (a label map's, the localiser's): its template is moved
-    #: across the cutting faces until its own part in view has that centre
-    #: (diffam.fit.view_placement); false puts the whole template's centre there.
+    #: until its own part in view has that centre (diffam.fit.view_placement);
+    #: false puts the whole template's centre there.
     #: Label-map centroids, default settings, refined: l3_crop 81.4 -> 88.7,
     #: verse005 cut to L4-L5 (L3 cut) 38.9 -> 88.5, verse005 with L1's lowest
     #: 9 mm in view 72.7 -> 86.1 (L1 10 -> 72); no given vertebra of the uncut
