@@ -163,7 +163,7 @@ class OptimConfig:
     #: until its own part in view has that centre (diffam.fit.view_placement);
     #: false puts the whole template's centre there.
     #: Label-map centroids, default settings, refined: l3_crop 81.4 -> 88.7,
-    #: verse005 cut to L4-L5 (L3 cut) 38.9 -> 88.5, verse005 with L1's lowest
+    #: verse005 cut to L4-L5 (L3 cut) 38.9 -> 88.0, verse005 with L1's lowest
     #: 9 mm in view 72.7 -> 86.1 (L1 10 -> 72); no given vertebra of the uncut
     #: VerSe crops or the chest CT counts as cut, so they are unchanged.
     centroids_in_view: bool = True
