@@ -164,8 +164,9 @@ class OptimConfig:
     #: false puts the whole template's centre there.
     #: Label-map centroids, default settings, refined: l3_crop 81.4 -> 88.7,
     #: verse005 cut to L4-L5 (L3 cut) 38.9 -> 88.0, verse005 with L1's lowest
-    #: 9 mm in view 72.7 -> 86.1 (L1 10 -> 72), its lowest 25 mm 74.5 -> 87.8; no given vertebra of the uncut
-    #: VerSe crops or the chest CT counts as cut, so they are unchanged.
+    #: 9 mm in view 72.7 -> 86.1 (L1 10 -> 72), its lowest 25 mm 74.5 -> 87.8;
+    #: no given vertebra of the uncut VerSe crops or the chest CT counts as
+    #: cut, so they are unchanged.
     centroids_in_view: bool = True
     #: Also fit the level just beyond each end of the given centroids, where
     #: its extrapolated centroid lies in the scan, and drop it from every
