@@ -90,9 +90,9 @@ def canal_posterior_wall(occupied: np.ndarray, coordinates_mm: np.ndarray, step_
     return None
 
 
-def body_centre_of_points(points: np.ndarray, anterior: np.ndarray, lateral: np.ndarray,
-                          *, bin_mm: float = 1.0, fallback_offset_mm: float = 0.0) -> np.ndarray:
-    """Centroid of the solid ``points`` (N, 3) anterior of the canal (see module docstring)."""
+def body_part(points: np.ndarray, anterior: np.ndarray, lateral: np.ndarray,
+              *, bin_mm: float = 1.0, fallback_offset_mm: float = 0.0) -> np.ndarray:
+    """(N,) bool: the solid ``points`` (N, 3) anterior of the canal (see module docstring)."""
     points = np.asarray(points, dtype=np.float64)
     centre = points.mean(0)
     s = (points - centre) @ anterior
@@ -104,13 +104,21 @@ def body_centre_of_points(points: np.ndarray, anterior: np.ndarray, lateral: np.
         if len(edges) >= 3:
             counts, edges = np.histogram(sb, bins=edges)
             cut = canal_posterior_wall(counts > 0, edges[:-1] + bin_mm / 2, bin_mm)
-    body = points[s >= (fallback_offset_mm if cut is None else cut)]
-    if len(body) == 0:
-        body = points[s >= 0]
-    return body.mean(0)
+    body = s >= (fallback_offset_mm if cut is None else cut)
+    if not body.any():
+        body = s >= 0
+    return body
 
 
-def _interior_points(vertices: np.ndarray, faces: np.ndarray, step_mm: float) -> np.ndarray:
+def body_centre_of_points(points: np.ndarray, anterior: np.ndarray, lateral: np.ndarray,
+                          *, bin_mm: float = 1.0, fallback_offset_mm: float = 0.0) -> np.ndarray:
+    """Centroid of the solid ``points`` (N, 3) anterior of the canal (see module docstring)."""
+    points = np.asarray(points, dtype=np.float64)
+    return points[body_part(points, anterior, lateral, bin_mm=bin_mm,
+                            fallback_offset_mm=fallback_offset_mm)].mean(0)
+
+
+def interior_points(vertices: np.ndarray, faces: np.ndarray, step_mm: float) -> np.ndarray:
     """Grid points (step_mm apart) inside a closed mesh."""
     import torch
 
@@ -125,8 +133,10 @@ def _interior_points(vertices: np.ndarray, faces: np.ndarray, step_mm: float) ->
     return grid[d < 0]
 
 
-def template_body_centres(template, *, step_mm: float = 2.0) -> np.ndarray:
-    """Body centre (M, 3) mm of every vertebra of a template set, from its meshes.
+def template_body_points(template, *, step_mm: float = 2.0,
+                         only: list[int] | None = None) -> list[np.ndarray]:
+    """Grid points (``step_mm`` apart) inside the body of every vertebra of a template set
+    (of the vertebrae at the indices ``only``, in that order, when given).
 
     Uses each vertebra's local frame for the axes when the template has frames
     (local +y is posterior, +x lateral), the centroid curve otherwise.
@@ -135,12 +145,20 @@ def template_body_centres(template, *, step_mm: float = 2.0) -> np.ndarray:
     solids = [np.stack([v.centroid()]) for v in vertebrae]
     anterior, lateral = anterior_axes(np.concatenate(solids))
     out = []
-    for m, v in enumerate(vertebrae):
+    for m in range(len(vertebrae)) if only is None else only:
+        v = vertebrae[m]
         a, lat = anterior[m], lateral[m]
         if getattr(v, "frame", None) is not None:
             a, lat = -v.frame[:3, 1], v.frame[:3, 0]
-        out.append(body_centre_of_points(_interior_points(v.vertices, v.faces, step_mm), a, lat))
-    return np.stack(out)
+        points = interior_points(v.vertices, v.faces, step_mm)
+        out.append(points[body_part(points, a, lat)])
+    return out
+
+
+def template_body_centres(template, *, step_mm: float = 2.0) -> np.ndarray:
+    """Body centre (M, 3) mm of every vertebra of a template set, from its meshes
+    (the centroid of :func:`template_body_points`)."""
+    return np.stack([p.mean(0) for p in template_body_points(template, step_mm=step_mm)])
 
 
 def body_centres_from_label_map(volume: Volume, convention: str = "verse") -> Centroids:

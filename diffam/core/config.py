@@ -158,6 +158,16 @@ class OptimConfig:
     #: Label-map centroids: median 3-7 mm (largest single 10.4 mm, verse005
     #: L3); the chest T5-T9 moved 15 mm: medians 15-18 mm over ten seeds.
     reseat_keep_mm: float = 10.0
+    #: Given centroids of a vertebra cut by the scan's border are the centre of
+    #: its part in view (a label map's, the localiser's): its template is moved
+    #: until its own part in view has that centre (diffam.fit.view_placement);
+    #: false puts the whole template's centre there.
+    #: Label-map centroids, default settings, refined: l3_crop 81.4 -> 88.7,
+    #: verse005 cut to L4-L5 (L3 cut) 38.9 -> 88.0, verse005 with L1's lowest
+    #: 9 mm in view 72.7 -> 86.1 (L1 10 -> 72), its lowest 25 mm 74.5 -> 87.8;
+    #: no given vertebra of the uncut VerSe crops or the chest CT counts as
+    #: cut, so they are unchanged.
+    centroids_in_view: bool = True
     #: Also fit the level just beyond each end of the given centroids, where
     #: its extrapolated centroid lies in the scan, and drop it from every
     #: output (diffam.fit.guards): without it an end vertebra grows into its

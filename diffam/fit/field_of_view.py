@@ -57,6 +57,13 @@ class FieldOfView:
         to_high = (size - 1.0 - index) * spacing
         return torch.minimum(to_low, to_high).min(dim=-1).values
 
+    def outside_along_axes(self, points: torch.Tensor) -> torch.Tensor:
+        """(N, 3) bool: the points lie beyond a face of the box across index axis i, j, k."""
+        m = self.matrix.to(points.dtype)
+        index = points.detach() @ m[:3, :3].T + m[:3, 3]
+        size = self.size.to(points.dtype)
+        return (index < -1e-6) | (index > size - 1.0 + 1e-6)
+
     def inside(self, points: torch.Tensor, margin_mm: float = 0.0) -> torch.Tensor:
         """(N,) bool: the points lie inside the box of voxel centres (shrunk by ``margin_mm``)."""
         return self.depth(points.detach()) >= margin_mm - 1e-6

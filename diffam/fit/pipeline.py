@@ -215,6 +215,11 @@ def segment(
     if config.optim.reseat_centroids and source == "given":
         fitted, source = reseat_given(image, chosen, fitted, centroids_kind, config)
         centroids = {**centroids, **fitted}
+    if config.optim.centroids_in_view:
+        from diffam.fit.view_placement import in_view_centres
+
+        fitted = in_view_centres(chosen, fitted, FieldOfView.of_volume(image), config,
+                                 centroids_kind)
     guards = (guard_centroids(fitted, [v.verse_id for v in template.vertebrae], image,
                               outside_mm=config.optim.guard_outside_mm)
               if config.optim.guard_neighbours else {})
