@@ -58,6 +58,10 @@ STACK_SIZE = geometry.TRAVERSAL_STACK_SIZE
 POINTS_PER_TASK = 512
 # Tree levels with fewer internal nodes than this are refitted serially.
 PARALLEL_LEVEL_NODES = 2048
+# Internal nodes per task of the refit's oriented boxes (claimed as the
+# query's points are, see :func:`_claim_task`): a node's box costs from
+# nothing to ``ORIENTED_MAX_LEAVES`` triangles' projections.
+FRAME_NODES_PER_TASK = 256
 # Resolved points remembered per task, to carry winding numbers over from.
 RECENT_POINTS = 8
 #: On an open mesh the capped winding number ``N - w_C`` (see
@@ -197,7 +201,9 @@ def bottom_up_order(child_left, child_right, roots, num_nodes):
 @numba.njit(parallel=True, cache=True, nogil=True)
 def refit(vertices, faces, leaf_face, bottom_up, level_starts, child_left, child_right,
           range_first, range_last, leaf_vertices, node_box, child_frame,
-          node_center, node_normal, node_moment, node_area, node_radius):
+          node_center, node_normal, node_moment, node_area, node_radius, num_workers):
+    """Boxes, dipoles and oriented boxes of every node for the vertices given.
+    ``num_workers``: Numba's current thread count (see :func:`query`)."""
     num_internal = child_left.shape[0]
     for leaf in numba.prange(leaf_face.shape[0]):
         _refit_leaf(leaf, num_internal, vertices, faces, leaf_face, leaf_vertices, node_box,
@@ -218,10 +224,17 @@ def refit(vertices, faces, leaf_face, bottom_up, level_starts, child_left, child
                                      node_center, node_normal, node_moment, node_area,
                                      node_radius)
     # The oriented boxes need the finished boxes and dipoles; nodes are then independent.
-    for node in numba.prange(num_internal):
-        _refit_child_frames(node, child_left, child_right, range_first, range_last,
-                            leaf_vertices, node_box, node_center, node_normal, node_area,
-                            child_frame)
+    num_tasks = (num_internal + FRAME_NODES_PER_TASK - 1) // FRAME_NODES_PER_TASK
+    next_task = np.zeros(1, np.int64)
+    for _worker in numba.prange(min(num_workers, num_tasks)):
+        task = _claim_task(next_task)
+        while task < num_tasks:
+            for node in range(task * FRAME_NODES_PER_TASK,
+                              min(num_internal, (task + 1) * FRAME_NODES_PER_TASK)):
+                _refit_child_frames(node, child_left, child_right, range_first, range_last,
+                                    leaf_vertices, node_box, node_center, node_normal,
+                                    node_area, child_frame)
+            task = _claim_task(next_task)
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
@@ -246,8 +259,9 @@ def _claim_task(typingctx, next_task):
     woken late after the cores idled (as between the calls of a benchmark
     that alternates with single-threaded peers), one sharing its core with
     another process, or one given the costlier points. The query loops
-    instead run one worker per thread, each claiming tasks until none are
-    left: the threads that run take the work of those that do not yet.
+    (and the refit's oriented boxes) instead run one worker per thread,
+    each claiming tasks until none are left: the threads that run take the
+    work of those that do not yet.
     """
     if not (isinstance(next_task, types.Array) and next_task.dtype == types.int64):
         return None

@@ -370,6 +370,8 @@ class MeshBVH:
                   arr(self.node_center), arr(self.node_normal), arr(self.node_area),
                   arr(self.child_frame))
         if self.backend == "cpu":
+            import numba
+
             from diffsd import _cpu_kernels
 
             _cpu_kernels.refit(arr(vertices), arr(self.faces), arr(self.leaf_face),
@@ -377,7 +379,7 @@ class MeshBVH:
                                arr(self.child_left), arr(self.child_right),
                                arr(self.range_first), arr(self.range_last),
                                arr(self.leaf_vertices), arr(self.node_box),
-                               arr(self.child_frame), *dipoles)
+                               arr(self.child_frame), *dipoles, numba.get_num_threads())
             if self.has_open_mesh:
                 _cpu_kernels.refit_caps(arr(vertices), arr(self.boundary_edge),
                                         arr(self.piece_first_edge), arr(self.group_first_piece),
