@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numba
 import numpy as np
+from numba.core import cgutils, types
+from numba.extending import intrinsic
 
 from diffsd import geometry, traversal
 from diffsd._targets import compile_module_functions
@@ -52,10 +54,14 @@ _cap_winding_change = _shared.cap_winding_change
 
 STACK_SIZE = geometry.TRAVERSAL_STACK_SIZE
 # Points per parallel task: large enough to amortise scheduling, small enough
-# to balance uneven traversal costs across cores.
+# to balance uneven traversal costs across cores (see :func:`_claim_task`).
 POINTS_PER_TASK = 512
 # Tree levels with fewer internal nodes than this are refitted serially.
 PARALLEL_LEVEL_NODES = 2048
+# Internal nodes per task of the refit's oriented boxes (claimed as the
+# query's points are, see :func:`_claim_task`): a node's box costs from
+# nothing to ``ORIENTED_MAX_LEAVES`` triangles' projections.
+FRAME_NODES_PER_TASK = 256
 # Resolved points remembered per task, to carry winding numbers over from.
 RECENT_POINTS = 8
 #: On an open mesh the capped winding number ``N - w_C`` (see
@@ -195,7 +201,9 @@ def bottom_up_order(child_left, child_right, roots, num_nodes):
 @numba.njit(parallel=True, cache=True, nogil=True)
 def refit(vertices, faces, leaf_face, bottom_up, level_starts, child_left, child_right,
           range_first, range_last, leaf_vertices, node_box, child_frame,
-          node_center, node_normal, node_moment, node_area, node_radius):
+          node_center, node_normal, node_moment, node_area, node_radius, num_workers):
+    """Boxes, dipoles and oriented boxes of every node for the vertices given.
+    ``num_workers``: Numba's current thread count (see :func:`query`)."""
     num_internal = child_left.shape[0]
     for leaf in numba.prange(leaf_face.shape[0]):
         _refit_leaf(leaf, num_internal, vertices, faces, leaf_face, leaf_vertices, node_box,
@@ -216,10 +224,17 @@ def refit(vertices, faces, leaf_face, bottom_up, level_starts, child_left, child
                                      node_center, node_normal, node_moment, node_area,
                                      node_radius)
     # The oriented boxes need the finished boxes and dipoles; nodes are then independent.
-    for node in numba.prange(num_internal):
-        _refit_child_frames(node, child_left, child_right, range_first, range_last,
-                            leaf_vertices, node_box, node_center, node_normal, node_area,
-                            child_frame)
+    num_tasks = (num_internal + FRAME_NODES_PER_TASK - 1) // FRAME_NODES_PER_TASK
+    next_task = np.zeros(1, np.int64)
+    for _worker in numba.prange(min(num_workers, num_tasks)):
+        task = _claim_task(next_task)
+        while task < num_tasks:
+            for node in range(task * FRAME_NODES_PER_TASK,
+                              min(num_internal, (task + 1) * FRAME_NODES_PER_TASK)):
+                _refit_child_frames(node, child_left, child_right, range_first, range_last,
+                                    leaf_vertices, node_box, node_center, node_normal,
+                                    node_area, child_frame)
+            task = _claim_task(next_task)
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
@@ -232,6 +247,34 @@ def refit_caps(vertices, boundary_edge, piece_first_edge, group_first_piece, cap
     for group in numba.prange(cap_group.shape[0]):
         _refit_cap_group(group, group_first_piece, piece_first_edge, cap_edge, cap_piece,
                          cap_group)
+
+
+@intrinsic
+def _claim_task(typingctx, next_task):
+    """The next task of a parallel loop: ``next_task[0]`` (an int64 array)
+    before one is added to it, atomically.
+
+    Numba's OpenMP layer splits a ``prange`` evenly between its threads
+    before any runs, so a call lasts as long as its slowest thread: one
+    woken late after the cores idled (as between the calls of a benchmark
+    that alternates with single-threaded peers), one sharing its core with
+    another process, or one given the costlier points. The query loops
+    (and the refit's oriented boxes) instead run one worker per thread,
+    each claiming tasks until none are left: the threads that run take the
+    work of those that do not yet.
+    """
+    if not (isinstance(next_task, types.Array) and next_task.dtype == types.int64):
+        return None
+
+    def codegen(context, builder, signature, args):
+        array_type = signature.args[0]
+        array = context.make_array(array_type)(context, builder, args[0])
+        pointer = cgutils.get_item_pointer(context, builder, array_type, array,
+                                           [context.get_constant(types.intp, 0)])
+        return builder.atomic_rmw("add", pointer, context.get_constant(types.int64, 1),
+                                  "monotonic")
+
+    return types.int64(next_task), codegen
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -270,7 +313,7 @@ def _closest_into(i, px, py, pz, root, num_internal, child_left, child_right, ch
 def query(points, point_order, point_mesh, mesh_root, mesh_closed, child_left, child_right,
           child_frame, leaf_vertices, leaf_face, node_center, node_normal, node_moment,
           node_radius, beta, want_closest, want_winding, mesh_magnitude, relative_margin,
-          out_distance, out_face, out_barycentric, out_closest, out_winding):
+          out_distance, out_face, out_barycentric, out_closest, out_winding, num_workers):
     """Closest triangle and/or winding number of every point against its mesh.
 
     Points are visited in ``point_order`` (all of them; empty: in their own
@@ -285,46 +328,55 @@ def query(points, point_order, point_mesh, mesh_root, mesh_closed, child_left, c
     to float64 first, so nothing overflows or loses the triangles' scale
     to their distance from the origin in float32; ``mesh_magnitude`` and
     ``relative_margin`` give each point's rounding margin (see
-    :func:`diffsd.traversal.rounding_margin`).
+    :func:`diffsd.traversal.rounding_margin`). ``num_workers``: Numba's current
+    thread count (see :func:`_claim_task`; asked for outside, as a cached
+    kernel cannot call it).
     """
     num_points = points.shape[0]
     num_internal = child_left.shape[0]
     num_tasks = (num_points + POINTS_PER_TASK - 1) // POINTS_PER_TASK
-    for task in numba.prange(num_tasks):
+    next_task = np.zeros(1, np.int64)
+    for _worker in numba.prange(min(num_workers, num_tasks)):
         (stack, stack_distance, recent_point, recent_distance, recent_margin, recent_winding,
          recent_root) = _task_scratch()
-        recent_next = 0
-        end = min(num_points, (task + 1) * POINTS_PER_TASK)
-        hint_leaf = -1
-        hint_root = -1
-        for k in range(task * POINTS_PER_TASK, end):
-            i, mesh, root, px, py, pz, margin = _task_point(
-                k, point_order, point_mesh, mesh_root, points, mesh_magnitude, relative_margin)
-            distance = 0.0
-            if want_closest:
-                if root != hint_root:
-                    hint_leaf = -1
-                distance, hint_leaf = _closest_into(
-                    i, px, py, pz, root, num_internal, child_left, child_right, child_frame,
-                    leaf_vertices, leaf_face, margin, hint_leaf, stack, stack_distance,
-                    out_distance, out_face, out_barycentric, out_closest)
-                hint_root = root
-            if not want_winding:
-                continue
-            if not mesh_closed[mesh]:
-                out_winding[i] = _sign_winding_number_query(
-                    px, py, pz, root, num_internal, child_left, child_right, leaf_vertices,
-                    node_center, node_normal, node_moment, node_radius, beta, stack)
-                continue
-            winding = _closed_mesh_winding(
-                px, py, pz, distance, want_closest, root, num_internal, child_left,
-                child_right, child_frame, leaf_vertices, node_center, node_normal,
-                node_moment, node_radius, beta, margin, recent_point, recent_distance,
-                recent_margin, recent_winding, recent_root, stack)
-            out_winding[i] = winding
-            recent_next = _remember(recent_next, px, py, pz, distance, margin, winding, root,
-                                    recent_point, recent_distance, recent_margin,
-                                    recent_winding, recent_root)
+        task = _claim_task(next_task)
+        while task < num_tasks:
+            # Each task starts afresh, so results do not depend on the worker that ran it.
+            recent_root[:] = -1
+            recent_next = 0
+            end = min(num_points, (task + 1) * POINTS_PER_TASK)
+            hint_leaf = -1
+            hint_root = -1
+            for k in range(task * POINTS_PER_TASK, end):
+                i, mesh, root, px, py, pz, margin = _task_point(
+                    k, point_order, point_mesh, mesh_root, points, mesh_magnitude,
+                    relative_margin)
+                distance = 0.0
+                if want_closest:
+                    if root != hint_root:
+                        hint_leaf = -1
+                    distance, hint_leaf = _closest_into(
+                        i, px, py, pz, root, num_internal, child_left, child_right, child_frame,
+                        leaf_vertices, leaf_face, margin, hint_leaf, stack, stack_distance,
+                        out_distance, out_face, out_barycentric, out_closest)
+                    hint_root = root
+                if not want_winding:
+                    continue
+                if not mesh_closed[mesh]:
+                    out_winding[i] = _sign_winding_number_query(
+                        px, py, pz, root, num_internal, child_left, child_right, leaf_vertices,
+                        node_center, node_normal, node_moment, node_radius, beta, stack)
+                    continue
+                winding = _closed_mesh_winding(
+                    px, py, pz, distance, want_closest, root, num_internal, child_left,
+                    child_right, child_frame, leaf_vertices, node_center, node_normal,
+                    node_moment, node_radius, beta, margin, recent_point, recent_distance,
+                    recent_margin, recent_winding, recent_root, stack)
+                out_winding[i] = winding
+                recent_next = _remember(recent_next, px, py, pz, distance, margin, winding, root,
+                                        recent_point, recent_distance, recent_margin,
+                                        recent_winding, recent_root)
+            task = _claim_task(next_task)
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
@@ -333,53 +385,59 @@ def query_open(points, point_order, point_mesh, mesh_root, mesh_closed, child_le
                node_moment, node_radius, beta, want_closest, want_winding, mesh_magnitude,
                relative_margin, out_distance, out_face, out_barycentric, out_closest,
                out_winding, mesh_group_first, group_first_piece, piece_first_edge, cap_edge,
-               cap_piece, cap_group):
+               cap_piece, cap_group, num_workers):
     """:func:`query` for signed distances (``want_closest`` and ``want_winding``
     must be set) when some mesh is open: there the winding number of the
     mesh closed by its caps is carried over as on closed meshes (see
     :func:`_open_mesh_winding`). ``mesh_group_first``, ``group_first_piece``,
     ``piece_first_edge``, ``cap_edge``, ``cap_piece``, ``cap_group``: the
-    caps (see :func:`refit_caps`)."""
+    caps (see :func:`refit_caps`); ``num_workers`` as in :func:`query`."""
     num_points = points.shape[0]
     num_internal = child_left.shape[0]
     num_tasks = (num_points + POINTS_PER_TASK - 1) // POINTS_PER_TASK
-    for task in numba.prange(num_tasks):
+    next_task = np.zeros(1, np.int64)
+    for _worker in numba.prange(min(num_workers, num_tasks)):
         (stack, stack_distance, recent_point, recent_distance, recent_margin, recent_winding,
          recent_root) = _task_scratch()
-        recent_next = 0
-        end = min(num_points, (task + 1) * POINTS_PER_TASK)
-        hint_leaf = -1
-        hint_root = -1
-        for k in range(task * POINTS_PER_TASK, end):
-            i, mesh, root, px, py, pz, margin = _task_point(
-                k, point_order, point_mesh, mesh_root, points, mesh_magnitude, relative_margin)
-            if root != hint_root:
-                hint_leaf = -1
-            distance, hint_leaf = _closest_into(
-                i, px, py, pz, root, num_internal, child_left, child_right, child_frame,
-                leaf_vertices, leaf_face, margin, hint_leaf, stack, stack_distance,
-                out_distance, out_face, out_barycentric, out_closest)
-            hint_root = root
-            if mesh_closed[mesh]:
-                carried = _closed_mesh_winding(
-                    px, py, pz, distance, True, root, num_internal, child_left, child_right,
-                    child_frame, leaf_vertices, node_center, node_normal, node_moment,
-                    node_radius, beta, margin, recent_point, recent_distance, recent_margin,
-                    recent_winding, recent_root, stack)
-                winding = carried
-            else:
-                winding, carried = _open_mesh_winding(
-                    px, py, pz, distance, root, num_internal, child_left, child_right,
-                    child_frame, leaf_vertices, node_center, node_normal, node_moment,
-                    node_radius, beta, margin, mesh_group_first[mesh],
-                    mesh_group_first[mesh + 1], group_first_piece, piece_first_edge, cap_edge,
-                    cap_piece, cap_group,
-                    recent_point, recent_distance, recent_margin, recent_winding, recent_root,
-                    stack)
-            out_winding[i] = winding
-            recent_next = _remember(recent_next, px, py, pz, distance, margin, carried, root,
-                                    recent_point, recent_distance, recent_margin,
-                                    recent_winding, recent_root)
+        task = _claim_task(next_task)
+        while task < num_tasks:
+            # Each task starts afresh, so results do not depend on the worker that ran it.
+            recent_root[:] = -1
+            recent_next = 0
+            end = min(num_points, (task + 1) * POINTS_PER_TASK)
+            hint_leaf = -1
+            hint_root = -1
+            for k in range(task * POINTS_PER_TASK, end):
+                i, mesh, root, px, py, pz, margin = _task_point(
+                    k, point_order, point_mesh, mesh_root, points, mesh_magnitude,
+                    relative_margin)
+                if root != hint_root:
+                    hint_leaf = -1
+                distance, hint_leaf = _closest_into(
+                    i, px, py, pz, root, num_internal, child_left, child_right, child_frame,
+                    leaf_vertices, leaf_face, margin, hint_leaf, stack, stack_distance,
+                    out_distance, out_face, out_barycentric, out_closest)
+                hint_root = root
+                if mesh_closed[mesh]:
+                    carried = _closed_mesh_winding(
+                        px, py, pz, distance, True, root, num_internal, child_left, child_right,
+                        child_frame, leaf_vertices, node_center, node_normal, node_moment,
+                        node_radius, beta, margin, recent_point, recent_distance, recent_margin,
+                        recent_winding, recent_root, stack)
+                    winding = carried
+                else:
+                    winding, carried = _open_mesh_winding(
+                        px, py, pz, distance, root, num_internal, child_left, child_right,
+                        child_frame, leaf_vertices, node_center, node_normal, node_moment,
+                        node_radius, beta, margin, mesh_group_first[mesh],
+                        mesh_group_first[mesh + 1], group_first_piece, piece_first_edge,
+                        cap_edge, cap_piece, cap_group, recent_point, recent_distance,
+                        recent_margin, recent_winding, recent_root, stack)
+                out_winding[i] = winding
+                recent_next = _remember(recent_next, px, py, pz, distance, margin, carried, root,
+                                        recent_point, recent_distance, recent_margin,
+                                        recent_winding, recent_root)
+            task = _claim_task(next_task)
 
 
 @numba.njit(cache=True, nogil=True, inline="always")

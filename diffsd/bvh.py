@@ -370,6 +370,8 @@ class MeshBVH:
                   arr(self.node_center), arr(self.node_normal), arr(self.node_area),
                   arr(self.child_frame))
         if self.backend == "cpu":
+            import numba
+
             from diffsd import _cpu_kernels
 
             _cpu_kernels.refit(arr(vertices), arr(self.faces), arr(self.leaf_face),
@@ -377,7 +379,7 @@ class MeshBVH:
                                arr(self.child_left), arr(self.child_right),
                                arr(self.range_first), arr(self.range_last),
                                arr(self.leaf_vertices), arr(self.node_box),
-                               arr(self.child_frame), *dipoles)
+                               arr(self.child_frame), *dipoles, numba.get_num_threads())
             if self.has_open_mesh:
                 _cpu_kernels.refit_caps(arr(vertices), arr(self.boundary_edge),
                                         arr(self.piece_first_edge), arr(self.group_first_piece),
@@ -446,12 +448,26 @@ class MeshBVH:
                 bool(closest), bool(winding), self.mesh_magnitude(), self.relative_margin,
                 *(arr(t) for t in outputs))
         kernels = _backend.kernels(self.backend)
-        if self.backend == "cpu" and winding and closest and self.has_open_mesh:
-            self._run(kernels.query_open, num_points, *args, arr(self.mesh_group_first),
-                      arr(self.group_first_piece), arr(self.piece_first_edge),
-                      arr(self.cap_edge), arr(self.cap_piece), arr(self.cap_group))
-        else:
+        if self.backend == "cuda":
             self._run(kernels.query, num_points, *args)
+            return outputs
+        import numba  # loaded with the CPU kernels
+
+        threads = numba.get_num_threads()
+        # One task of the kernel's loop: a second thread would have nothing to
+        # do, yet be woken and waited for (1-3 ms on a busy 2-core machine).
+        workers = 1 if num_points <= kernels.POINTS_PER_TASK else threads
+        numba.set_num_threads(workers)
+        try:
+            if winding and closest and self.has_open_mesh:
+                kernels.query_open(*args, arr(self.mesh_group_first),
+                                   arr(self.group_first_piece), arr(self.piece_first_edge),
+                                   arr(self.cap_edge), arr(self.cap_piece), arr(self.cap_group),
+                                   workers)
+            else:
+                kernels.query(*args, workers)
+        finally:
+            numba.set_num_threads(threads)
         return outputs
 
     #: Rounding allowance of the kernels' box distances and projections, in

@@ -79,3 +79,52 @@ def test_rounds_scale_with_the_call_time(monkeypatch):
                                 "b": lambda: time.sleep(budget / 2)}, budget=budget)
     assert {t.repeats for t in slow.values()} == {MIN_ROUNDS}
     assert MIN_ROUNDS < MAX_ROUNDS
+
+
+def test_the_step_is_timed_in_rounds_with_the_peers_build_and_forward(monkeypatch):
+    """The step target compares diffsd's step with a peer's build + forward:
+    both are timed in the same alternating rounds, each peer call building
+    its structure afresh."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import bench_sdf
+    import numpy as np
+    import torch
+
+    import diffsd
+
+    vertices, faces = diffsd.primitives.icosphere(1)
+    points = torch.rand(50, 3, dtype=torch.float64)
+    calls = []
+
+    class Peer:
+        label = "fake"
+
+        @staticmethod
+        def prepare_points(p):
+            return p
+
+        @staticmethod
+        def query(state, prepared):
+            calls.append(("query", state, prepared.dtype))
+
+    def build():
+        calls.append("build")
+        return "state"
+
+    alternated = {}
+
+    def fake_alternating(functions, **_):
+        alternated.update(functions)
+        for function in functions.values():
+            function()
+        return {name: bench_sdf.Timing(1.0, 1, [1.0]) for name in functions}
+
+    monkeypatch.setattr(bench_sdf, "measure_alternating", fake_alternating)
+    bench = bench_sdf.Benchmark.__new__(bench_sdf.Benchmark)
+    bench.started = 0.0
+    timings = bench.time_step_against_peers(
+        vertices, faces, points, diffsd.MeshBVH(vertices, faces), points,
+        [(Peer, None, np.float32, None)], {"fake": build}, budget=0.0)
+    assert list(alternated) == [bench_sdf.STEP_LABEL, "fake"]
+    assert set(timings) == {bench_sdf.STEP_LABEL, "fake"}
+    assert calls == ["build", ("query", "state", np.dtype(np.float32))]

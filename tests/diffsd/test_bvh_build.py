@@ -193,3 +193,17 @@ def test_median_split_halves_the_faces_by_centroid(count):
     assert rows[2:split + 1, 0].max() <= rows[split + 1:count + 2, 0].min()
     np.testing.assert_array_equal(rows, before[order])  # rows moved with their faces
     assert list(order[:2]) == [0, 1] and list(order[-2:]) == [count + 2, count + 3]
+
+
+def test_refit_does_not_depend_on_how_workers_share_the_nodes(monkeypatch):
+    """The refit's oriented boxes are computed by workers that claim tasks
+    of nodes as they go: any number of workers gives the same tree."""
+    vertices, faces = bumpy_sphere(4)
+    moved = vertices * 1.1 + 0.05 * vertices.roll(1, dims=1)
+    trees = []
+    for num_workers in (1, 2, 64):
+        monkeypatch.setattr(numba, "get_num_threads", lambda num_workers=num_workers: num_workers)
+        trees.append(MeshBVH(vertices, faces).refit(moved))
+    for tree in trees[1:]:
+        for name in ("child_frame", "node_box", "node_center", "node_moment", "node_radius"):
+            assert torch.equal(getattr(tree, name), getattr(trees[0], name)), name

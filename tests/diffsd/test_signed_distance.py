@@ -351,3 +351,81 @@ def test_oriented_box_pruning_matches_axis_aligned_pruning(dtype, offset):
     axis_aligned = unsigned_distance(vertices, faces, points, bvh=bvh, refit=False)
     assert torch.equal(oriented.distance, axis_aligned.distance)
     assert torch.equal(oriented.closest_face, axis_aligned.closest_face)
+
+
+@pytest.mark.parametrize("count", [0, 1, 7, 100])
+def test_claimed_tasks_are_each_run_once(count):
+    """Workers of a parallel loop that claim tasks as they go
+    (``_cpu_kernels._claim_task``) run every task exactly once, however
+    many workers there are."""
+    import numba
+    import numpy as np
+
+    from diffsd._cpu_kernels import _claim_task
+
+    @numba.njit(parallel=True)
+    def run(num_tasks, num_workers, runs, next_task):
+        for _worker in numba.prange(num_workers):
+            task = _claim_task(next_task)
+            while task < num_tasks:
+                runs[task] += 1
+                task = _claim_task(next_task)
+
+    for num_workers in (1, 2, 5):
+        runs = np.zeros(count, np.int64)
+        next_task = np.zeros(1, np.int64)
+        run(count, num_workers, runs, next_task)
+        assert np.all(runs == 1)
+        assert next_task[0] == count + num_workers  # each worker's last claim found none
+
+
+@pytest.mark.parametrize("name", ["torus", "open"])
+def test_query_does_not_depend_on_how_workers_share_the_tasks(name, monkeypatch):
+    """The query kernels' workers claim tasks of points as they go: one
+    worker, one per thread or more workers than tasks give the same
+    results, bit for bit (each task starts without the previous one's
+    search hint and recent points)."""
+    from diffsd import _cpu_kernels
+
+    vertices, faces = MESHES[name]()
+    points = query_points(vertices, 5000, seed=3)  # 10 tasks
+    bvh = MeshBVH(vertices, faces)
+    kernels = {kernel: getattr(_cpu_kernels, kernel) for kernel in ("query", "query_open")}
+
+    def run(num_workers):
+        for kernel, original in kernels.items():
+            monkeypatch.setattr(_cpu_kernels, kernel,
+                                lambda *args, original=original: original(*args[:-1], num_workers))
+        return signed_distance(vertices, faces, points, bvh=bvh, refit=False)
+
+    expected = run(1)
+    for num_workers in (2, 3, 64):
+        for a, b in zip(run(num_workers), expected):
+            assert torch.equal(a, b), num_workers
+
+
+def test_a_query_of_one_task_runs_on_one_thread(monkeypatch):
+    """A query of at most ``POINTS_PER_TASK`` points is one task: it runs on
+    the calling thread alone (no thread woken and waited for), and the
+    thread count is restored after it; larger queries use every thread."""
+    import numba
+
+    from diffsd import _cpu_kernels
+
+    if numba.get_num_threads() < 2:
+        pytest.skip("needs two Numba threads")
+    vertices, faces = MESHES["torus"]()
+    bvh = MeshBVH(vertices, faces)
+    seen = []
+    original = _cpu_kernels.query
+
+    def spy(*args):
+        seen.append((numba.get_num_threads(), args[-1]))
+        return original(*args)
+
+    monkeypatch.setattr(_cpu_kernels, "query", spy)
+    threads = numba.get_num_threads()
+    for count in (1, _cpu_kernels.POINTS_PER_TASK, _cpu_kernels.POINTS_PER_TASK + 1):
+        signed_distance(vertices, faces, query_points(vertices, count), bvh=bvh, refit=False)
+    assert seen == [(1, 1), (1, 1), (threads, threads)]
+    assert numba.get_num_threads() == threads
