@@ -285,7 +285,7 @@ def measure_timing(repeats: int = 2) -> None:
     for _ in range(repeats):
         base, peak, running = _rss_bytes(), [0], [True]
 
-        def sample():
+        def sample(peak=peak, running=running):
             while running[0]:
                 peak[0] = max(peak[0], _rss_bytes())
                 time.sleep(0.01)
