@@ -57,6 +57,10 @@ class AppearanceConfig:
     activation: str = "silu"
     #: Intensities are divided by this (HU) before fitting.
     intensity_scale: float = 1000.0
+    #: The predicted image is blurred along the scan's slice axis by the scan's
+    #: excess blur there (slices thicker than pixels, diffam.fit.slice_profile),
+    #: its modelled sigma times this; 0: a sharp prediction.
+    slice_blur_scale: float = 1.0
 
 
 @dataclass
