@@ -84,6 +84,7 @@ RANGES: dict[str, tuple] = {
     "appearance.hidden": _AT_LEAST_ONE,
     "appearance.layers": _AT_LEAST_ONE,
     "appearance.intensity_scale": _POSITIVE,
+    "appearance.slice_blur_scale": _NON_NEGATIVE,
     "export.fit_score_threshold": (-1.0, True, 1.0),
     "seed": (0, True, 2**32 - 1),
     "phantom.spacing_mm": _POSITIVE,

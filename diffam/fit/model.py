@@ -30,6 +30,7 @@ from diffam.fit.objective import LOSS_TERMS, StepSamples, body_face_mask
 from diffam.fit.optim import (VectorAdam, appearance_optimizer, frequency_step_scale,
                               repeatable_cpu_kernels)
 from diffam.fit.schedules import make_schedule
+from diffam.fit.slice_profile import SliceBlur
 from diffam.fit.spectral import laplace_beltrami_basis
 
 log = logging.getLogger(__name__)
@@ -146,6 +147,8 @@ class SpineFit:
             (``optim.fine_spacing_mm``), sampled instead of ``sampler`` once
             the schedule's blur is 0: resampling to the coarse processing
             grid blurs the cortex, which only the last stage can use.
+        slice_blur: the scan's extra blur along its slice axis, applied to
+            the predicted image (:mod:`diffam.fit.slice_profile`); None: none.
     """
 
     def __init__(
@@ -158,11 +161,16 @@ class SpineFit:
         placement: InitialTransform | None = None,
         field_of_view: FieldOfView | None = None,
         fine_sampler: VolumeSampler | None = None,
+        slice_blur: SliceBlur | None = None,
     ):
         self.config = config
         self.device = device
         self.sampler = sampler
         self.fine_sampler = fine_sampler
+        #: (2, 3) mm offsets along the scan's slice axis at which the image loss
+        #: also predicts (diffam.fit.slice_profile), or None.
+        self.slice_offsets = None if slice_blur is None else torch.as_tensor(
+            slice_blur.offsets_mm(), dtype=torch.float32, device=device)
         self.template = template
         self.iteration = 0
         self.history: list[dict[str, float]] = []

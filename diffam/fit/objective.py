@@ -25,6 +25,7 @@ import torch
 import diffsd
 from diffam.core.mesh_ops import face_normals
 from diffam.fit.field_of_view import view_drift_penalty
+from diffam.fit.slice_profile import blurred_prediction
 
 if TYPE_CHECKING:
     from diffam.fit.model import SpineFit
@@ -154,8 +155,19 @@ class LossTerm:
 
 
 def _image_term(fit: SpineFit, s: StepSamples) -> torch.Tensor:
-    with fit.stage_timer("appearance_mlp"):
-        predicted = fit.appearance(s.union.distance / fit.unit)
+    if fit.slice_offsets is None:
+        with fit.stage_timer("appearance_mlp"):
+            predicted = fit.appearance(s.union.distance / fit.unit)
+    else:  # the prediction as the scan's thick slices see it (diffam.fit.slice_profile)
+        moved = (s.points[None] + fit.slice_offsets[:, None].to(s.points.dtype)).reshape(-1, 3)
+        with fit.stage_timer("signed_distance"):
+            distance = diffsd.signed_distance(
+                s.packed, fit.union_bvh.faces, moved, bvh=fit.union_bvh, refit=False,
+                beta=fit.config.optim.winding_beta,
+            ).distance.reshape(2, -1)
+        with fit.stage_timer("appearance_mlp"):
+            predicted = blurred_prediction(fit.appearance, s.union.distance / fit.unit,
+                                           distance / fit.unit)
     with torch.no_grad(), fit.stage_timer("image_lookup"):
         observed = fit.appearance.normalize(s.target_sampler.sample(s.points))
     return image_loss(predicted, observed, fit.in_view(s.points))

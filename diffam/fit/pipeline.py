@@ -26,6 +26,7 @@ from diffam.fit.guards import guard_centroids
 from diffam.fit.model import FitResult, SpineFit, initial_placement, template_centres
 from diffam.fit.refine import refine_labels
 from diffam.fit.roi import fit_samplers
+from diffam.fit.slice_profile import slice_blur
 
 log = logging.getLogger(__name__)
 
@@ -249,7 +250,9 @@ def segment(
         timings["search"] = time.perf_counter() - search_tick
     fit = SpineFit(sampler, chosen, target, config, device, placement=placement,
                    field_of_view=FieldOfView.of_volume(image, device),
-                   fine_sampler=fine_sampler)
+                   fine_sampler=fine_sampler,
+                   slice_blur=slice_blur(image.spacing, image.direction,
+                                         config.appearance.slice_blur_scale))
     if resume and checkpoint is not None and Path(checkpoint).exists():
         fit.load_state_dict(torch.load(checkpoint, map_location=device, weights_only=False))
         log.info("resumed from %s at iteration %d", checkpoint, fit.iteration)

@@ -44,8 +44,8 @@ def linear_schedule(
 def blur_sigma_schedule(iteration: int, total: int, start_mm: float, end_fraction: float) -> float:
     """Gaussian blur of the target image, in mm: ``start_mm`` -> 0 at ``end_fraction``, then 0.
 
-    The published values (2.56 mm, 80 %) are the defaults of
-    :class:`~diffam.core.config.OptimConfig`.
+    The published values are 2.56 mm and 80 % (``optim=paper``); the default
+    start of :class:`~diffam.core.config.OptimConfig` is 1.28 mm.
     """
     return linear_schedule(start_mm, 0.0, iteration, total, end_fraction=end_fraction)
 

@@ -19,8 +19,8 @@ def test_alpha_schedule_published_defaults():
     assert alpha(5000) == pytest.approx(0.4)
 
 
-def test_blur_schedule_published_defaults():
-    optim = OptimConfig()
+def test_blur_schedule_published_values():
+    optim = OptimConfig(blur_start_mm=2.56)  # the paper's (optim=paper); the default is 1.28
 
     def blur(iteration, total=3001):
         return blur_sigma_schedule(iteration, total, optim.blur_start_mm, optim.blur_end_fraction)
