@@ -48,6 +48,7 @@ from diffam.core.template import load_template  # noqa: E402
 from diffam.fit.field_of_view import FieldOfView  # noqa: E402
 from diffam.fit.model import SpineFit, initial_placement, point_budgets  # noqa: E402
 from diffam.fit.roi import fit_samplers  # noqa: E402
+from diffam.fit.slice_profile import slice_blur  # noqa: E402
 
 PHANTOM_SPACING_MM = (1.5, 1.5, 1.5)
 #: The issue's targets on 2 cores: whole spine (24 vertebrae) and five vertebrae.
@@ -118,7 +119,9 @@ def prepare(config, image, template, centroids):
     sampler, fine_sampler = fit_samplers(image, placed.min(0) - margin, placed.max(0) + margin,
                                          config.optim, device)
     fit = SpineFit(sampler, chosen, target, config, device, placement=placement,
-                   field_of_view=FieldOfView.of_volume(image, device), fine_sampler=fine_sampler)
+                   field_of_view=FieldOfView.of_volume(image, device), fine_sampler=fine_sampler,
+                   slice_blur=slice_blur(image.spacing, image.direction,
+                                         config.appearance.slice_blur_scale))
     return fit, time.perf_counter() - tick
 
 
