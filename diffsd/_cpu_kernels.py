@@ -597,45 +597,50 @@ def _open_mesh_winding(px, py, pz, distance, root, num_internal, child_left, chi
     return winding, carried
 
 
-@numba.njit(parallel=True, cache=True, nogil=True)
-def distance_backward(points, barycentric, distance, grad_distance, on_surface_ratio, vertices,
-                      faces, face, grad_point):
-    """d loss / d p of every point (P, 3) into ``grad_point``: see
-    :func:`diffsd.traversal.distance_gradient`."""
-    for i in numba.prange(points.shape[0]):
-        _point_distance_gradient(i, points, barycentric, distance, grad_distance,
-                                 on_surface_ratio, vertices, faces, face, grad_point)
-
-
-#: The parallel vertex-gradient scatter gives each extra thread a private
-#: copy of the gradient when that costs at most this many vertices per point.
+#: The parallel backward gives each extra thread a private copy of the
+#: vertices' gradient when that costs at most this many vertices per point.
 SCATTER_COPY_VERTICES_PER_POINT = 4
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
-def scatter_vertex_gradient(faces, face, barycentric, grad_point, grad_closest, grad_vertices,
-                            num_threads):
-    """``grad_vertices[v_k] += w_k (grad_closest - grad_point)`` over every point's face.
+def point_and_vertex_gradients(points, barycentric, distance, grad_distance, on_surface_ratio,
+                               vertices, faces, face, grad_point, grad_closest, grad_vertices,
+                               num_threads):
+    """The backward pass of the distances, in one parallel loop over the points.
 
-    Faces share vertices, so the points are split into parts that scatter
-    into private copies of the gradient, summed at the end; only as many
-    parts as the copies are cheap next to the points (one: serial, which
-    is also the order of the sums). ``grad_closest`` may be empty (no
-    gradient reached the closest points). ``num_threads``: Numba's current
-    thread count (asked for outside, as a cached kernel cannot call it).
+    Where ``grad_distance`` is not empty, ``grad_point[i]`` becomes d loss /
+    d p of point i (:func:`diffsd.traversal.point_distance_gradient`);
+    otherwise ``grad_point`` is read as given. Where ``grad_vertices`` is not
+    empty, ``grad_vertices[v_k] += w_k (grad_closest - grad_point)`` over
+    every point's closest face, in the same pass (``grad_closest`` may be
+    empty: no gradient reached the closest points). Faces share vertices,
+    so the points are split into parts that scatter into private copies of
+    the gradient, summed at the end; only as many parts as the copies are
+    cheap next to the points (one: serial, which is also the order of the
+    sums). ``num_threads``: Numba's current thread count (asked for
+    outside, as a cached kernel cannot call it).
     """
     num_points = face.shape[0]
     num_vertices = grad_vertices.shape[0]
-    num_parts = min(num_threads,
-                    1 + SCATTER_COPY_VERTICES_PER_POINT * num_points // max(num_vertices, 1))
-    copies = np.zeros((num_parts - 1, num_vertices, 3), grad_vertices.dtype)
+    with_distance = grad_distance.shape[0] != 0
     with_closest = grad_closest.shape[0] != 0
+    num_parts = num_threads
+    if num_vertices != 0:
+        num_parts = min(num_threads,
+                        1 + SCATTER_COPY_VERTICES_PER_POINT * num_points // num_vertices)
+    num_parts = max(num_parts, 1)
+    copies = np.zeros((num_parts - 1, num_vertices, 3), grad_vertices.dtype)
     part_size = (num_points + num_parts - 1) // num_parts
     for part in numba.prange(num_parts):
         target = grad_vertices
         if part > 0:
             target = copies[part - 1]
         for i in range(part * part_size, min(num_points, (part + 1) * part_size)):
+            if with_distance:
+                _point_distance_gradient(i, points, barycentric, distance, grad_distance,
+                                         on_surface_ratio, vertices, faces, face, grad_point)
+            if num_vertices == 0:
+                continue
             for k in range(3):
                 v = faces[face[i], k]
                 w = barycentric[i, k]
@@ -644,7 +649,7 @@ def scatter_vertex_gradient(faces, face, barycentric, grad_point, grad_closest, 
                     if with_closest:
                         g += grad_closest[i, axis]
                     target[v, axis] += w * g
-    if num_parts > 1:
+    if num_parts > 1 and num_vertices != 0:
         for v in numba.prange(num_vertices):
             for copy in range(num_parts - 1):
                 for axis in range(3):

@@ -86,9 +86,10 @@ class _DistanceFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_distance, _grad_face, _grad_barycentric, grad_closest_point,
                  _grad_winding):
-        """Two kernels of the points' backend: the points' gradient
-        (:func:`diffsd.traversal.distance_gradient`), then its scatter to the
-        closest faces' vertices."""
+        """On the CPU one kernel, the points' gradient
+        (:func:`diffsd.traversal.distance_gradient`) and its scatter to the
+        closest faces' vertices in one pass; on CUDA a kernel for the
+        points' gradient, then the scatter in torch."""
         vertices, points, barycentric, face, distance = ctx.saved_tensors
         if grad_distance is None and grad_closest_point is None:
             return None, None, None, None, None, None, None
@@ -98,47 +99,49 @@ class _DistanceFunction(torch.autograd.Function):
 
         points = points.contiguous()
         grad_point = torch.zeros_like(points)
-        if grad_distance is not None:
-            on_surface_ratio = ON_SURFACE_ULPS * torch.finfo(points.dtype).eps
-            kernel = _backend.kernels(ctx.backend).distance_backward
-            args = (arr(points), arr(barycentric), arr(distance), arr(grad_distance),
-                    float(on_surface_ratio), arr(vertices), arr(ctx.faces), arr(face),
-                    arr(grad_point))
-            if ctx.backend == "cpu":
-                kernel(*args)
-            else:
-                _backend.launch(kernel, points.shape[0], points.device, *args)
+        on_surface_ratio = float(ON_SURFACE_ULPS * torch.finfo(points.dtype).eps)
+        want_vertices = ctx.needs_input_grad[0]
         grad_vertices = grad_points = None
-        if ctx.needs_input_grad[0]:
-            grad_vertices = _vertex_gradient(ctx, vertices, barycentric, face, grad_point,
-                                             grad_closest_point)
+        if ctx.backend == "cpu":
+            import numba
+
+            from diffsd import _cpu_kernels
+
+            no_rows = points.new_empty((0, 3))
+            scattered = (torch.zeros_like(vertices, memory_format=torch.contiguous_format)
+                         if want_vertices else no_rows)
+            _cpu_kernels.point_and_vertex_gradients(
+                arr(points), arr(barycentric), arr(distance),
+                arr(grad_distance if grad_distance is not None else points.new_empty(0)),
+                on_surface_ratio, arr(vertices), arr(ctx.faces), arr(face), arr(grad_point),
+                arr(grad_closest_point if grad_closest_point is not None else no_rows),
+                arr(scattered), numba.get_num_threads())
+            if want_vertices:
+                grad_vertices = scattered
+        else:
+            if grad_distance is not None:
+                _backend.launch(_backend.kernels(ctx.backend).distance_backward,
+                                points.shape[0], points.device, arr(points), arr(barycentric),
+                                arr(distance), arr(grad_distance), on_surface_ratio,
+                                arr(vertices), arr(ctx.faces), arr(face), arr(grad_point))
+            if want_vertices:
+                grad_vertices = _vertex_gradient(vertices, barycentric, face, ctx.faces,
+                                                 grad_point, grad_closest_point)
         if ctx.needs_input_grad[1]:
             grad_points = grad_point
         return grad_vertices, grad_points, None, None, None, None, None
 
 
-def _vertex_gradient(ctx, vertices, barycentric, face, grad_point, grad_closest_point):
+def _vertex_gradient(vertices, barycentric, face, faces, grad_point, grad_closest_point):
     """(V, 3): ``d/dv_k = w_k (grad_closest - grad_point)`` summed over the points
     whose closest face has vertex k (d distance / d v_k = -w_k d distance / d p,
-    d closest / d v_k = w_k I)."""
-    if ctx.backend == "cpu":
-        import numba
-
-        from diffsd import _cpu_kernels
-
-        grad_vertices = torch.zeros_like(vertices, memory_format=torch.contiguous_format)
-        closest = (grad_closest_point.contiguous() if grad_closest_point is not None
-                   else grad_point.new_empty((0, 3)))
-        _cpu_kernels.scatter_vertex_gradient(
-            *(_backend.as_kernel_array(t) for t in (ctx.faces, face, barycentric.contiguous(),
-                                                     grad_point, closest, grad_vertices)),
-            numba.get_num_threads())
-        return grad_vertices
+    d closest / d v_k = w_k I); the CPU computes the same in
+    :func:`diffsd._cpu_kernels.point_and_vertex_gradients`."""
     contributions = -barycentric[:, :, None] * grad_point[:, None, :]  # (P, 3, 3)
     if grad_closest_point is not None:
         contributions = contributions + barycentric[:, :, None] * grad_closest_point[:, None, :]
     grad_vertices = torch.zeros_like(vertices)
-    grad_vertices.index_add_(0, ctx.faces[face].reshape(-1), contributions.reshape(-1, 3))
+    grad_vertices.index_add_(0, faces[face].reshape(-1), contributions.reshape(-1, 3))
     return grad_vertices
 
 

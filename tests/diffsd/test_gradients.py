@@ -104,17 +104,19 @@ def test_gradients_with_reused_bvh_and_float32():
     assert losses[-1] < 0.5 * losses[0]
 
 
-def test_closest_point_gradient_to_vertices_holds_barycentrics_fixed():
+@pytest.mark.parametrize("backend", ["cpu", "cuda"])
+def test_closest_point_gradient_to_vertices_holds_barycentrics_fixed(backend):
     """closest_point = sum_i w_i v_i with the barycentrics fixed: its vertex
     gradient, alone and together with the distance's, against autograd
-    through that formula."""
+    through that formula (the CPU computes the points' gradient and its
+    scatter to the vertices in one kernel, CUDA in a kernel and torch)."""
     vertices, faces = MESHES["bumpy"]()
     points = _off_surface_points(vertices, faces, 40, seed=13)
     vertices = vertices.clone().requires_grad_(True)
     weights = torch.randn(points.shape[0], 3, dtype=torch.float64,
                           generator=torch.Generator().manual_seed(4))
     for with_distance in (False, True):
-        result = signed_distance(vertices, faces, points)
+        result = signed_distance(vertices, faces, points, backend=backend)
         loss = (result.closest_point * weights).sum()
         if with_distance:
             loss = loss + result.distance.sum()

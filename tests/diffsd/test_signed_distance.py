@@ -253,9 +253,10 @@ def test_vertex_gradient_scatter_in_parts_matches_serial(num_threads):
     for closest, expected in ((grad_closest, reference(grad_closest - grad_point)),
                               (grad_closest[:0], reference(-grad_point))):
         grad_vertices = np.zeros((vertices.shape[0], 3))
-        _cpu_kernels.scatter_vertex_gradient(faces.numpy(), face.numpy(), barycentric.numpy(),
-                                             grad_point.numpy(), closest.numpy(), grad_vertices,
-                                             num_threads)
+        unused = np.zeros((count, 3))  # points, distances and vertices: grad_point is given
+        _cpu_kernels.point_and_vertex_gradients(
+            unused, barycentric.numpy(), np.zeros(count), np.zeros(0), 0.0, unused, faces.numpy(),
+            face.numpy(), grad_point.numpy(), closest.numpy(), grad_vertices, num_threads)
         torch.testing.assert_close(torch.from_numpy(grad_vertices), expected)
 
 
