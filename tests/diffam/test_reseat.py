@@ -251,3 +251,19 @@ def test_cut_end_detections_do_not_judge_the_run():
     assert out.moved == {} and "whole" in out.reason
     for v in levels:
         np.testing.assert_array_equal(out.centroids[v], given[v])
+
+
+def test_a_run_far_off_its_detections_takes_them_without_a_turn():
+    # moved 15 mm at random: the smoothed run may point off the column, but the run is
+    # re-seated level by level on its detections, whatever its direction
+    levels = [12, 13, 14, 15, 16]
+    truth = _column(levels, 12)
+    middle = truth[14]
+    turned = {v: middle + _turn(15.0) @ (p - middle) for v, p in truth.items()}
+    given = moved_points(turned, 15.0, 0)
+    out = reseat_centroids(None, given, keep_mm=10.0,
+                           detections=_detections(list(range(10, 19)), 12),
+                           column=_straight_column())
+    assert out.turned_deg == 0.0 and set(out.moved) == set(levels)
+    for v in levels:
+        np.testing.assert_allclose(out.centroids[v], truth[v], atol=1e-9)
