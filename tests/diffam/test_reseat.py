@@ -5,8 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from diffam.fit.reseat import (MATCH_MM, TURN_DEG, match_levels, reseat_centroids,
-                               rotation_between, smoothed_run, turn_onto_column)
+from diffam.fit.reseat import (
+    MATCH_MM,
+    TURN_DEG,
+    match_levels,
+    reseat_centroids,
+    rotation_between,
+    smoothed_run,
+    turn_onto_column,
+)
 from diffam.localize.centerline import Centerline
 from tests.diffam.perturb import moved_points
 
