@@ -151,6 +151,8 @@ def reseat_given(image: Volume, chosen: TemplateSet, centroids: dict[int, np.nda
             log.info("given centroids kept: %s", found.reason)
         return found.centroids, "given"
     moved = ", ".join(f"{level_name(v)} {d:.0f} mm" for v, d in sorted(found.moved.items()))
+    if found.turned_deg:
+        moved = f"turned {found.turned_deg:.0f} degrees onto the column; {moved}"
     log.info("given centroids re-seated on the detected vertebrae: %s", moved)
     return found.centroids, f"given, re-seated on the detected vertebrae ({moved})"
 

@@ -5,7 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from diffam.fit.reseat import MATCH_MM, match_levels, reseat_centroids, smoothed_run
+from diffam.fit.reseat import (
+    MATCH_MM,
+    TURN_DEG,
+    match_levels,
+    reseat_centroids,
+    rotation_between,
+    smoothed_run,
+    turn_onto_column,
+)
+from diffam.localize.centerline import Centerline
 from tests.diffam.perturb import moved_points
 
 #: A column of vertebrae every 24 mm down a slightly tilted line (a mid-thoracic period).
@@ -16,6 +25,27 @@ TOP = np.array([10.0, 20.0, 300.0])
 def _column(ids, first_id):
     """True centres of ``ids``, the level ``first_id`` at ``TOP``."""
     return {v: TOP + (v - first_id) * STEP for v in ids}
+
+
+def _straight_column(first_id=12, levels=9):
+    """The centreline of :func:`_column` from two levels below ``first_id + levels`` to two
+    above ``first_id``, sampled every mm from inferior to superior."""
+    up = -STEP / np.linalg.norm(STEP)
+    bottom = TOP + (levels + 1) * STEP
+    arc = np.arange(0.0, (levels + 3) * np.linalg.norm(STEP), 1.0)
+    return Centerline(bottom + arc[:, None] * up, np.repeat(up[None], len(arc), 0), arc)
+
+
+#: Axes perpendicular to the column: left-right, and the one perpendicular to it and STEP.
+LEFT_RIGHT = np.array([1.0, 0.0, 0.0])
+ACROSS = np.cross(STEP, LEFT_RIGHT) / np.linalg.norm(np.cross(STEP, LEFT_RIGHT))
+
+
+def _turn(degrees, axis=LEFT_RIGHT):
+    """Rotation by ``degrees`` about the unit vector ``axis``."""
+    from scipy.spatial.transform import Rotation
+
+    return Rotation.from_rotvec(np.radians(degrees) * np.asarray(axis)).as_matrix()
 
 
 def _detections(ids, first_id, cut=()):
@@ -92,7 +122,79 @@ def test_a_run_turned_15_degrees_about_its_middle_agrees_with_the_detections():
     # the ends move 2 * 48.7 * sin(7.5 deg) = 12.7 mm, the median level 6.4 mm: kept
     out = reseat_centroids(None, given, keep_mm=10.0,
                            detections=_detections(list(range(10, 19)), 12))
-    assert out.moved == {}
+    assert out.moved == {} and out.turned_deg == 0.0
+
+
+@pytest.mark.parametrize("degrees, axis", [(15.0, LEFT_RIGHT), (-15.0, LEFT_RIGHT),
+                                           (12.0, ACROSS), (20.0, (LEFT_RIGHT + ACROSS) / 2 ** 0.5)])
+def test_a_run_turned_about_its_middle_is_turned_back_onto_the_column(degrees, axis):
+    levels = [12, 13, 14, 15, 16]
+    truth = _column(levels, 12)
+    middle = truth[14]
+    given = {v: middle + _turn(degrees, axis) @ (p - middle) for v, p in truth.items()}
+    out = reseat_centroids(None, given, keep_mm=10.0,
+                           detections=_detections(list(range(10, 19)), 12),
+                           column=_straight_column())
+    assert out.turned_deg == pytest.approx(abs(degrees), abs=1e-6)
+    for v in levels:
+        np.testing.assert_allclose(out.centroids[v], truth[v], atol=1e-6)
+    assert set(out.moved) == {12, 13, 15, 16}  # the middle stays where it was
+
+
+def test_a_run_within_the_turn_limit_of_the_column_is_not_turned():
+    levels = [12, 13, 14, 15, 16]
+    truth = _column(levels, 12)
+    middle = truth[14]
+    given = {v: middle + _turn(TURN_DEG - 1.0) @ (p - middle) for v, p in truth.items()}
+    out = reseat_centroids(None, given, keep_mm=10.0,
+                           detections=_detections(list(range(10, 19)), 12),
+                           column=_straight_column())
+    assert out.turned_deg == 0.0 and out.moved == {}
+    for v in levels:
+        np.testing.assert_array_equal(out.centroids[v], given[v])
+
+
+def test_a_turn_that_takes_the_run_away_from_its_detections_is_not_made():
+    # the run lies on its detections, but the column's centreline (e.g. found on
+    # another structure) runs 15 degrees off: turning would move the ends 12 mm off
+    levels = [12, 13, 14, 15, 16]
+    truth = _column(levels, 12)
+    column = _straight_column()
+    pivot = truth[14]
+    tilted = Centerline(pivot + (column.points - pivot) @ _turn(15.0).T,
+                        column.tangents @ _turn(15.0).T, column.arc_mm)
+    out = reseat_centroids(None, truth, keep_mm=10.0,
+                           detections=_detections(list(range(10, 19)), 12), column=tilted)
+    assert out.turned_deg == 0.0 and out.moved == {}
+    for v in levels:
+        np.testing.assert_array_equal(out.centroids[v], truth[v])
+
+
+def test_turn_onto_column_measures_the_angle_between_the_run_and_the_column():
+    truth = _column([12, 13, 14, 15, 16], 12)
+    rotation, angle = turn_onto_column(truth, _straight_column())
+    assert angle == pytest.approx(0.0, abs=1e-6)
+    np.testing.assert_allclose(rotation, np.eye(3), atol=1e-9)
+    middle = truth[14]
+    turned = {v: middle + _turn(10.0, ACROSS) @ (p - middle) for v, p in truth.items()}
+    rotation, angle = turn_onto_column(turned, _straight_column())
+    assert angle == pytest.approx(10.0, abs=1e-6)
+    np.testing.assert_allclose(rotation @ _turn(10.0, ACROSS), np.eye(3), atol=1e-9)
+
+
+def test_rotation_between_agrees_with_scipy():
+    from scipy.spatial.transform import Rotation
+
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        a, b = rng.normal(size=3), rng.normal(size=3)
+        rotation = rotation_between(a, b)
+        np.testing.assert_allclose(rotation @ (a / np.linalg.norm(a)), b / np.linalg.norm(b),
+                                   atol=1e-12)
+        np.testing.assert_allclose(rotation.T @ rotation, np.eye(3), atol=1e-12)
+        expected, _ = Rotation.align_vectors(b[None], a[None])  # the smallest rotation
+        np.testing.assert_allclose(rotation, expected.as_matrix(), atol=1e-9)
+    np.testing.assert_array_equal(rotation_between(a, 2 * a), np.eye(3))
 
 
 def test_cut_or_unmatched_detections_leave_the_given_centroid():
@@ -156,3 +258,19 @@ def test_cut_end_detections_do_not_judge_the_run():
     assert out.moved == {} and "whole" in out.reason
     for v in levels:
         np.testing.assert_array_equal(out.centroids[v], given[v])
+
+
+def test_a_run_far_off_its_detections_takes_them_without_a_turn():
+    # moved 15 mm at random: the smoothed run may point off the column, but the run is
+    # re-seated level by level on its detections, whatever its direction
+    levels = [12, 13, 14, 15, 16]
+    truth = _column(levels, 12)
+    middle = truth[14]
+    turned = {v: middle + _turn(15.0) @ (p - middle) for v, p in truth.items()}
+    given = moved_points(turned, 15.0, 0)
+    out = reseat_centroids(None, given, keep_mm=10.0,
+                           detections=_detections(list(range(10, 19)), 12),
+                           column=_straight_column())
+    assert out.turned_deg == 0.0 and set(out.moved) == set(levels)
+    for v in levels:
+        np.testing.assert_allclose(out.centroids[v], truth[v], atol=1e-9)
