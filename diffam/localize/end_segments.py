@@ -3,7 +3,9 @@
 Along a scan's spine the discs cut the column into vertebrae; beyond the
 lowest and the highest disc the scan may show part of one more vertebra,
 cut by the scan's face. A label map counts a cut vertebra when a fifth of
-it is in view, so the detector does too, but only when the bone it sees
+its volume is in view, so the detector does too (:func:`shows_a_fifth`:
+the body length past the disc that holds a fifth of a vertebra's volume,
+from the template), but only when the bone it sees
 beyond the disc is a vertebral body: past the dark disc gap the density
 rises again into the body. Where it only fades into the scan's face, what
 is seen is the disc and its blurred endplate (a tight crop's oblique lower
