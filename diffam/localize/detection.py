@@ -183,9 +183,12 @@ def straighten(
             + v32[None, :, None, None] * post_kji[rows, None, None, :]
             + u32[None, None, :, None] * left_kji[rows, None, None, :]
         ).reshape(-1, 3).T
-        values = ndimage.map_coordinates(image, kji, order=1, mode="constant", cval=outside_hu)
-        array[rows] = values.reshape(-1, len(v), len(u))
+        # The scan's field of view reaches half a voxel past its outer voxel
+        # centres: samples there take the edge voxel's value, not a blend
+        # with the fill, which would darken the bone cut by the scan's face.
+        values = ndimage.map_coordinates(image, kji, order=1, mode="nearest")
         within = ((kji >= -0.5) & (kji <= upper + 0.5)).all(axis=0)
+        array[rows] = np.where(within, values, outside_hu).reshape(-1, len(v), len(u))
         inside[rows] = within.reshape(-1, len(v), len(u))
     return Straightened(array, v, u, frames, inside)
 
