@@ -197,7 +197,7 @@ def end_segment_bone_mm(density: np.ndarray, step: float, disc_mm: float, direct
             return max(bone, whole + DISC_SIDE_MM), abs(far - disc_mm)
         return bone, abs(far - gap)
     else:
-        gap = _disc_gap_mm(density, step, disc_mm, direction, period_mm)
+        gap = _disc_gap_mm(density, step, disc_mm, direction, period_mm, marrow_hu)
     return _bony_mm(body, step, min(gap, far), max(gap, far)), abs(far - gap)
 
 
@@ -225,7 +225,7 @@ def _seen_through(density: np.ndarray, step: float, a_mm: float, b_mm: float) ->
 
 
 def _disc_gap_mm(density: np.ndarray, step: float, disc_mm: float, direction: int,
-                 period_mm: float) -> float:
+                 period_mm: float, marrow_hu: float = float("nan")) -> float:
     """Arc length (mm) where the disc beyond an end disc's endplate peak is darkest.
 
     The end segment beyond the last disc is a vertebra only where bone is
@@ -235,9 +235,11 @@ def _disc_gap_mm(density: np.ndarray, step: float, disc_mm: float, direction: in
     of the body slab between :data:`DISC_SIDE_MM` and half a period from the
     peak, going ``direction`` (-1 inferior, +1 superior); samples the scan
     does not show count as darkest, so that bone only counts before them.
-    Where the darkest sample is the window's far end and the scan shows the
-    slab beyond it, there is no dip to find: the disc is the thin one blurred
-    into the peak, and the gap is :data:`DISC_SIDE_MM` from it.
+    Where the darkest sample is the window's far end, still as dense as the
+    scan's own marrow (:data:`MARROW_FRACTION` of ``marrow_hu``), and the
+    scan shows the slab beyond it, there is no dip to find: the slab is in
+    a body there, the disc is the thin one blurred into the peak, and the
+    gap is :data:`DISC_SIDE_MM` from it.
     """
     smooth = _seen_smooth(density, DISC_GAP_SMOOTH_MM / step)
     near, far = disc_mm + direction * DISC_SIDE_MM, disc_mm + direction * 0.5 * period_mm
@@ -250,12 +252,13 @@ def _disc_gap_mm(density: np.ndarray, step: float, disc_mm: float, direction: in
     darkest = np.flatnonzero(window <= window.min() + 1e-6)
     index = darkest[-1] if direction < 0 else darkest[0]
     outer = 0 if direction < 0 else len(window) - 1
-    if index == outer and _seen_through(density, step, (first + outer) * step,
-                                        (first + outer) * step + direction * DISC_SIDE_MM):
-        # No dip within half a period and the scan goes on: the density only
-        # falls slowly into what the scan still shows (a cut body whose marrow
-        # is as dark as a thin disc blurred into its plates), not into the
-        # face. The disc is the peak itself, as where nothing is cut.
+    if (index == outer and window[outer] >= MARROW_FRACTION * marrow_hu
+            and _seen_through(density, step, (first + outer) * step,
+                              (first + outer) * step + direction * DISC_SIDE_MM)):
+        # No dip within half a period, the slab still at the marrow's density
+        # there and the scan going on: a cut body whose marrow is about as
+        # dark as a thin disc blurred into its plates, not a plate fading into
+        # the face. The disc is the peak itself, as where nothing is cut.
         return near
     return float((first + index) * step)
 

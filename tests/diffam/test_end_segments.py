@@ -129,6 +129,10 @@ def test_a_plate_fading_into_the_face_past_a_paired_disc_is_not_a_vertebra():
     assert bone < 0.2 * PERIOD_MM
 
 
+#: Marrow of the scan of the slow fade (the chest CT's: 120-125 HU).
+MARROW_HU = 120.0
+
+
 def _slow_fade_to_a_face(face_mm: float) -> tuple[np.ndarray, float]:
     """Body-slab density below a thin disc blurred into one peak (100 mm), over a cut
     body whose marrow (105 HU) is about as dark as that blur; the face of the scan at
@@ -153,9 +157,25 @@ def test_a_cut_body_as_dark_as_a_blurred_thin_disc_counts_when_the_face_lies_bey
     # rule) left 2-3 mm of a body that fills most of the view.
     period = 25.0
     density, peak = _slow_fade_to_a_face(face_mm=100.0 - 18.0)
-    bone, span = end_segment_bone_mm(density, 1.0, peak, -1, period, MIN_BODY_HU)
+    bone, span = end_segment_bone_mm(density, 1.0, peak, -1, period, MIN_BODY_HU,
+                                     marrow_hu=MARROW_HU)
     assert shows_a_fifth(bone, period, -1)
     assert bone < 0.9 * span  # still partial
+
+
+def test_a_plate_fading_past_half_a_period_into_the_face_still_does_not_count():
+    # verse007 at 3 mm: below its lowest (thin) disc the slab falls from 210 HU
+    # to soft tissue over 12 mm into the crop's face, 20 mm away. The window's
+    # far end is the darkest sample, but far below the scan's marrow: a fade.
+    period = 32.0
+    s = np.arange(200.0)
+    density = np.full(len(s), 220.0)
+    fade = s < 98.0
+    density[fade] = np.interp(s[fade], [80.0, 98.0], [0.0, 220.0])
+    density[s < 80.0] = OUTSIDE_DENSITY_HU
+    bone, _ = end_segment_bone_mm(density, 1.0, 100.0, -1, period, MIN_BODY_HU,
+                                  marrow_hu=MARROW_HU)
+    assert not shows_a_fifth(bone, period, -1)
 
 
 def test_a_fading_endplate_reaching_the_face_within_half_a_period_still_does_not_count():
@@ -163,7 +183,8 @@ def test_a_fading_endplate_reaching_the_face_within_half_a_period_still_does_not
     # the gap is the face, as before, and nothing past it is bone.
     period = 36.0
     density, peak = _slow_fade_to_a_face(face_mm=100.0 - 12.0)
-    bone, _ = end_segment_bone_mm(density, 1.0, peak, -1, period, MIN_BODY_HU)
+    bone, _ = end_segment_bone_mm(density, 1.0, peak, -1, period, MIN_BODY_HU,
+                                  marrow_hu=MARROW_HU)
     assert not shows_a_fifth(bone, period, -1)
 
 
