@@ -41,6 +41,9 @@ OUTSIDE_DENSITY_HU = -200.0
 #: its plates, not to the body of an end vertebra beyond it.
 DISC_SIDE_MM = 3.0
 
+#: Fraction of a curve sample within which an arc length counts as on it.
+SAMPLE_TOLERANCE = 1e-3
+
 #: Smoothing (mm, Gaussian sigma) of the body-slab density before it is
 #: compared with the bone threshold (as for the bony column in detection).
 BODY_SMOOTH_MM = 3.0
@@ -264,6 +267,12 @@ def _disc_gap_mm(density: np.ndarray, step: float, disc_mm: float, direction: in
 
 
 def _bony_mm(body: np.ndarray, step: float, a_mm: float, b_mm: float) -> float:
-    """Length (mm) of the curve between arc lengths ``a_mm`` and ``b_mm`` where ``body`` holds."""
-    first, last = max(0, int(np.ceil(a_mm / step))), min(len(body) - 1, int(np.floor(b_mm / step)))
+    """Length (mm) of the curve between arc lengths ``a_mm`` and ``b_mm`` where ``body`` holds.
+
+    The ends are inclusive to within :data:`SAMPLE_TOLERANCE` of a sample: the
+    curve's step is 1 mm only to float precision, so a whole-millimetre offset
+    such as :data:`DISC_SIDE_MM` must land on the sample it names.
+    """
+    first = max(0, int(np.ceil(a_mm / step - SAMPLE_TOLERANCE)))
+    last = min(len(body) - 1, int(np.floor(b_mm / step + SAMPLE_TOLERANCE)))
     return float(body[first : last + 1].sum() * step) if last >= first else 0.0

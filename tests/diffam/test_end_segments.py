@@ -213,3 +213,17 @@ def test_the_volume_fifth_fractions_are_the_templates_largest_over_t1_to_l5():
     assert abs(VOLUME_FIFTH_BELOW - below) <= 0.005
     # Lumbar vertebrae, the arch hanging below the body: from below, less than from above.
     assert all(fractions[f"L{n}"][0] < fractions[f"L{n}"][1] for n in (1, 2, 3, 4))
+
+
+def test_the_bone_counted_does_not_depend_on_float_error_in_the_curve_step():
+    # The chest CT with noise: a centreline step of 0.99997 mm put the sample
+    # 3 mm past the plate (DISC_SIDE_MM) 0.1 um too close, and it was dropped:
+    # 3 mm of its cut C6 counted instead of 4.
+    step = 0.9999684785291265
+    density, plate = _paired_end(face_mm=90.0 - 14.0, body_hu=70.0, fade=False)
+    marrow = marrow_density_hu(density, 1.0, np.array([96.0, 128.0, 160.0]))
+    exact, _ = end_segment_bone_mm(density, 1.0, plate, -1, PERIOD_MM, MIN_BODY_HU,
+                                   paired=True, marrow_hu=marrow)
+    drifted, _ = end_segment_bone_mm(density, step, (plate / 1.0) * step, -1, PERIOD_MM,
+                                     MIN_BODY_HU, paired=True, marrow_hu=marrow)
+    assert abs(drifted - exact) < 0.01
