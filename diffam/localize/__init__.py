@@ -100,7 +100,7 @@ def localize_vertebrae(
         volume: CT volume in HU (any orientation and spacing).
         hint_lowest: level of the lowest vertebra visible, e.g. ``"L5"``
             (``levels.lowest`` in the configuration); a vertebra cut by the
-            scan counts when a fifth of its height is in view.
+            scan counts when a fifth of its volume is in view.
         hint_highest: level of the highest vertebra visible, e.g. ``"T10"``.
         working_spacing_mm: voxel size of the internal working grid.
 

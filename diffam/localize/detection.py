@@ -25,8 +25,9 @@ the local left axis, 1 mm apart. Then:
    period is also pulled towards each level's typical height (body plus
    disc, from the cited measurements of :mod:`diffam.core.anatomy`).
 4. One vertebra lies between each pair of consecutive discs, plus one at
-   each end of the curve when a fifth of its height is seen as bone past
-   the end disc's gap (:func:`end_segment_bone_mm`). Its centroid
+   each end of the curve when the bone seen past the end disc's gap
+   (:func:`end_segment_bone_mm`) holds a fifth of its volume
+   (:data:`~diffam.localize.end_segments.VOLUME_FIFTH_ABOVE`, ``_BELOW``). Its centroid
    is the centre of the bone (above :data:`CENTROID_BONE_HU`, with the
    bodies' cancellous interior filled in) between its two discs within
    :data:`CENTROID_RADIUS_MM` of the centreline: body, pedicles and the root
@@ -47,7 +48,12 @@ from scipy import ndimage
 from diffam.core.volume import Volume
 from diffam.localize.centerline import Centerline
 from diffam.localize.end_sections import column_sections
-from diffam.localize.end_segments import OUTSIDE_DENSITY_HU, end_segment_bone_mm, marrow_density_hu
+from diffam.localize.end_segments import (
+    OUTSIDE_DENSITY_HU,
+    end_segment_bone_mm,
+    marrow_density_hu,
+    shows_a_fifth,
+)
 from diffam.localize.orientation import local_frame
 from diffam.localize.periodicity import (
     MAX_PERIOD_MM,
@@ -177,9 +183,12 @@ def straighten(
             + v32[None, :, None, None] * post_kji[rows, None, None, :]
             + u32[None, None, :, None] * left_kji[rows, None, None, :]
         ).reshape(-1, 3).T
-        values = ndimage.map_coordinates(image, kji, order=1, mode="constant", cval=outside_hu)
-        array[rows] = values.reshape(-1, len(v), len(u))
+        # The scan's field of view reaches half a voxel past its outer voxel
+        # centres: samples there take the edge voxel's value, not a blend
+        # with the fill, which would darken the bone cut by the scan's face.
+        values = ndimage.map_coordinates(image, kji, order=1, mode="nearest")
         within = ((kji >= -0.5) & (kji <= upper + 0.5)).all(axis=0)
+        array[rows] = np.where(within, values, outside_hu).reshape(-1, len(v), len(u))
         inside[rows] = within.reshape(-1, len(v), len(u))
     return Straightened(array, v, u, frames, inside)
 
@@ -332,7 +341,6 @@ def detect_vertebrae(
     volume: Volume,
     centerline: Centerline,
     *,
-    min_partial_fraction: float = 0.2,
     min_body_hu: float = 100.0,
     period_mm: tuple[float, float] = (MIN_PERIOD_MM, MAX_PERIOD_MM),
     hinted_end: tuple[int, bool] | None = None,
@@ -342,10 +350,6 @@ def detect_vertebrae(
     Args:
         volume: CT volume in HU (typically the working grid).
         centerline: the spine centreline (arc-length step about 1 mm).
-        min_partial_fraction: an end segment shorter than this fraction of
-            the neighbouring vertebra's period is not reported. A fifth: in
-            crops of two or three vertebrae the end vertebrae show little
-            more of their body than that, and label maps count them.
         min_body_hu: mean HU of the body slab above which the curve is
             inside the bony column (ends of the spine, beyond the scan).
         period_mm: range of the vertebral period (body plus disc height, mm);
@@ -414,11 +418,13 @@ def detect_vertebrae(
                                                 min_body_hu, paired=paired[0], **cues)
         above, above_span = end_segment_bone_mm(density, step, plates[-1, 1], +1, last_gap,
                                                 min_body_hu, paired=paired[-1], **cues)
-        if below >= min_partial_fraction * first_gap:
+        # A label map counts a cut vertebra when a fifth of its volume is in
+        # view; the body length past the disc that holds it differs by end.
+        if shows_a_fifth(below, first_gap, -1):
             bounds.insert(0, (discs[0] - first_gap, discs[0]))
             partial.insert(0, below < 0.9 * below_span)
             conf.insert(0, 0.5 * float(min(1.0, strength[0])))
-        if above >= min_partial_fraction * last_gap:
+        if shows_a_fifth(above, last_gap, +1):
             bounds.append((discs[-1], discs[-1] + last_gap))
             partial.append(above < 0.9 * above_span)
             conf.append(0.5 * float(min(1.0, strength[-1])))

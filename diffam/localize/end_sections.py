@@ -39,8 +39,10 @@ SECTION_RADIUS_MM = 30.0
 #: paired end disc of the L3 crop it is 0.99-1.0 for 14 mm. Past the paired
 #: end discs at the oblique lower faces of verse005 and verse007 it is at
 #: most 0.92 from 3 mm past the plate on, so no run starts. At verse008's
-#: upper face the run is 3 mm, against the 6.3 mm that a fifth of its
-#: period needs.
+#: upper face the run is 3 mm (6 mm with the plate's blur, which counts the
+#: unlabelled T11 above the crop's T12: 5.99 mm, 0.19 of the period, shows a
+#: fifth of a vertebra's volume from above, see
+#: :data:`~diffam.localize.end_segments.VOLUME_FIFTH_ABOVE`).
 WHOLE_SECTION_FRACTION = 0.95
 
 #: Bone threshold (HU) of the cortex counted in a section.

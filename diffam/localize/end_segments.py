@@ -3,7 +3,9 @@
 Along a scan's spine the discs cut the column into vertebrae; beyond the
 lowest and the highest disc the scan may show part of one more vertebra,
 cut by the scan's face. A label map counts a cut vertebra when a fifth of
-it is in view, so the detector does too, but only when the bone it sees
+its volume is in view, so the detector does too (:func:`shows_a_fifth`:
+the body length past the disc that holds a fifth of a vertebra's volume,
+from the template), but only when the bone it sees
 beyond the disc is a vertebral body: past the dark disc gap the density
 rises again into the body. Where it only fades into the scan's face, what
 is seen is the disc and its blurred endplate (a tight crop's oblique lower
@@ -39,6 +41,9 @@ OUTSIDE_DENSITY_HU = -200.0
 #: its plates, not to the body of an end vertebra beyond it.
 DISC_SIDE_MM = 3.0
 
+#: Fraction of a curve sample within which an arc length counts as on it.
+SAMPLE_TOLERANCE = 1e-3
+
 #: Smoothing (mm, Gaussian sigma) of the body-slab density before it is
 #: compared with the bone threshold (as for the bony column in detection).
 BODY_SMOOTH_MM = 3.0
@@ -56,6 +61,79 @@ DISC_GAP_SMOOTH_MM = 1.5
 #: 0.6 within 4 mm of the plate's blur. Lower would reach soft tissue where the
 #: marrow itself is barely denser than muscle (the L3 crop: 63 HU).
 MARROW_FRACTION = 0.7
+
+
+#: Length of a cut vertebra's body past the end disc, as a fraction of the
+#: vertebral period (body plus disc), that shows a fifth of its volume: the
+#: label maps' rule for a vertebra in view. A vertebra is no cylinder: the arch
+#: of the vertebra above a disc hangs below its body, so a scan whose upper face
+#: cuts just above a disc shows more of that vertebra than its body's share.
+#: Measured on the shipped spine template by :func:`volume_fifth_fractions`
+#: (largest over T1-L5, so that no level counts with less than a fifth in
+#: view): above the highest disc, seen from its inferior endplate, 0.19 (L5;
+#: L1-L4 0.10-0.12, T1-T12 0.05-0.17); below the lowest disc, seen from its
+#: superior endplate, 0.17 (T1; L1-L5 0.11-0.16, T2-T12 0.07-0.13).
+VOLUME_FIFTH_ABOVE = 0.19
+VOLUME_FIFTH_BELOW = 0.17
+
+#: The share of a vertebra's volume that makes it count as in view.
+IN_VIEW_VOLUME = 0.2
+
+
+def shows_a_fifth(bone_mm: float, period_mm: float, direction: int) -> bool:
+    """Whether ``bone_mm`` of body past an end disc shows :data:`IN_VIEW_VOLUME` of the
+    cut vertebra: ``direction`` +1 above the highest disc, -1 below the lowest."""
+    fraction = VOLUME_FIFTH_ABOVE if direction > 0 else VOLUME_FIFTH_BELOW
+    return bone_mm >= fraction * period_mm
+
+
+def volume_fifth_fractions(template, levels) -> dict[str, tuple[float, float]]:
+    """Body length past each end disc that holds :data:`IN_VIEW_VOLUME` of a vertebra, per level.
+
+    For each level of ``template`` (a :class:`~diffam.core.template.TemplateSet`)
+    in ``levels``: its local frame (S along the line joining its neighbours'
+    centroids, P the patient posterior made orthogonal), its inside on a 1 mm
+    grid, its body (the inside more than
+    :data:`~diffam.localize.detection.WALL_TO_CENTROID_MM` in front of the
+    centroid) and the body's endplates (1st and 99th percentile of S). Returns
+    level -> ``(from_inferior, from_superior)``: the height above the inferior
+    endplate, and below the superior one, that holds that share of the whole
+    vertebra's volume, as fractions of the level's typical period
+    (:func:`~diffam.localize.periodicity.typical_period_mm`).
+    """
+    import torch
+
+    import diffsd  # local: only the calibration needs it
+    from diffam.localize.detection import WALL_TO_CENTROID_MM
+    from diffam.localize.orientation import local_frame
+    from diffam.localize.periodicity import typical_period_mm
+
+    centroids = np.array([v.centroid() for v in template.vertebrae])
+    order = np.argsort(-centroids[:, 2])  # head to tail
+    out = {}
+    for rank, n in enumerate(order):
+        vertebra = template.vertebrae[n]
+        if vertebra.level not in levels:
+            continue
+        up = centroids[order[max(rank - 1, 0)]]
+        down = centroids[order[min(rank + 1, len(order) - 1)]]
+        frame = local_frame(up - down)
+        lo, hi = vertebra.vertices.min(0) - 1.0, vertebra.vertices.max(0) + 1.0
+        axes = [np.arange(a, b, 1.0) for a, b in zip(lo, hi)]
+        grid = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)
+        distance = diffsd.signed_distance(torch.as_tensor(vertebra.vertices),
+                                          torch.as_tensor(vertebra.faces),
+                                          torch.as_tensor(grid)).distance.numpy()
+        inside = grid[distance < 0] - centroids[n]
+        height, posterior = inside @ frame[:, 2], inside @ frame[:, 1]
+        body = height[posterior < -WALL_TO_CENTROID_MM]
+        inferior, superior = np.percentile(body, 1), np.percentile(body, 99)
+        ordered = np.sort(height)
+        share = int(IN_VIEW_VOLUME * len(ordered))
+        period = typical_period_mm(vertebra.verse_id)
+        out[vertebra.level] = (float(ordered[share] - inferior) / period,
+                               float(superior - ordered[-1 - share]) / period)
+    return out
 
 
 def marrow_density_hu(density: np.ndarray, step: float, discs_mm: np.ndarray) -> float:
@@ -122,7 +200,7 @@ def end_segment_bone_mm(density: np.ndarray, step: float, disc_mm: float, direct
             return max(bone, whole + DISC_SIDE_MM), abs(far - disc_mm)
         return bone, abs(far - gap)
     else:
-        gap = _disc_gap_mm(density, step, disc_mm, direction, period_mm)
+        gap = _disc_gap_mm(density, step, disc_mm, direction, period_mm, marrow_hu)
     return _bony_mm(body, step, min(gap, far), max(gap, far)), abs(far - gap)
 
 
@@ -150,7 +228,7 @@ def _seen_through(density: np.ndarray, step: float, a_mm: float, b_mm: float) ->
 
 
 def _disc_gap_mm(density: np.ndarray, step: float, disc_mm: float, direction: int,
-                 period_mm: float) -> float:
+                 period_mm: float, marrow_hu: float = float("nan")) -> float:
     """Arc length (mm) where the disc beyond an end disc's endplate peak is darkest.
 
     The end segment beyond the last disc is a vertebra only where bone is
@@ -160,6 +238,11 @@ def _disc_gap_mm(density: np.ndarray, step: float, disc_mm: float, direction: in
     of the body slab between :data:`DISC_SIDE_MM` and half a period from the
     peak, going ``direction`` (-1 inferior, +1 superior); samples the scan
     does not show count as darkest, so that bone only counts before them.
+    Where the darkest sample is the window's far end, still as dense as the
+    scan's own marrow (:data:`MARROW_FRACTION` of ``marrow_hu``), and the
+    scan shows the slab beyond it, there is no dip to find: the slab is in
+    a body there, the disc is the thin one blurred into the peak, and the
+    gap is :data:`DISC_SIDE_MM` from it.
     """
     smooth = _seen_smooth(density, DISC_GAP_SMOOTH_MM / step)
     near, far = disc_mm + direction * DISC_SIDE_MM, disc_mm + direction * 0.5 * period_mm
@@ -171,10 +254,25 @@ def _disc_gap_mm(density: np.ndarray, step: float, disc_mm: float, direction: in
     # The darkest sample nearest the peak when several tie (all outside the scan).
     darkest = np.flatnonzero(window <= window.min() + 1e-6)
     index = darkest[-1] if direction < 0 else darkest[0]
+    outer = 0 if direction < 0 else len(window) - 1
+    if (index == outer and window[outer] >= MARROW_FRACTION * marrow_hu
+            and _seen_through(density, step, (first + outer) * step,
+                              (first + outer) * step + direction * DISC_SIDE_MM)):
+        # No dip within half a period, the slab still at the marrow's density
+        # there and the scan going on: a cut body whose marrow is about as
+        # dark as a thin disc blurred into its plates, not a plate fading into
+        # the face. The disc is the peak itself, as where nothing is cut.
+        return near
     return float((first + index) * step)
 
 
 def _bony_mm(body: np.ndarray, step: float, a_mm: float, b_mm: float) -> float:
-    """Length (mm) of the curve between arc lengths ``a_mm`` and ``b_mm`` where ``body`` holds."""
-    first, last = max(0, int(np.ceil(a_mm / step))), min(len(body) - 1, int(np.floor(b_mm / step)))
+    """Length (mm) of the curve between arc lengths ``a_mm`` and ``b_mm`` where ``body`` holds.
+
+    The ends are inclusive to within :data:`SAMPLE_TOLERANCE` of a sample: the
+    curve's step is 1 mm only to float precision, so a whole-millimetre offset
+    such as :data:`DISC_SIDE_MM` must land on the sample it names.
+    """
+    first = max(0, int(np.ceil(a_mm / step - SAMPLE_TOLERANCE)))
+    last = min(len(body) - 1, int(np.floor(b_mm / step + SAMPLE_TOLERANCE)))
     return float(body[first : last + 1].sum() * step) if last >= first else 0.0

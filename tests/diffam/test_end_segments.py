@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from diffam.localize.end_segments import (
+    IN_VIEW_VOLUME,
     OUTSIDE_DENSITY_HU,
+    VOLUME_FIFTH_ABOVE,
+    VOLUME_FIFTH_BELOW,
     end_segment_bone_mm,
     marrow_density_hu,
+    shows_a_fifth,
+    volume_fifth_fractions,
 )
 
 BODY_HU, DISC_HU, PLATE_HU = 150.0, 60.0, 350.0
@@ -121,3 +127,103 @@ def test_a_plate_fading_into_the_face_past_a_paired_disc_is_not_a_vertebra():
     bone, _ = end_segment_bone_mm(density, 1.0, plate, -1, PERIOD_MM, MIN_BODY_HU,
                                   paired=True, marrow_hu=70.0)
     assert bone < 0.2 * PERIOD_MM
+
+
+#: Marrow of the scan of the slow fade (the chest CT's: 120-125 HU).
+MARROW_HU = 120.0
+
+
+def _slow_fade_to_a_face(face_mm: float) -> tuple[np.ndarray, float]:
+    """Body-slab density below a thin disc blurred into one peak (100 mm), over a cut
+    body whose marrow (105 HU) is about as dark as that blur; the face of the scan at
+    ``face_mm`` is padded with air that the slab's smoothing blends in (an oblique,
+    resampled scan: the chest CT's cut L3). Returns ``(density, peak mm)``."""
+    s = np.arange(200.0)
+    density = np.full(len(s), 250.0)
+    density[(s >= 98.0) & (s <= 102.0)] = PLATE_HU
+    below = s < 98.0
+    density[below] = np.interp(s[below], [face_mm + 6.0, 91.0, 98.0], [105.0, 110.0, PLATE_HU])
+    edge = (s >= face_mm) & (s < face_mm + 3.0)
+    density[edge] = np.interp(s[edge], [face_mm, face_mm + 3.0], [-150.0, 90.0])
+    density[s < face_mm] = OUTSIDE_DENSITY_HU
+    return density, 100.0
+
+
+def test_a_cut_body_as_dark_as_a_blurred_thin_disc_counts_when_the_face_lies_beyond_the_gap():
+    # 16 mm of cut body between the peak and the face, 18 mm away: more than
+    # half a 25 mm period, so no face lies where a disc gap is looked for, and
+    # the density never dips there, it only falls slowly. The darkest sample is
+    # then the window's far end, and counting only the bone past it (the old
+    # rule) left 2-3 mm of a body that fills most of the view.
+    period = 25.0
+    density, peak = _slow_fade_to_a_face(face_mm=100.0 - 18.0)
+    bone, span = end_segment_bone_mm(density, 1.0, peak, -1, period, MIN_BODY_HU,
+                                     marrow_hu=MARROW_HU)
+    assert shows_a_fifth(bone, period, -1)
+    assert bone < 0.9 * span  # still partial
+
+
+def test_a_plate_fading_past_half_a_period_into_the_face_still_does_not_count():
+    # verse007 at 3 mm: below its lowest (thin) disc the slab falls from 210 HU
+    # to soft tissue over 12 mm into the crop's face, 20 mm away. The window's
+    # far end is the darkest sample, but far below the scan's marrow: a fade.
+    period = 32.0
+    s = np.arange(200.0)
+    density = np.full(len(s), 220.0)
+    fade = s < 98.0
+    density[fade] = np.interp(s[fade], [80.0, 98.0], [0.0, 220.0])
+    density[s < 80.0] = OUTSIDE_DENSITY_HU
+    bone, _ = end_segment_bone_mm(density, 1.0, 100.0, -1, period, MIN_BODY_HU,
+                                  marrow_hu=MARROW_HU)
+    assert not shows_a_fifth(bone, period, -1)
+
+
+def test_a_fading_endplate_reaching_the_face_within_half_a_period_still_does_not_count():
+    # The same slow fall, but the face lies within half a period of the peak:
+    # the gap is the face, as before, and nothing past it is bone.
+    period = 36.0
+    density, peak = _slow_fade_to_a_face(face_mm=100.0 - 12.0)
+    bone, _ = end_segment_bone_mm(density, 1.0, peak, -1, period, MIN_BODY_HU,
+                                  marrow_hu=MARROW_HU)
+    assert not shows_a_fifth(bone, period, -1)
+
+
+def test_a_vertebra_above_the_highest_disc_counts_with_less_body_than_a_fifth_of_its_period():
+    # The arch of the vertebra above a disc hangs below its body, so a face
+    # just above the disc shows a fifth of its volume with less of its body:
+    # the L3 crop's cut L2 shows 7 mm of a 36.5 mm period, 37 % of its volume
+    # by its label (a fifth of the period would need 7.3 mm).
+    assert shows_a_fifth(7.0, 36.5, +1)
+    assert not shows_a_fifth(0.1 * 36.5, 36.5, +1)
+    assert not shows_a_fifth(0.1 * 36.5, 36.5, -1)
+    assert VOLUME_FIFTH_ABOVE < IN_VIEW_VOLUME and VOLUME_FIFTH_BELOW < IN_VIEW_VOLUME
+
+
+@pytest.mark.slow
+def test_the_volume_fifth_fractions_are_the_templates_largest_over_t1_to_l5():
+    from diffam.core.labels import level_name
+    from diffam.core.template import load_template
+
+    levels = [level_name(v) for v in range(8, 25)]  # T1-L5
+    fractions = volume_fifth_fractions(load_template("spine"), levels)
+    assert sorted(fractions) == sorted(levels)
+    above = max(f[0] for f in fractions.values())
+    below = max(f[1] for f in fractions.values())
+    assert abs(VOLUME_FIFTH_ABOVE - above) <= 0.005
+    assert abs(VOLUME_FIFTH_BELOW - below) <= 0.005
+    # Lumbar vertebrae, the arch hanging below the body: from below, less than from above.
+    assert all(fractions[f"L{n}"][0] < fractions[f"L{n}"][1] for n in (1, 2, 3, 4))
+
+
+def test_the_bone_counted_does_not_depend_on_float_error_in_the_curve_step():
+    # The chest CT with noise: a centreline step of 0.99997 mm put the sample
+    # 3 mm past the plate (DISC_SIDE_MM) 0.1 um too close, and it was dropped:
+    # 3 mm of its cut C6 counted instead of 4.
+    step = 0.9999684785291265
+    density, plate = _paired_end(face_mm=90.0 - 14.0, body_hu=70.0, fade=False)
+    marrow = marrow_density_hu(density, 1.0, np.array([96.0, 128.0, 160.0]))
+    exact, _ = end_segment_bone_mm(density, 1.0, plate, -1, PERIOD_MM, MIN_BODY_HU,
+                                   paired=True, marrow_hu=marrow)
+    drifted, _ = end_segment_bone_mm(density, step, (plate / 1.0) * step, -1, PERIOD_MM,
+                                     MIN_BODY_HU, paired=True, marrow_hu=marrow)
+    assert abs(drifted - exact) < 0.01

@@ -139,6 +139,27 @@ def test_endplate_profile_sees_no_plate_where_the_scan_ends():
     assert endplate_profile(blind, np.zeros(m))[0][66:70].max() > 300.0  # what it guards against
 
 
+
+def test_straighten_keeps_the_edge_value_within_half_a_voxel_of_the_scans_face():
+    """A scan's field of view reaches half a voxel past its outer voxel centres;
+    bone cut by the face must not be blended there with the fill (air)."""
+    from diffam.localize.centerline import Centerline
+    from diffam.localize.detection import straighten
+
+    spacing = 3.0  # a 3 mm scan: its last half voxel is 1.5 mm of the column
+    array = np.full((10, 20, 20), 300.0, dtype=np.float32)  # (k, j, i): bone everywhere
+    volume = Volume(array, np.full(3, spacing), np.zeros(3), np.eye(3))
+    z = np.arange(-4.0, 31.0)  # the face's voxel centres at z = 0 and 27 mm
+    points = np.stack([np.full(len(z), 30.0), np.full(len(z), 30.0), z], axis=1)
+    tangents = np.repeat(np.array([[0.0, 0.0, 1.0]]), len(z), axis=0)
+    st = straighten(volume, Centerline(points, tangents, z - z[0]), u_half_mm=3.0,
+                    v_range_mm=(-3.0, 3.0))
+    centre = st.array[:, 3, 3]
+    margin = (z >= -0.5 * spacing) & (z <= 27.0 + 0.5 * spacing)
+    np.testing.assert_allclose(centre[margin], 300.0)  # the old blend: 300 -> -362 at 1 mm out
+    assert (centre[~margin] == -1024.0).all() and not st.inside[~margin].any()
+
+
 def _crop_section(m=120, seen=slice(50, 70)):
     """Straightened crop: a body in front of the curve, the canal 26 mm behind, the arch behind it."""
     from diffam.localize.detection import Straightened
