@@ -104,3 +104,25 @@ def test_unknown_method_is_refused(phantom):
     labels, ct = phantom
     with pytest.raises(ValueError, match="refine.method"):
         refine_labels(ct, _meshes(labels, lambda m: m), VALUES, RefineConfig(method="graphcut"))
+
+
+
+def test_potts_sweeps_remove_the_speckle_of_a_noisy_scan():
+    """Noise of 100 HU and meshes moved 2 mm up and 2 mm back: decided voxel by voxel,
+    the band fills with specks of bone and holes (hundreds of pieces); with the Potts
+    sweeps (the default) the bone is in about as many pieces as the phantom's and
+    closer to it."""
+    labels, ct, _ = spine_phantom(anterior_heights=(25.0, 22.0), values=VALUES,
+                                  spacing=(1.0, 1.0, 1.0), noise_hu=100.0)
+    meshes = _meshes(labels, _moved)
+    alone = refine_labels(ct, meshes, VALUES, RefineConfig(method="likelihood", mrf_sweeps=0))
+    default = refine_labels(ct, meshes, VALUES, RefineConfig())
+    assert RefineConfig().mrf_sweeps > 0
+
+    def pieces(mask):
+        return ndimage.label(mask)[1] + ndimage.label(~mask)[1]
+
+    truth_pieces = pieces(labels.array > 0)
+    assert pieces(alone > 0) > truth_pieces + 100, (pieces(alone > 0), truth_pieces)
+    assert pieces(default > 0) <= truth_pieces + 15, (pieces(default > 0), truth_pieces)
+    assert _mean_dice(default, labels.array) > _mean_dice(alone, labels.array) + 0.5
