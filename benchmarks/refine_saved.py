@@ -10,7 +10,7 @@ computes each fit's nearest-surface field once (cached beside the fits in
 scan's grid, guards dropped, over the levels that have ground truth.
 
 A variant is ``NAME=field=value[,field=value]`` of :class:`diffam.core.config.RefineConfig`
-(``--variant base=`` is the configured default)::
+(``--variant default=`` is RefineConfig as it stands)::
 
     python benchmarks/refine_saved.py --fits /work/bench/acc7_base \\
         --variant none=method=none --variant default= --variant wide=band_mm=4
