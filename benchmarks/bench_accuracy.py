@@ -168,7 +168,9 @@ def run_one(scan: Scan, kind: str, overrides: list[str], output: Path,
             refine_methods: list[str] = (), save_fit: Path | None = None) -> list[dict]:
     """One fit; its label map scored as configured and, for each of ``refine_methods``,
     refined that way instead (the refinement works on the fitted meshes, after the fit).
-    ``save_fit``: an ``.npz`` file for the fitted meshes (vertices, faces, VerSe ids, LPS mm)."""
+    ``save_fit``: an ``.npz`` file for the fitted meshes as the refinement saw them
+    (vertices, faces, VerSe ids, LPS mm; ``guard_ids``: the guard neighbours among them,
+    dropped from the label map after the refinement)."""
     from dataclasses import replace as _replace
 
     from diffam.fit.pipeline import segment
@@ -183,18 +185,34 @@ def run_one(scan: Scan, kind: str, overrides: list[str], output: Path,
     if centroids is not None and "centroids_kind" in inspect.signature(segment).parameters:
         kwargs["centroids_kind"] = kind
     hint = {} if centroids is not None else {"hint_lowest": level_name(max(levels))}
+    # The refinement sees the guard neighbours too (they take their own bone, then go):
+    # keep what the pipeline passes it, so that other methods are scored the same way.
+    import diffam.fit.pipeline as pipeline_module
+
+    handed = {}
+
+    def keep_refine_inputs(image_, meshes_, values_, refine_config, **kw):
+        handed.update(meshes=list(meshes_), values=[int(v) for v in values_])
+        return refine_labels(image_, meshes_, values_, refine_config, **kw)
+
+    pipeline_module.refine_labels = keep_refine_inputs
     tick = time.perf_counter()
-    result = segment(image, config, centroids=centroids, **hint, **kwargs)
+    try:
+        result = segment(image, config, centroids=centroids, **hint, **kwargs)
+    finally:
+        pipeline_module.refine_labels = refine_labels
     seconds = time.perf_counter() - tick
+    guards = [v for v in handed["values"] if v not in result.fit.verse_ids]
     if save_fit is not None:
-        np.savez_compressed(save_fit, vertices=result.fit.vertices, faces=result.fit.faces,
-                            verse_ids=np.asarray(result.fit.verse_ids))
+        np.savez_compressed(save_fit, vertices=np.stack([m[0] for m in handed["meshes"]]),
+                            faces=result.fit.faces, verse_ids=np.asarray(handed["values"]),
+                            guard_ids=np.asarray(guards, dtype=np.int64))
     predictions = [(config.refine.method, np.asarray(result.labels.array).astype(np.int32))]
     for method in refine_methods:
         if method != config.refine.method:
-            meshes = [(v, result.fit.faces) for v in result.fit.vertices]
-            predictions.append((method, refine_labels(
-                image, meshes, result.fit.verse_ids, _replace(config.refine, method=method))))
+            pred = refine_labels(image, handed["meshes"], handed["values"],
+                                 _replace(config.refine, method=method))
+            predictions.append((method, np.where(np.isin(pred, guards), 0, pred)))
     return [score(scan, kind, overrides, image, truth, levels, pred, centroids is not None,
                   seconds, result, config, method) for method, pred in predictions]
 

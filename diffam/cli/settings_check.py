@@ -91,6 +91,8 @@ RANGES: dict[str, tuple] = {
     "memory_limit_gb": _NON_NEGATIVE,
     "refine.band_mm": _POSITIVE,
     "refine.prior_mm": _POSITIVE,
+    "refine.mrf_sweeps": _NON_NEGATIVE,
+    "refine.mrf_weight": _NON_NEGATIVE,
 }
 for _field in dataclasses.fields(LossWeights):  # one weight per registered loss (tested)
     RANGES[f"losses.{_field.name}"] = _NON_NEGATIVE

@@ -244,6 +244,12 @@ class RefineConfig:
     #: Width of the fitted surface's prior: a voxel this far outside (inside) the
     #: fitted surface needs e times more (less) evidence from its HU to be bone, mm.
     prior_mm: float = 1.0
+    #: Sweeps of a Potts prior over the band after the voxel-wise decision (0: none):
+    #: a band voxel then follows the verdict of most of its six face neighbours unless
+    #: its own evidence is stronger.
+    mrf_sweeps: int = 4
+    #: Weight of each face neighbour in those sweeps (log-odds per neighbour).
+    mrf_weight: float = 0.5
 
 
 @dataclass

@@ -104,3 +104,29 @@ def test_unknown_method_is_refused(phantom):
     labels, ct = phantom
     with pytest.raises(ValueError, match="refine.method"):
         refine_labels(ct, _meshes(labels, lambda m: m), VALUES, RefineConfig(method="graphcut"))
+
+
+
+
+def test_potts_sweeps_fill_the_holes_of_a_noisy_scan():
+    """Noise of 100 HU and meshes moved 2 mm up and 2 mm back: decided voxel by voxel,
+    the band fills with holes and specks of bone (hundreds of pieces); with the Potts
+    sweeps (the default) the holes are nearly all filled, the specks fewer (those
+    whose HU alone says bone stay) and the label map closer to the phantom's."""
+    labels, ct, _ = spine_phantom(anterior_heights=(25.0, 22.0), values=VALUES,
+                                  spacing=(1.0, 1.0, 1.0), noise_hu=100.0)
+    meshes = _meshes(labels, _moved)
+    alone = refine_labels(ct, meshes, VALUES, RefineConfig(method="likelihood", mrf_sweeps=0))
+    default = refine_labels(ct, meshes, VALUES, RefineConfig())
+    assert RefineConfig().mrf_sweeps > 0
+
+    def holes(labels_):
+        return ndimage.label(labels_ == 0)[1]
+
+    def specks(labels_):
+        return ndimage.label(labels_ > 0)[1]
+
+    assert holes(alone) > holes(labels.array) + 50, (holes(alone), holes(labels.array))
+    assert holes(default) <= holes(labels.array) + 10, (holes(default), holes(labels.array))
+    assert specks(default) < specks(alone) / 2, (specks(default), specks(alone))
+    assert _mean_dice(default, labels.array) > _mean_dice(alone, labels.array) + 0.5
