@@ -27,8 +27,12 @@ from diffam.fit.deformation import InitialTransform, SpineShapeModel
 from diffam.fit.field_of_view import FieldOfView
 from diffam.fit.interpolation import VolumeSampler
 from diffam.fit.objective import LOSS_TERMS, StepSamples, body_face_mask
-from diffam.fit.optim import (VectorAdam, appearance_optimizer, frequency_step_scale,
-                              repeatable_cpu_kernels)
+from diffam.fit.optim import (
+    VectorAdam,
+    appearance_optimizer,
+    frequency_step_scale,
+    repeatable_cpu_kernels,
+)
 from diffam.fit.schedules import make_schedule
 from diffam.fit.slice_profile import SliceBlur
 from diffam.fit.spectral import laplace_beltrami_basis

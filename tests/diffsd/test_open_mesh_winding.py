@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from diffsd import MeshBVH, signed_distance, winding_number
-from diffsd.bvh import MAX_CAP_GROUPS
 from diffsd._cpu_kernels import _shared
+from diffsd.bvh import MAX_CAP_GROUPS
 from diffsd.naive import naive_unsigned_distance, naive_winding_number
 from diffsd.primitives import icosphere
 from diffsd.topology import boundary_edges, closed_meshes
