@@ -35,7 +35,7 @@ the local left axis, 1 mm apart. Then:
    little bone is seen (an end vertebra beyond the scan), it lies on the
    mid-sagittal line :data:`WALL_TO_CENTROID_MM` behind the posterior wall
    of its body (calibrated on the template meshes, see
-   :func:`wall_to_centroid_offset`).
+   :func:`~diffam.localize.template_calibration.wall_to_centroid_offset`).
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ from diffam.localize.periodicity import (
 #: Distance (mm) from the posterior wall of the vertebral body (mid-sagittal,
 #: at mid-height) to the vertebra's solid centroid, posteriorly, in the local
 #: frame. Mean over L1-L5 of the shipped lumbar template, recomputed by
-#: :func:`wall_to_centroid_offset` in the tests. Only lumbar levels calibrate it;
+#: :func:`~diffam.localize.template_calibration.wall_to_centroid_offset` in the tests. Only lumbar levels calibrate it;
 #: on thoracic levels of real scans it places centroids ~4 mm too far back.
 WALL_TO_CENTROID_MM = 6.0
 
@@ -299,42 +299,6 @@ def endplate_profile(
         enough = n_seen >= MIN_SEEN_FRACTION * seen[0].size
         density = np.where(enough, seen_mean, OUTSIDE_DENSITY_HU)
     return tophat.mean(axis=(1, 2)), density
-
-
-def wall_to_centroid_offset(template) -> float:
-    """Mean distance (mm) from the posterior body wall to the solid centroid in a template.
-
-    Each vertebra's local frame has S along the line joining its neighbours'
-    centroids and P the patient posterior made orthogonal to it; along the P
-    line through the centroid, the wall is where the body ends posteriorly.
-    (Lumbar template: L1 8.0, L2 6.5, L3 5.75, L4 5.0, L5 4.75 mm.)
-    """
-    import torch
-
-    import diffsd  # local: only the calibration needs it
-
-    centroids = np.array([v.centroid() for v in template.vertebrae])
-    order = np.argsort(-centroids[:, 2])  # head to tail
-    offsets = []
-    r = np.arange(-60.0, 0.0, 0.25)
-    for rank, n in enumerate(order):
-        vertebra = template.vertebrae[n]
-        up = centroids[order[max(rank - 1, 0)]]
-        down = centroids[order[min(rank + 1, len(order) - 1)]]
-        if np.allclose(up, down):
-            frame = np.eye(3)
-        else:
-            frame = local_frame(up - down)
-        pts = centroids[n] + r[:, None] * frame[:, 1]
-        d = diffsd.signed_distance(
-            torch.as_tensor(vertebra.vertices),
-            torch.as_tensor(vertebra.faces),
-            torch.as_tensor(pts),
-        ).distance.numpy()
-        inside = np.nonzero(d < 0)[0]
-        if len(inside):
-            offsets.append(-float(r[inside.max()]))
-    return float(np.mean(offsets))
 
 
 def detect_vertebrae(

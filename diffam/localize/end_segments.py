@@ -68,7 +68,7 @@ MARROW_FRACTION = 0.7
 #: label maps' rule for a vertebra in view. A vertebra is no cylinder: the arch
 #: of the vertebra above a disc hangs below its body, so a scan whose upper face
 #: cuts just above a disc shows more of that vertebra than its body's share.
-#: Measured on the shipped spine template by :func:`volume_fifth_fractions`
+#: Measured on the shipped spine template by :func:`~diffam.localize.template_calibration.volume_fifth_fractions`
 #: (largest over T1-L5, so that no level counts with less than a fifth in
 #: view): above the highest disc, seen from its inferior endplate, 0.19 (L5;
 #: L1-L4 0.10-0.12, T1-T12 0.05-0.17); below the lowest disc, seen from its
@@ -85,55 +85,6 @@ def shows_a_fifth(bone_mm: float, period_mm: float, direction: int) -> bool:
     cut vertebra: ``direction`` +1 above the highest disc, -1 below the lowest."""
     fraction = VOLUME_FIFTH_ABOVE if direction > 0 else VOLUME_FIFTH_BELOW
     return bone_mm >= fraction * period_mm
-
-
-def volume_fifth_fractions(template, levels) -> dict[str, tuple[float, float]]:
-    """Body length past each end disc that holds :data:`IN_VIEW_VOLUME` of a vertebra, per level.
-
-    For each level of ``template`` (a :class:`~diffam.core.template.TemplateSet`)
-    in ``levels``: its local frame (S along the line joining its neighbours'
-    centroids, P the patient posterior made orthogonal), its inside on a 1 mm
-    grid, its body (the inside more than
-    :data:`~diffam.localize.detection.WALL_TO_CENTROID_MM` in front of the
-    centroid) and the body's endplates (1st and 99th percentile of S). Returns
-    level -> ``(from_inferior, from_superior)``: the height above the inferior
-    endplate, and below the superior one, that holds that share of the whole
-    vertebra's volume, as fractions of the level's typical period
-    (:func:`~diffam.localize.periodicity.typical_period_mm`).
-    """
-    import torch
-
-    import diffsd  # local: only the calibration needs it
-    from diffam.localize.detection import WALL_TO_CENTROID_MM
-    from diffam.localize.orientation import local_frame
-    from diffam.localize.periodicity import typical_period_mm
-
-    centroids = np.array([v.centroid() for v in template.vertebrae])
-    order = np.argsort(-centroids[:, 2])  # head to tail
-    out = {}
-    for rank, n in enumerate(order):
-        vertebra = template.vertebrae[n]
-        if vertebra.level not in levels:
-            continue
-        up = centroids[order[max(rank - 1, 0)]]
-        down = centroids[order[min(rank + 1, len(order) - 1)]]
-        frame = local_frame(up - down)
-        lo, hi = vertebra.vertices.min(0) - 1.0, vertebra.vertices.max(0) + 1.0
-        axes = [np.arange(a, b, 1.0) for a, b in zip(lo, hi)]
-        grid = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)
-        distance = diffsd.signed_distance(torch.as_tensor(vertebra.vertices),
-                                          torch.as_tensor(vertebra.faces),
-                                          torch.as_tensor(grid)).distance.numpy()
-        inside = grid[distance < 0] - centroids[n]
-        height, posterior = inside @ frame[:, 2], inside @ frame[:, 1]
-        body = height[posterior < -WALL_TO_CENTROID_MM]
-        inferior, superior = np.percentile(body, 1), np.percentile(body, 99)
-        ordered = np.sort(height)
-        share = int(IN_VIEW_VOLUME * len(ordered))
-        period = typical_period_mm(vertebra.verse_id)
-        out[vertebra.level] = (float(ordered[share] - inferior) / period,
-                               float(superior - ordered[-1 - share]) / period)
-    return out
 
 
 def marrow_density_hu(density: np.ndarray, step: float, discs_mm: np.ndarray) -> float:

@@ -13,8 +13,8 @@ from diffam.localize.end_segments import (
     end_segment_bone_mm,
     marrow_density_hu,
     shows_a_fifth,
-    volume_fifth_fractions,
 )
+from diffam.localize.template_calibration import volume_fifth_fractions
 
 BODY_HU, DISC_HU, PLATE_HU = 150.0, 60.0, 350.0
 PERIOD_MM, DISC_MM, PLATE_MM = 32.0, 8.0, 2.0

@@ -242,7 +242,7 @@ def test_score_localization_follows_the_verse_definition():
 
 def test_wall_to_centroid_offset_is_computed_from_a_template():
     from diffam.core.template import load_template
-    from diffam.localize.detection import wall_to_centroid_offset
+    from diffam.localize.template_calibration import wall_to_centroid_offset
 
     offset = wall_to_centroid_offset(load_template("lumbar"))
     assert 0.0 <= offset <= 15.0  # the constant in use is reported against it
