@@ -173,8 +173,7 @@ def run_one(scan: Scan, kind: str, overrides: list[str], output: Path,
     dropped from the label map after the refinement)."""
     from dataclasses import replace as _replace
 
-    from diffam.fit.pipeline import segment
-    from diffam.fit.refine import refine_labels
+    from diffam.fit.pipeline import draw_labels, segment
 
     image, labels, truth, levels = ground_truth(scan)
     if scan.cut:
@@ -185,34 +184,19 @@ def run_one(scan: Scan, kind: str, overrides: list[str], output: Path,
     if centroids is not None and "centroids_kind" in inspect.signature(segment).parameters:
         kwargs["centroids_kind"] = kind
     hint = {} if centroids is not None else {"hint_lowest": level_name(max(levels))}
-    # The refinement sees the guard neighbours too (they take their own bone, then go):
-    # keep what the pipeline passes it, so that other methods are scored the same way.
-    import diffam.fit.pipeline as pipeline_module
-
-    handed = {}
-
-    def keep_refine_inputs(image_, meshes_, values_, refine_config, **kw):
-        handed.update(meshes=list(meshes_), values=[int(v) for v in values_])
-        return refine_labels(image_, meshes_, values_, refine_config, **kw)
-
-    pipeline_module.refine_labels = keep_refine_inputs
     tick = time.perf_counter()
-    try:
-        result = segment(image, config, centroids=centroids, **hint, **kwargs)
-    finally:
-        pipeline_module.refine_labels = refine_labels
+    result = segment(image, config, centroids=centroids, **hint, **kwargs)
     seconds = time.perf_counter() - tick
-    guards = [v for v in handed["values"] if v not in result.fit.verse_ids]
+    drawn = result.drawn_from
     if save_fit is not None:
-        np.savez_compressed(save_fit, vertices=np.stack([m[0] for m in handed["meshes"]]),
-                            faces=result.fit.faces, verse_ids=np.asarray(handed["values"]),
-                            guard_ids=np.asarray(guards, dtype=np.int64))
+        np.savez_compressed(save_fit, vertices=drawn.vertices, faces=drawn.faces,
+                            verse_ids=np.asarray(drawn.verse_ids),
+                            guard_ids=np.asarray(result.guard_ids, dtype=np.int64))
     predictions = [(config.refine.method, np.asarray(result.labels.array).astype(np.int32))]
     for method in refine_methods:
         if method != config.refine.method:
-            pred = refine_labels(image, handed["meshes"], handed["values"],
-                                 _replace(config.refine, method=method))
-            predictions.append((method, np.where(np.isin(pred, guards), 0, pred)))
+            predictions.append((method, draw_labels(image, drawn, result.guard_ids,
+                                                    _replace(config.refine, method=method))))
     return [score(scan, kind, overrides, image, truth, levels, pred, centroids is not None,
                   seconds, result, config, method) for method, pred in predictions]
 

@@ -64,6 +64,27 @@ class SegmentationResult:
     #: The initial placement's whole-vertebra centres and body centres (VerSe id -> LPS mm).
     vertebra_centroids: dict[int, np.ndarray] = field(default_factory=dict)
     body_centroids: dict[int, np.ndarray] = field(default_factory=dict)
+    #: The meshes ``labels`` was drawn from: ``fit`` plus the guard neighbours, which were
+    #: fitted so that they hold their own bone and then dropped from ``labels`` (None when
+    #: the result was not made by :func:`segment`). :func:`draw_labels` redraws it.
+    drawn_from: FitResult | None = None
+    #: VerSe ids of the guard neighbours in ``drawn_from``.
+    guard_ids: list[int] = field(default_factory=list)
+
+
+def draw_labels(image: Volume, drawn_from: FitResult, guard_ids, refine_config,
+                device: torch.device | None = None) -> np.ndarray:
+    """The label map (VerSe ids, ``image``'s grid, (Z, Y, X)) of fitted meshes.
+
+    Every mesh of ``drawn_from`` takes its own bone in the refinement, guard neighbours
+    included (so a vertebra does not grow into the unfitted one beside it); the guards'
+    labels are then cleared, since they were never asked for.
+    """
+    labels = refine_labels(image, [(v, drawn_from.faces) for v in drawn_from.vertices],
+                           drawn_from.verse_ids, refine_config, device=device)
+    if guard_ids:
+        labels[np.isin(labels, list(guard_ids))] = 0
+    return labels
 
 
 def resolve_device(name: str) -> torch.device:
@@ -284,10 +305,9 @@ def segment(
     timings["fit"] = time.perf_counter() - tick
 
     tick = time.perf_counter()
-    labels = refine_labels(image, [(v, result.faces) for v in result.vertices],
-                           result.verse_ids, config.refine, device=device)
-    if guards:  # the guards took their own bone in the refinement; now they go
-        labels[np.isin(labels, list(guards))] = 0
+    drawn_from = result
+    labels = draw_labels(image, drawn_from, list(guards), config.refine, device=device)
+    if guards:
         keep = [i for i, v in enumerate(result.verse_ids) if v not in guards]
         result = replace(result, vertices=result.vertices[keep],
                          verse_ids=[result.verse_ids[i] for i in keep],
@@ -309,7 +329,8 @@ def segment(
         moved = placement.apply(torch.as_tensor(centres[:, None, :])).numpy()[:, 0]
         placed_centres[kind] = {v: c for v, c in zip(ids, moved) if v not in guards}
     return SegmentationResult(label_volume, result, dict(centroids), source, completed, timings,
-                              centroids_kind, placed_centres["vertebra"], placed_centres["body"])
+                              centroids_kind, placed_centres["vertebra"], placed_centres["body"],
+                              drawn_from, sorted(guards))
 
 
 def save_checkpoint(fit: SpineFit, path: Path) -> None:

@@ -60,3 +60,31 @@ def test_seed_makes_a_cpu_run_repeat_exactly(two_threads):
     config.seed = 8
     third = segment(phantom.image, config, centroids=phantom.centroids, template=template)
     assert not np.array_equal(first.fit.vertices, third.fit.vertices)
+
+
+def test_result_keeps_the_meshes_its_labels_were_drawn_from():
+    """The guard neighbours take their own bone and then go; the result says which they were,
+    so the label map can be redrawn (another refinement) exactly as the pipeline drew it."""
+    from dataclasses import replace
+
+    from diffam.fit.pipeline import draw_labels
+
+    template = load_template("lumbar")
+    phantom = make_phantom(template, PhantomConfig(levels=("L1", "L2", "L3", "L4"),
+                                                   spacing_mm=(2.0, 2.0, 2.0), seed=1))
+    config = SegmentationConfig(template="lumbar", device="cpu", seed=0)
+    config.optim.iterations = 8
+    l2, l3 = phantom.verse_ids[1:3]
+    given = {v: phantom.centroids[v] for v in (l2, l3)}
+    result = segment(phantom.image, config, centroids=given, template=template)
+    assert result.fit.verse_ids == [l2, l3]
+    assert sorted(result.guard_ids) == [l2 - 1, l3 + 1]  # L1 and L4 are in view
+    assert sorted(result.drawn_from.verse_ids) == [l2 - 1, l2, l3, l3 + 1]
+    assert not np.isin(result.labels.array, result.guard_ids).any()
+    redrawn = draw_labels(phantom.image, result.drawn_from, result.guard_ids, config.refine)
+    assert np.array_equal(redrawn, result.labels.array)
+    without_guards = draw_labels(phantom.image, result.drawn_from, [], config.refine)
+    assert np.isin(without_guards, result.guard_ids).any()
+    unrefined = draw_labels(phantom.image, result.drawn_from, result.guard_ids,
+                            replace(config.refine, method="none"))
+    assert set(np.unique(unrefined)) <= {0, l2, l3}
