@@ -87,6 +87,15 @@ def shows_a_fifth(bone_mm: float, period_mm: float, direction: int) -> bool:
     return bone_mm >= fraction * period_mm
 
 
+def marrow_threshold_hu(min_body_hu: float, marrow_hu: float) -> float:
+    """Smoothed body-slab density (HU) above which the slab is bone: the fixed
+    ``min_body_hu``, or :data:`MARROW_FRACTION` of the scan's marrow where that
+    is lower (a scan of low-density bone); ``min_body_hu`` without a marrow."""
+    if not np.isfinite(marrow_hu):
+        return min_body_hu
+    return min(min_body_hu, MARROW_FRACTION * marrow_hu)
+
+
 def marrow_density_hu(density: np.ndarray, step: float, discs_mm: np.ndarray) -> float:
     """The scan's own marrow density (HU): median body-slab density at mid-height
     between consecutive discs (the whole vertebrae), smoothed as for the bone
@@ -115,8 +124,9 @@ def end_segment_bone_mm(density: np.ndarray, step: float, disc_mm: float, direct
         paired: whether ``disc_mm`` is the outer plate of a disc resolved
             into two endplates.
         marrow_hu: the scan's marrow density (:func:`marrow_density_hu`);
-            past a paired disc, bone is also what reaches
-            :data:`MARROW_FRACTION` of it.
+            past a paired disc, and wherever the scan shows a whole period
+            past the disc (nothing is cut there), bone is also what reaches
+            :data:`MARROW_FRACTION` of it (:func:`marrow_threshold_hu`).
         sections: the column's cross-sections
             (:func:`~diffam.localize.end_sections.column_sections`); past a
             paired disc, bone is also the run of whole bony sections
@@ -130,18 +140,24 @@ def end_segment_bone_mm(density: np.ndarray, step: float, disc_mm: float, direct
         (or the outer plate) and one period from the peak, and the length
         of that interval (the bone a whole vertebra would show).
     """
-    body = _seen_smooth(density, BODY_SMOOTH_MM / step) > min_body_hu
+    smooth = _seen_smooth(density, BODY_SMOOTH_MM / step)
+    body = smooth > min_body_hu
+    # Bone relative to the scan's own marrow: a scan whose bodies are all
+    # darker than the fixed threshold (verse005 with noise: marrow 61 HU)
+    # shows its next body no denser than them.
+    relative = smooth > marrow_threshold_hu(min_body_hu, marrow_hu)
     far = disc_mm + direction * period_mm
     if _seen_through(density, step, disc_mm, far):
         # No face of the scan within a period: nothing is cut there, so the
         # bone beyond the disc is the next vertebra, however the slab's
         # density fades (the straight continuation of the centreline can
-        # leave a curving neck).
+        # leave a curving neck), as long as it is as dense as the scan's
+        # own bodies.
         gap = disc_mm + direction * DISC_SIDE_MM
+        body = relative
     elif paired and np.isfinite(marrow_hu):
         gap = disc_mm + direction * DISC_SIDE_MM
-        threshold = min(min_body_hu, MARROW_FRACTION * marrow_hu)
-        body = _seen_smooth(density, BODY_SMOOTH_MM / step) > threshold
+        body = relative
         bone = _bony_mm(body, step, min(gap, far), max(gap, far))
         whole = whole_section_mm(sections, step, gap, far) if sections is not None else 0.0
         if whole > 0.0:

@@ -227,3 +227,22 @@ def test_the_bone_counted_does_not_depend_on_float_error_in_the_curve_step():
     drifted, _ = end_segment_bone_mm(density, step, (plate / 1.0) * step, -1, PERIOD_MM,
                                      MIN_BODY_HU, paired=True, marrow_hu=marrow)
     assert abs(drifted - exact) < 0.01
+
+
+def test_a_whole_low_density_vertebra_past_the_last_disc_counts_by_the_scans_own_marrow():
+    # verse005 with noise: its T12/L1 disc is not found at the crop's top
+    # face, so L1 lies whole past the last disc found, and the scan shows a
+    # whole period there (nothing cut). Its marrow, like all of the scan's
+    # (61 HU), is below the fixed 100 HU threshold: the old rule saw 0-4 mm
+    # of bone and lost L1.
+    density, plate = _paired_end(face_mm=0.0, body_hu=65.0, fade=False)
+    marrow = marrow_density_hu(density, 1.0, np.array([96.0, 128.0, 160.0]))
+    bone, span = end_segment_bone_mm(density, 1.0, plate, -1, PERIOD_MM, MIN_BODY_HU,
+                                     paired=True, marrow_hu=marrow)
+    assert shows_a_fifth(bone, PERIOD_MM, -1)
+    assert bone >= 0.9 * span  # whole, not partial
+    # Soft tissue past the disc (the column's true end) is still no vertebra.
+    density[: int(plate) - 6] = SOFT_HU
+    bone, _ = end_segment_bone_mm(density, 1.0, plate, -1, PERIOD_MM, MIN_BODY_HU,
+                                  paired=True, marrow_hu=marrow)
+    assert not shows_a_fifth(bone, PERIOD_MM, -1)
