@@ -41,6 +41,11 @@ OUTSIDE_DENSITY_HU = -200.0
 #: its plates, not to the body of an end vertebra beyond it.
 DISC_SIDE_MM = 3.0
 
+#: Densities (HU, smoothed body slab) within this of the darkest sample past an
+#: end disc are the disc's: more than the slab mean's noise, less than any
+#: body's contrast with a disc.
+DISC_TIE_HU = 10.0
+
 #: Fraction of a curve sample within which an arc length counts as on it.
 SAMPLE_TOLERANCE = 1e-3
 
@@ -218,9 +223,12 @@ def _disc_gap_mm(density: np.ndarray, step: float, disc_mm: float, direction: in
     if last < first:
         return near
     window = smooth[first : last + 1]
-    # The darkest sample nearest the peak when several tie (all outside the scan).
-    darkest = np.flatnonzero(window <= window.min() + 1e-6)
-    index = darkest[-1] if direction < 0 else darkest[0]
+    # The disc is the dark stretch within DISC_TIE_HU of its darkest sample,
+    # and the gap its far side: under noise, a flat stretch down to the face
+    # has its darkest sample anywhere in it (verse008, seeds 0 and 3: 132-137
+    # HU for 8 mm, a sliver of S1 counted below L5 from a gap 5 mm from the face).
+    darkest = np.flatnonzero(window <= window.min() + DISC_TIE_HU)
+    index = darkest[0] if direction < 0 else darkest[-1]
     outer = 0 if direction < 0 else len(window) - 1
     if (index == outer and window[outer] >= MARROW_FRACTION * marrow_hu
             and _seen_through(density, step, (first + outer) * step,

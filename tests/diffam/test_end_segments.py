@@ -246,3 +246,19 @@ def test_a_whole_low_density_vertebra_past_the_last_disc_counts_by_the_scans_own
     bone, _ = end_segment_bone_mm(density, 1.0, plate, -1, PERIOD_MM, MIN_BODY_HU,
                                   paired=True, marrow_hu=marrow)
     assert not shows_a_fifth(bone, PERIOD_MM, -1)
+
+
+def test_a_flat_stretch_down_to_the_face_is_the_disc_wherever_noise_puts_its_darkest_sample():
+    # verse008 with noise (seed 0 of the noise group alone): under L5's lower
+    # plate, blurred into one peak with the L5/S1 disc, the slab stays at
+    # 125-140 HU for 8 mm down to the crop's face (its measured densities,
+    # below). Smoothed, its darkest sample within half a period fell 5 mm
+    # from the face, so 6 mm of "bone" past it made a sliver of S1 a
+    # vertebra below L5, and the hint then named every level one off.
+    period = 31.5
+    density = np.full(120, 350.0)
+    density[48:64] = [125, 136, 138, 140, 135, 131, 128, 134, 141, 149, 162, 180, 209, 249,
+                      299, 354]
+    density[:48] = OUTSIDE_DENSITY_HU
+    bone, _ = end_segment_bone_mm(density, 1.0, 64.0, -1, period, MIN_BODY_HU, marrow_hu=101.0)
+    assert not shows_a_fifth(bone, period, -1)
