@@ -206,8 +206,9 @@ def _disc_gap_mm(density: np.ndarray, step: float, disc_mm: float, direction: in
     The end segment beyond the last disc is a vertebra only where bone is
     seen past the disc gap: the body of a cut vertebra rises again after the
     dark disc, while the blurred endplate of a disc that runs into the
-    scan's (oblique) face only fades. So the gap is the least dense point
-    of the body slab between :data:`DISC_SIDE_MM` and half a period from the
+    scan's (oblique) face only fades. So the gap is the far side of the
+    least dense stretch (within :data:`DISC_TIE_HU` of its darkest sample) of
+    the body slab between :data:`DISC_SIDE_MM` and half a period from the
     peak, going ``direction`` (-1 inferior, +1 superior); samples the scan
     does not show count as darkest, so that bone only counts before them.
     Where the darkest sample is the window's far end, still as dense as the
