@@ -394,7 +394,10 @@ def detect_vertebrae(
             conf.append(0.5 * float(min(1.0, strength[-1])))
     bounds_a = np.array(bounds, dtype=float).reshape(-1, 2)
     centres = bounds_a.mean(axis=1)
-    points = np.array([_vertebra_point(st, centerline, wall, a, b) for a, b in bounds_a])
+    # The end vertebrae past the end discs, where the face may cut them.
+    past = (bounds_a[:, 0] < discs[0]) | (bounds_a[:, 1] > discs[-1]) if len(discs) else []
+    points = np.array([_vertebra_point(st, centerline, wall, a, b, end=e)
+                       for (a, b), e in zip(bounds_a, past)])
     return Detection(
         discs_mm=np.asarray(discs, dtype=float),
         bounds_mm=bounds_a,
@@ -434,10 +437,34 @@ def _filled_bodies(dense: np.ndarray, v: np.ndarray, wall: np.ndarray) -> np.nda
     return out
 
 
+#: Half-width (mm) of the midline strip whose connected bone is an end vertebra's own.
+BODY_STRIP_HALF_MM = 8.0
+
+
+def _column_bone(dense: np.ndarray, v: np.ndarray, u: np.ndarray, wall: np.ndarray) -> np.ndarray:
+    """The connected parts of ``dense`` ``(R, V, U)`` that reach the column's midline strip
+    (:data:`BODY_STRIP_HALF_MM` either side, from the front of the body slab, 16 mm before
+    the posterior wall, to the spinous process); all of ``dense`` where none does."""
+    labels, _ = ndimage.label(dense)
+    strip = (np.abs(u)[None, None, :] <= BODY_STRIP_HALF_MM) & (
+        (v[None, :] >= wall[:, None] - 16.0) & (v[None, :] <= wall[:, None] + 40.0))[:, :, None]
+    keep = np.unique(labels[strip & dense])
+    return np.isin(labels, keep[keep > 0]) if (keep > 0).any() else dense
+
+
 def _vertebra_point(
-    st: Straightened, centerline: Centerline, wall: np.ndarray, a: float, b: float
+    st: Straightened, centerline: Centerline, wall: np.ndarray, a: float, b: float,
+    *, end: bool = False,
 ) -> np.ndarray:
-    """Initial centroid of the vertebra between arc lengths ``a`` and ``b``."""
+    """Initial centroid of the vertebra between arc lengths ``a`` and ``b``.
+
+    For an ``end`` vertebra, past the end discs, only the bone connected to the
+    column's midline strip counts (:func:`_column_bone`): where the scan's face
+    cuts it, the little of it in view is outweighed by other bone within the
+    radius (the chest CT's C6, a
+    wedge of its body under the top face: the first ribs and clavicles in its
+    planes pulled its centroid 19-23 mm forward and down).
+    """
     s = 0.5 * (a + b)
     arc = centerline.arc_mm
     inside = (arc >= a) & (arc <= b)
@@ -447,6 +474,8 @@ def _vertebra_point(
         # off the centroid (towards the arch when a body's interior is not bone-dense).
         v, u = np.meshgrid(st.v, st.u, indexing="ij")
         dense = _filled_bodies(st.array[rows] > CENTROID_BONE_HU, st.v, wall[rows])
+        if end:
+            dense = _column_bone(dense, st.v, st.u, wall[rows])
         centre = np.array([float(np.median(wall[rows])) + WALL_TO_CENTROID_MM, 0.0])
         for _ in range(MEAN_SHIFT_STEPS):
             near = ((v - centre[0]) ** 2 + (u - centre[1]) ** 2) <= CENTROID_RADIUS_MM**2

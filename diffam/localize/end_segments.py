@@ -41,6 +41,11 @@ OUTSIDE_DENSITY_HU = -200.0
 #: its plates, not to the body of an end vertebra beyond it.
 DISC_SIDE_MM = 3.0
 
+#: Densities (HU, smoothed body slab) within this of the darkest sample past an
+#: end disc are the disc's: more than the slab mean's noise, less than any
+#: body's contrast with a disc.
+DISC_TIE_HU = 10.0
+
 #: Fraction of a curve sample within which an arc length counts as on it.
 SAMPLE_TOLERANCE = 1e-3
 
@@ -87,6 +92,15 @@ def shows_a_fifth(bone_mm: float, period_mm: float, direction: int) -> bool:
     return bone_mm >= fraction * period_mm
 
 
+def marrow_threshold_hu(min_body_hu: float, marrow_hu: float) -> float:
+    """Smoothed body-slab density (HU) above which the slab is bone: the fixed
+    ``min_body_hu``, or :data:`MARROW_FRACTION` of the scan's marrow where that
+    is lower (a scan of low-density bone); ``min_body_hu`` without a marrow."""
+    if not np.isfinite(marrow_hu):
+        return min_body_hu
+    return min(min_body_hu, MARROW_FRACTION * marrow_hu)
+
+
 def marrow_density_hu(density: np.ndarray, step: float, discs_mm: np.ndarray) -> float:
     """The scan's own marrow density (HU): median body-slab density at mid-height
     between consecutive discs (the whole vertebrae), smoothed as for the bone
@@ -115,8 +129,9 @@ def end_segment_bone_mm(density: np.ndarray, step: float, disc_mm: float, direct
         paired: whether ``disc_mm`` is the outer plate of a disc resolved
             into two endplates.
         marrow_hu: the scan's marrow density (:func:`marrow_density_hu`);
-            past a paired disc, bone is also what reaches
-            :data:`MARROW_FRACTION` of it.
+            past a paired disc, and wherever the scan shows a whole period
+            past the disc (nothing is cut there), bone is also what reaches
+            :data:`MARROW_FRACTION` of it (:func:`marrow_threshold_hu`).
         sections: the column's cross-sections
             (:func:`~diffam.localize.end_sections.column_sections`); past a
             paired disc, bone is also the run of whole bony sections
@@ -130,18 +145,24 @@ def end_segment_bone_mm(density: np.ndarray, step: float, disc_mm: float, direct
         (or the outer plate) and one period from the peak, and the length
         of that interval (the bone a whole vertebra would show).
     """
-    body = _seen_smooth(density, BODY_SMOOTH_MM / step) > min_body_hu
+    smooth = _seen_smooth(density, BODY_SMOOTH_MM / step)
+    body = smooth > min_body_hu
+    # Bone relative to the scan's own marrow: a scan whose bodies are all
+    # darker than the fixed threshold (verse005 with noise: marrow 61 HU)
+    # shows its next body no denser than them.
+    relative = smooth > marrow_threshold_hu(min_body_hu, marrow_hu)
     far = disc_mm + direction * period_mm
     if _seen_through(density, step, disc_mm, far):
         # No face of the scan within a period: nothing is cut there, so the
         # bone beyond the disc is the next vertebra, however the slab's
         # density fades (the straight continuation of the centreline can
-        # leave a curving neck).
+        # leave a curving neck), as long as it is as dense as the scan's
+        # own bodies.
         gap = disc_mm + direction * DISC_SIDE_MM
+        body = relative
     elif paired and np.isfinite(marrow_hu):
         gap = disc_mm + direction * DISC_SIDE_MM
-        threshold = min(min_body_hu, MARROW_FRACTION * marrow_hu)
-        body = _seen_smooth(density, BODY_SMOOTH_MM / step) > threshold
+        body = relative
         bone = _bony_mm(body, step, min(gap, far), max(gap, far))
         whole = whole_section_mm(sections, step, gap, far) if sections is not None else 0.0
         if whole > 0.0:
@@ -185,8 +206,9 @@ def _disc_gap_mm(density: np.ndarray, step: float, disc_mm: float, direction: in
     The end segment beyond the last disc is a vertebra only where bone is
     seen past the disc gap: the body of a cut vertebra rises again after the
     dark disc, while the blurred endplate of a disc that runs into the
-    scan's (oblique) face only fades. So the gap is the least dense point
-    of the body slab between :data:`DISC_SIDE_MM` and half a period from the
+    scan's (oblique) face only fades. So the gap is the far side of the
+    least dense stretch (within :data:`DISC_TIE_HU` of its darkest sample) of
+    the body slab between :data:`DISC_SIDE_MM` and half a period from the
     peak, going ``direction`` (-1 inferior, +1 superior); samples the scan
     does not show count as darkest, so that bone only counts before them.
     Where the darkest sample is the window's far end, still as dense as the
@@ -202,9 +224,12 @@ def _disc_gap_mm(density: np.ndarray, step: float, disc_mm: float, direction: in
     if last < first:
         return near
     window = smooth[first : last + 1]
-    # The darkest sample nearest the peak when several tie (all outside the scan).
-    darkest = np.flatnonzero(window <= window.min() + 1e-6)
-    index = darkest[-1] if direction < 0 else darkest[0]
+    # The disc is the dark stretch within DISC_TIE_HU of its darkest sample,
+    # and the gap its far side: under noise, a flat stretch down to the face
+    # has its darkest sample anywhere in it (verse008, seeds 0 and 3: 132-137
+    # HU for 8 mm, a sliver of S1 counted below L5 from a gap 5 mm from the face).
+    darkest = np.flatnonzero(window <= window.min() + DISC_TIE_HU)
+    index = darkest[0] if direction < 0 else darkest[-1]
     outer = 0 if direction < 0 else len(window) - 1
     if (index == outer and window[outer] >= MARROW_FRACTION * marrow_hu
             and _seen_through(density, step, (first + outer) * step,

@@ -227,3 +227,38 @@ def test_the_bone_counted_does_not_depend_on_float_error_in_the_curve_step():
     drifted, _ = end_segment_bone_mm(density, step, (plate / 1.0) * step, -1, PERIOD_MM,
                                      MIN_BODY_HU, paired=True, marrow_hu=marrow)
     assert abs(drifted - exact) < 0.01
+
+
+def test_a_whole_low_density_vertebra_past_the_last_disc_counts_by_the_scans_own_marrow():
+    # verse005 with noise: its T12/L1 disc is not found at the crop's top
+    # face, so L1 lies whole past the last disc found, and the scan shows a
+    # whole period there (nothing cut). Its marrow, like all of the scan's
+    # (61 HU), is below the fixed 100 HU threshold: the old rule saw 0-4 mm
+    # of bone and lost L1.
+    density, plate = _paired_end(face_mm=0.0, body_hu=65.0, fade=False)
+    marrow = marrow_density_hu(density, 1.0, np.array([96.0, 128.0, 160.0]))
+    bone, span = end_segment_bone_mm(density, 1.0, plate, -1, PERIOD_MM, MIN_BODY_HU,
+                                     paired=True, marrow_hu=marrow)
+    assert shows_a_fifth(bone, PERIOD_MM, -1)
+    assert bone >= 0.9 * span  # whole, not partial
+    # Soft tissue past the disc (the column's true end) is still no vertebra.
+    density[: int(plate) - 6] = SOFT_HU
+    bone, _ = end_segment_bone_mm(density, 1.0, plate, -1, PERIOD_MM, MIN_BODY_HU,
+                                  paired=True, marrow_hu=marrow)
+    assert not shows_a_fifth(bone, PERIOD_MM, -1)
+
+
+def test_a_flat_stretch_down_to_the_face_is_the_disc_wherever_noise_puts_its_darkest_sample():
+    # verse008 with noise (seed 0 of the noise group alone): under L5's lower
+    # plate, blurred into one peak with the L5/S1 disc, the slab stays at
+    # 125-140 HU for 8 mm down to the crop's face (its measured densities,
+    # below). Smoothed, its darkest sample within half a period fell 5 mm
+    # from the face, so 6 mm of "bone" past it made a sliver of S1 a
+    # vertebra below L5, and the hint then named every level one off.
+    period = 31.5
+    density = np.full(120, 350.0)
+    density[48:64] = [125, 136, 138, 140, 135, 131, 128, 134, 141, 149, 162, 180, 209, 249,
+                      299, 354]
+    density[:48] = OUTSIDE_DENSITY_HU
+    bone, _ = end_segment_bone_mm(density, 1.0, 64.0, -1, period, MIN_BODY_HU, marrow_hu=101.0)
+    assert not shows_a_fifth(bone, period, -1)

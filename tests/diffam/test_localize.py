@@ -197,6 +197,33 @@ def test_filled_bodies_fill_the_cancellous_interior_but_not_the_canal():
     assert not filled[(np.hypot(vv - 15, uu) < 6)].any()  # the canal stays empty
 
 
+def test_an_end_vertebra_cut_by_the_face_is_placed_on_its_own_bone_not_on_ribs_beside_it():
+    """The chest CT's C6: a wedge of its body under the top face, with the first
+    ribs and the clavicles in its planes. All bone within the radius put it 19-23 mm
+    forward and down; only the bone connected to the column's midline strip counts."""
+    from diffam.localize.centerline import Centerline
+    from diffam.localize.detection import Straightened, _vertebra_point
+
+    m, v, u = 40, np.arange(-70.0, 51.0), np.arange(-80.0, 81.0)
+    vv, uu = np.meshgrid(v, u, indexing="ij")
+    section = np.full((len(v), len(u)), 30.0, dtype=np.float32)
+    wedge = (vv >= -18.0) & (vv <= -6.0) & (np.abs(uu) <= 10.0)  # the cut body, 8 rows
+    ribs = (np.abs(vv + 20.0) <= 5.0) & (np.abs(uu) >= 16.0) & (np.abs(uu) <= 40.0)
+    array = np.repeat(section[None], m, axis=0)
+    array[:, ribs] = 600.0
+    array[20:28, wedge] = 400.0
+    z = np.arange(float(m))
+    points = np.stack([np.zeros(m), np.zeros(m), z], axis=1)
+    centerline = Centerline(points, np.repeat(np.array([[0.0, 0.0, 1.0]]), m, 0), z)
+    st = Straightened(array, v, u, np.repeat(np.eye(3)[None], m, 0), None)
+    wall = np.full(m, -5.0)
+    found = _vertebra_point(st, centerline, wall, 20.0, 40.0, end=True)
+    # LPS: v is posterior (+y), u is left (+x) in the identity frame.
+    np.testing.assert_allclose(found, [0.0, -12.0, 23.5], atol=0.6)
+    pulled = _vertebra_point(st, centerline, wall, 20.0, 40.0)  # a whole vertebra: all bone
+    assert np.hypot(pulled[1] + 12.0, pulled[2] - 23.5) > 5.0
+
+
 def test_expected_periods_walk_level_by_level_from_the_hinted_end():
     from diffam.localize.periodicity import expected_periods, typical_period_mm
 
