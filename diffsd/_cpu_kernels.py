@@ -21,7 +21,7 @@ _INLINED = frozenset({
     "leaf_distance_squared", "nearer_leaf", "triangle_solid_angle", "dipole_solid_angle",
     "quadrupole_solid_angle", "segment_frame_overlap", "segment_triangle_crossing",
     "leaf_crossing", "orthonormal_frame", "write_frame", "write_child_frame", "refit_leaf",
-    "refit_internal_node", "refit_child_frames", "refit_leaf_frame", "face_sort_key",
+    "refit_internal_node", "refit_child_frames", "face_sort_key",
     "distance_gradient", "point_distance_gradient", "as_float64", "add_triangle_moments",
     "fan_edges_moments", "far_field_solid_angle", "is_far", "segment_meets_ball",
     "corner_solid_angle", "relative_corner", "corner_half_angle_terms", "add_half_angle",
@@ -44,7 +44,6 @@ _build_internal_node = _shared.build_internal_node
 _refit_leaf = _shared.refit_leaf
 _refit_internal_node = _shared.refit_internal_node
 _refit_child_frames = _shared.refit_child_frames
-_refit_leaf_frame = _shared.refit_leaf_frame
 _segment_winding_change = _shared.segment_winding_change
 _point_distance_gradient = _shared.point_distance_gradient
 _rounding_margin = _shared.rounding_margin
@@ -200,23 +199,15 @@ def bottom_up_order(child_left, child_right, roots, num_nodes):
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
-def refit(vertices, faces, leaf_face, bottom_up, level_starts, parent, child_left, child_right,
+def refit(vertices, faces, leaf_face, bottom_up, level_starts, child_left, child_right,
           range_first, range_last, leaf_vertices, node_box, child_frame,
-          node_center, node_normal, node_moment, node_area, node_radius, num_workers,
-          with_frames):
-    """Boxes, dipoles and oriented boxes of every node for the vertices given;
-    without ``with_frames``, the internal nodes' oriented boxes are kept
-    from earlier vertices (see :meth:`diffsd.MeshBVH.refit`), the leaves'
-    recomputed. ``num_workers``: Numba's current thread count (see
-    :func:`query`)."""
+          node_center, node_normal, node_moment, node_area, node_radius, num_workers):
+    """Boxes, dipoles and oriented boxes of every node for the vertices given.
+    ``num_workers``: Numba's current thread count (see :func:`query`)."""
     num_internal = child_left.shape[0]
     for leaf in numba.prange(leaf_face.shape[0]):
         _refit_leaf(leaf, num_internal, vertices, faces, leaf_face, leaf_vertices, node_box,
                     node_center, node_normal, node_moment, node_area, node_radius)
-        if not with_frames:
-            _refit_leaf_frame(leaf, num_internal, parent, child_left, child_right, range_first,
-                              range_last, leaf_vertices, node_box, node_center, node_normal,
-                              node_area, child_frame)
     # Level by level, deepest first; the nodes of a level are independent.
     # A level too small to repay a parallel launch runs serially.
     for level in range(level_starts.shape[0] - 1):
@@ -232,8 +223,6 @@ def refit(vertices, faces, leaf_face, bottom_up, level_starts, parent, child_lef
                 _refit_internal_node(bottom_up[k], child_left, child_right, node_box,
                                      node_center, node_normal, node_moment, node_area,
                                      node_radius)
-    if not with_frames:
-        return
     # The oriented boxes need the finished boxes and dipoles; nodes are then independent.
     num_tasks = (num_internal + FRAME_NODES_PER_TASK - 1) // FRAME_NODES_PER_TASK
     next_task = np.zeros(1, np.int64)
@@ -246,24 +235,6 @@ def refit(vertices, faces, leaf_face, bottom_up, level_starts, parent, child_lef
                                     leaf_vertices, node_box, node_center, node_normal,
                                     node_area, child_frame)
             task = _claim_task(next_task)
-
-
-@numba.njit(cache=True, nogil=True)
-def max_displacement(vertices, reference):
-    """Largest Euclidean distance between a row of ``vertices`` and the same
-    row of ``reference`` (float64, rounded up); ``inf`` if any is not finite."""
-    largest2 = 0.0
-    for v in range(vertices.shape[0]):
-        dx = np.float64(vertices[v, 0]) - np.float64(reference[v, 0])
-        dy = np.float64(vertices[v, 1]) - np.float64(reference[v, 1])
-        dz = np.float64(vertices[v, 2]) - np.float64(reference[v, 2])
-        distance2 = dx * dx + dy * dy + dz * dz
-        if not distance2 <= largest2:
-            if not distance2 < np.inf:
-                return np.inf
-            largest2 = distance2
-    # A few float64 roundings at most (the differences of float32 are exact).
-    return np.sqrt(largest2) * (1.0 + 1e-12)
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
@@ -319,12 +290,12 @@ def _task_scratch():
 
 @numba.njit(cache=True, nogil=True, inline="always")
 def _closest_into(i, px, py, pz, root, num_internal, child_left, child_right, child_frame,
-                  leaf_vertices, leaf_face, margin, frame_slack, hint_leaf, stack,
-                  stack_distance, out_distance, out_face, out_barycentric, out_closest):
+                  leaf_vertices, leaf_face, margin, hint_leaf, stack, stack_distance,
+                  out_distance, out_face, out_barycentric, out_closest):
     """Closest triangle of point i written to the outputs: (distance, leaf)."""
     d2, leaf, w0, w1, w2 = _closest_leaf_query(
         px, py, pz, root, num_internal, child_left, child_right, child_frame,
-        leaf_vertices, margin, frame_slack, hint_leaf, stack, stack_distance)
+        leaf_vertices, margin, hint_leaf, stack, stack_distance)
     distance = np.sqrt(d2)
     out_distance[i] = distance
     out_face[i] = leaf_face[leaf]
@@ -342,8 +313,7 @@ def _closest_into(i, px, py, pz, root, num_internal, child_left, child_right, ch
 def query(points, point_order, point_mesh, mesh_root, mesh_closed, child_left, child_right,
           child_frame, leaf_vertices, leaf_face, node_center, node_normal, node_moment,
           node_radius, beta, want_closest, want_winding, mesh_magnitude, relative_margin,
-          frame_slack, out_distance, out_face, out_barycentric, out_closest, out_winding,
-          num_workers):
+          out_distance, out_face, out_barycentric, out_closest, out_winding, num_workers):
     """Closest triangle and/or winding number of every point against its mesh.
 
     Points are visited in ``point_order`` (all of them; empty: in their own
@@ -358,10 +328,7 @@ def query(points, point_order, point_mesh, mesh_root, mesh_closed, child_left, c
     to float64 first, so nothing overflows or loses the triangles' scale
     to their distance from the origin in float32; ``mesh_magnitude`` and
     ``relative_margin`` give each point's rounding margin (see
-    :func:`diffsd.traversal.rounding_margin`); ``frame_slack`` (world units)
-    is added to it wherever an oriented box (``child_frame``) is tested: the
-    farthest any vertex has moved since the boxes were computed (see
-    :meth:`diffsd.MeshBVH.refit`). ``num_workers``: Numba's current
+    :func:`diffsd.traversal.rounding_margin`). ``num_workers``: Numba's current
     thread count (see :func:`_claim_task`; asked for outside, as a cached
     kernel cannot call it).
     """
@@ -390,8 +357,7 @@ def query(points, point_order, point_mesh, mesh_root, mesh_closed, child_left, c
                         hint_leaf = -1
                     distance, hint_leaf = _closest_into(
                         i, px, py, pz, root, num_internal, child_left, child_right, child_frame,
-                        leaf_vertices, leaf_face, margin, frame_slack, hint_leaf, stack,
-                        stack_distance,
+                        leaf_vertices, leaf_face, margin, hint_leaf, stack, stack_distance,
                         out_distance, out_face, out_barycentric, out_closest)
                     hint_root = root
                 if not want_winding:
@@ -404,8 +370,8 @@ def query(points, point_order, point_mesh, mesh_root, mesh_closed, child_left, c
                 winding = _closed_mesh_winding(
                     px, py, pz, distance, want_closest, root, num_internal, child_left,
                     child_right, child_frame, leaf_vertices, node_center, node_normal,
-                    node_moment, node_radius, beta, margin, frame_slack, recent_point,
-                    recent_distance, recent_margin, recent_winding, recent_root, stack)
+                    node_moment, node_radius, beta, margin, recent_point, recent_distance,
+                    recent_margin, recent_winding, recent_root, stack)
                 out_winding[i] = winding
                 recent_next = _remember(recent_next, px, py, pz, distance, margin, winding, root,
                                         recent_point, recent_distance, recent_margin,
@@ -417,8 +383,8 @@ def query(points, point_order, point_mesh, mesh_root, mesh_closed, child_left, c
 def query_open(points, point_order, point_mesh, mesh_root, mesh_closed, child_left,
                child_right, child_frame, leaf_vertices, leaf_face, node_center, node_normal,
                node_moment, node_radius, beta, want_closest, want_winding, mesh_magnitude,
-               relative_margin, frame_slack, out_distance, out_face, out_barycentric,
-               out_closest, out_winding, mesh_group_first, group_first_piece, piece_first_edge, cap_edge,
+               relative_margin, out_distance, out_face, out_barycentric, out_closest,
+               out_winding, mesh_group_first, group_first_piece, piece_first_edge, cap_edge,
                cap_piece, cap_group, num_workers):
     """:func:`query` for signed distances (``want_closest`` and ``want_winding``
     must be set) when some mesh is open: there the winding number of the
@@ -449,23 +415,21 @@ def query_open(points, point_order, point_mesh, mesh_root, mesh_closed, child_le
                     hint_leaf = -1
                 distance, hint_leaf = _closest_into(
                     i, px, py, pz, root, num_internal, child_left, child_right, child_frame,
-                    leaf_vertices, leaf_face, margin, frame_slack, hint_leaf, stack,
-                    stack_distance,
+                    leaf_vertices, leaf_face, margin, hint_leaf, stack, stack_distance,
                     out_distance, out_face, out_barycentric, out_closest)
                 hint_root = root
                 if mesh_closed[mesh]:
                     carried = _closed_mesh_winding(
                         px, py, pz, distance, True, root, num_internal, child_left, child_right,
                         child_frame, leaf_vertices, node_center, node_normal, node_moment,
-                        node_radius, beta, margin, frame_slack, recent_point, recent_distance,
-                        recent_margin,
+                        node_radius, beta, margin, recent_point, recent_distance, recent_margin,
                         recent_winding, recent_root, stack)
                     winding = carried
                 else:
                     winding, carried = _open_mesh_winding(
                         px, py, pz, distance, root, num_internal, child_left, child_right,
                         child_frame, leaf_vertices, node_center, node_normal, node_moment,
-                        node_radius, beta, margin, frame_slack, mesh_group_first[mesh],
+                        node_radius, beta, margin, mesh_group_first[mesh],
                         mesh_group_first[mesh + 1], group_first_piece, piece_first_edge,
                         cap_edge, cap_piece, cap_group, recent_point, recent_distance,
                         recent_margin, recent_winding, recent_root, stack)
@@ -542,7 +506,7 @@ def _recent_neighbour(px, py, pz, distance, have_distance, margin, root, recent_
 @numba.njit(cache=True, nogil=True)
 def _closed_mesh_winding(px, py, pz, distance, have_distance, root, num_internal, child_left,
                          child_right, child_frame, leaf_vertices, node_center, node_normal,
-                         node_moment, node_radius, beta, margin, frame_slack, recent_point,
+                         node_moment, node_radius, beta, margin, recent_point,
                          recent_distance, recent_margin, recent_winding, recent_root, stack):
     """Winding number at p on a closed mesh, where it is an exact integer.
 
@@ -560,7 +524,7 @@ def _closed_mesh_winding(px, py, pz, distance, have_distance, root, num_internal
         change, ok = _segment_winding_change(
             recent_point[k, 0], recent_point[k, 1], recent_point[k, 2], px, py, pz, root,
             num_internal, child_left, child_right, child_frame, leaf_vertices,
-            max(margin, recent_margin[k]), frame_slack, stack)
+            max(margin, recent_margin[k]), stack)
         if ok:
             return recent_winding[k] + change
     winding = _winding_number_query(
@@ -572,8 +536,7 @@ def _closed_mesh_winding(px, py, pz, distance, have_distance, root, num_internal
 @numba.njit(cache=True, nogil=True)
 def _open_mesh_winding(px, py, pz, distance, root, num_internal, child_left, child_right,
                        child_frame, leaf_vertices, node_center, node_normal, node_moment,
-                       node_radius, beta, margin, frame_slack, first_group, last_group,
-                       group_first_piece,
+                       node_radius, beta, margin, first_group, last_group, group_first_piece,
                        piece_first_edge, cap_edge, cap_piece, cap_group, recent_point,
                        recent_distance, recent_margin, recent_winding, recent_root, stack):
     """Winding number at p on an open mesh S, and the integer N it came from: (w, N).
@@ -604,7 +567,7 @@ def _open_mesh_winding(px, py, pz, distance, root, num_internal, child_left, chi
         if crossed:
             change, ok = _segment_winding_change(
                 qx, qy, qz, px, py, pz, root, num_internal, child_left, child_right,
-                child_frame, leaf_vertices, max(margin, recent_margin[k]), frame_slack, stack)
+                child_frame, leaf_vertices, max(margin, recent_margin[k]), stack)
         if ok:
             cap_change, ok = _cap_winding_change(qx, qy, qz, px, py, pz, first_group,
                                                  last_group, group_first_piece,

@@ -91,13 +91,12 @@ def refit_child_frames(child_left, child_right, range_first, range_last, leaf_ve
 def query(points, point_order, point_mesh, mesh_root, mesh_closed, child_left, child_right,
           child_frame, leaf_vertices, leaf_face, node_center, node_normal, node_moment,
           node_radius, beta, want_closest, want_winding, mesh_magnitude, relative_margin,
-          frame_slack, out_distance, out_face, out_barycentric, out_closest, out_winding):
+          out_distance, out_face, out_barycentric, out_closest, out_winding):
     """One thread per point (``point_order`` is ignored). Winding numbers of closed meshes are
     rounded to the integer they are (the CPU kernel's carry-over between
     neighbouring points needs a serial loop, so each thread here sums its
     own). Coordinates are taken to float64 first, as
-    on the CPU; ``frame_slack`` as on the CPU (0 here: a CUDA refit always
-    recomputes the oriented boxes)."""
+    on the CPU."""
     i = cuda.grid(1)
     if i >= points.shape[0]:
         return
@@ -114,8 +113,7 @@ def query(points, point_order, point_mesh, mesh_root, mesh_closed, child_left, c
     if want_closest:
         d2, leaf, w0, w1, w2 = _closest_leaf_query(
             px, py, pz, root, num_internal, child_left, child_right, child_frame,
-            leaf_vertices,
-            _rounding_margin(px, py, pz, mesh_magnitude, relative_margin), frame_slack, -1,
+            leaf_vertices, _rounding_margin(px, py, pz, mesh_magnitude, relative_margin), -1,
             stack, stack_distance)
         out_distance[i] = math.sqrt(d2)
         out_face[i] = leaf_face[leaf]

@@ -8,8 +8,7 @@ each a subtree with a root of its own (for the LBVH, the mesh index forms
 the high bits of every sort key).
 
 Vertices move at every optimisation step while faces stay: :meth:`MeshBVH.refit`
-keeps the tree and recomputes boxes and dipoles in one linear pass (on the
-CPU, the oriented boxes only once the vertices have moved far enough).
+keeps the tree and recomputes boxes and dipoles in one linear pass.
 """
 
 from __future__ import annotations
@@ -36,13 +35,6 @@ SORT_POINTS_ABOVE = 2048
 MAX_CAP_GROUPS = 32
 #: Bits per axis of the Morton key that orders loops before they are merged.
 LOOP_ORDER_BITS = 10
-#: A CPU refit keeps the oriented boxes of earlier vertices, grown by the
-#: farthest any vertex has moved since (exact: every triangle stays inside),
-#: until that distance exceeds this fraction of the mean diagonal of the
-#: triangles' axis-aligned boxes; then it recomputes them. Computing them is
-#: about 70 % of a refit's time; boxes grown by this much cost the queries
-#: little (see docs/DIFFSD.md).
-FRAME_SLACK_RATIO = 0.05
 #: Edges per piece of a cap (see :func:`diffsd.traversal.refit_cap_piece`):
 #: near a hole, a piece farther than the opening ratio times its size is
 #: one far-field term instead of this many triangles.
@@ -269,11 +261,6 @@ class MeshBVH:
         self.node_moment = torch.zeros((num_nodes, 9), dtype=dtype, device=device)
         self.node_area = torch.zeros(num_nodes, dtype=dtype, device=device)
         self.node_radius = torch.zeros(num_nodes, dtype=dtype, device=device)
-        #: How far (world units) the oriented boxes in ``child_frame`` are grown
-        #: beyond the vertices they were computed from (see :meth:`refit`).
-        self.frame_slack = 0.0
-        self._frame_vertices: torch.Tensor | None = None
-        self._frame_slack_limit = 0.0
         self._refit(vertices)
 
     def _build_lbvh_topology(self, vertices: torch.Tensor) -> None:
@@ -354,14 +341,6 @@ class MeshBVH:
     def refit(self, vertices: torch.Tensor) -> MeshBVH:
         """Recompute boxes and dipoles for new vertex positions; the tree stays.
 
-        On the CPU the oriented boxes (``child_frame``, about 70 % of a
-        refit's time) are recomputed only once some vertex has moved more
-        than ``FRAME_SLACK_RATIO`` of the triangles' mean size since they
-        were; until then the queries grow them by ``frame_slack``, the
-        farthest any vertex has moved (every triangle stays inside the
-        grown boxes, so the results are the same; a few more boxes are
-        opened).
-
         Args:
             vertices: (V, 3) new positions, same count, dtype and device as
                 at build time. The tree stays valid (the results exact); only
@@ -395,26 +374,12 @@ class MeshBVH:
 
             from diffsd import _cpu_kernels
 
-            with_frames = True
-            if (self._frame_vertices is not None
-                    and self._frame_vertices.shape == vertices.shape):
-                # Axes stored in the tree's dtype are unit vectors to a few ulps.
-                slack = (_cpu_kernels.max_displacement(arr(vertices), arr(self._frame_vertices))
-                         * (1.0 + 8.0 * torch.finfo(self.dtype).eps))
-                with_frames = not slack <= self._frame_slack_limit
             _cpu_kernels.refit(arr(vertices), arr(self.faces), arr(self.leaf_face),
-                               arr(self.bottom_up), arr(self.level_starts), arr(self.parent),
+                               arr(self.bottom_up), arr(self.level_starts),
                                arr(self.child_left), arr(self.child_right),
                                arr(self.range_first), arr(self.range_last),
                                arr(self.leaf_vertices), arr(self.node_box),
-                               arr(self.child_frame), *dipoles, numba.get_num_threads(),
-                               with_frames)
-            if with_frames:
-                self._frame_vertices = vertices.clone()
-                self._frame_slack_limit = FRAME_SLACK_RATIO * float(
-                    (self.node_box[n - 1:, 3:] - self.node_box[n - 1:, :3]).norm(dim=1).mean())
-                slack = 0.0
-            self.frame_slack = slack
+                               arr(self.child_frame), *dipoles, numba.get_num_threads())
             if self.has_open_mesh:
                 _cpu_kernels.refit_caps(arr(vertices), arr(self.boundary_edge),
                                         arr(self.piece_first_edge), arr(self.group_first_piece),
@@ -481,7 +446,6 @@ class MeshBVH:
                 arr(self.leaf_vertices), arr(self.leaf_face), arr(self.node_center),
                 arr(self.node_normal), arr(self.node_moment), arr(self.node_radius), float(beta),
                 bool(closest), bool(winding), self.mesh_magnitude(), self.relative_margin,
-                self.frame_slack,
                 *(arr(t) for t in outputs))
         kernels = _backend.kernels(self.backend)
         if self.backend == "cuda":

@@ -154,8 +154,7 @@ def first_leaf_below(node, num_internal, child_left):
 
 
 def closest_leaf_query(px, py, pz, root, num_internal, child_left, child_right, child_frame,
-                       leaf_vertices, margin, frame_slack, hint_leaf, stack_node,
-                       stack_distance):
+                       leaf_vertices, margin, hint_leaf, stack_node, stack_distance):
     """Nearest triangle to p below ``root``: (squared distance, leaf, w0, w1, w2).
 
     Depth-first, nearer child first, pruning every node whose oriented box
@@ -169,10 +168,8 @@ def closest_leaf_query(px, py, pz, root, num_internal, child_left, child_right, 
     answer for the previous of a run of nearby points: its triangle bounds
     the search from the start, so fewer nodes are opened; the answer does
     not depend on it. ``margin``: the rounding allowance of the box
-    distances (see :func:`diffsd.geometry.frame_distance_squared`);
-    ``frame_slack``: how far (world units) the internal nodes' oriented
-    boxes are grown beyond them (see :meth:`diffsd.MeshBVH.refit`; a
-    leaf's is always its triangle's). ``stack_node`` and ``stack_distance`` are scratch space of
+    distances (see :func:`diffsd.geometry.frame_distance_squared`).
+    ``stack_node`` and ``stack_distance`` are scratch space of
     ``TRAVERSAL_STACK_SIZE`` entries.
     """
     if hint_leaf < 0:
@@ -186,10 +183,8 @@ def closest_leaf_query(px, py, pz, root, num_internal, child_left, child_right, 
     while True:
         near = child_left[node]
         far = child_right[node]
-        d_near = frame_distance_squared(px, py, pz, child_frame, node, 0,
-                                        margin if near >= num_internal else margin + frame_slack)
-        d_far = frame_distance_squared(px, py, pz, child_frame, node, FRAME_SIZE,
-                                       margin if far >= num_internal else margin + frame_slack)
+        d_near = frame_distance_squared(px, py, pz, child_frame, node, 0, margin)
+        d_far = frame_distance_squared(px, py, pz, child_frame, node, FRAME_SIZE, margin)
         if d_far < d_near:
             swap = near
             near = far
@@ -326,7 +321,7 @@ def leaf_crossing(ax, ay, az, bx, by, bz, leaf, leaf_vertices):
 
 
 def segment_winding_change(ax, ay, az, bx, by, bz, root, num_internal, child_left, child_right,
-                           child_frame, leaf_vertices, margin, frame_slack, stack):
+                           child_frame, leaf_vertices, margin, stack):
     """Change of the winding number from a to b across the triangles below ``root``.
 
     For a closed mesh (every edge used as often in each direction), the
@@ -335,8 +330,6 @@ def segment_winding_change(ax, ay, az, bx, by, bz, root, num_internal, child_lef
     ``w(b) = w(a) + change``, exactly. Returns ``(change, ok)``; ``ok`` is
     False when a crossing is ambiguous (the segment grazes an edge, a vertex
     or ends on a triangle's plane), and the caller must use another method.
-    ``margin`` and ``frame_slack`` grow the oriented boxes as in
-    :func:`closest_leaf_query`.
     """
     change = 0
     if root >= num_internal:
@@ -351,11 +344,8 @@ def segment_winding_change(ax, ay, az, bx, by, bz, root, num_internal, child_lef
             child = child_left[node]
             if side == 1:
                 child = child_right[node]
-            grown = margin
-            if child < num_internal:
-                grown = margin + frame_slack
             if segment_frame_overlap(ax, ay, az, bx, by, bz, child_frame, node, side * FRAME_SIZE,
-                                     grown):
+                                     margin):
                 if child >= num_internal:
                     crossing = leaf_crossing(ax, ay, az, bx, by, bz, child - num_internal,
                                              leaf_vertices)
@@ -955,22 +945,3 @@ def refit_child_frames(node, child_left, child_right, range_first, range_last, l
     write_child_frame(child_right[node], num_internal, child_left, child_right, range_first,
                       range_last, leaf_vertices, node_box, node_center, node_normal, node_area,
                       child_frame, node, FRAME_SIZE)
-
-
-def refit_leaf_frame(leaf, num_internal, parent, child_left, child_right, range_first,
-                     range_last, leaf_vertices, node_box, node_center, node_normal, node_area,
-                     child_frame):
-    """The oriented box of leaf's triangle, into its parent's ``child_frame``
-    row (nothing for a leaf that is a root). Needs only the leaf's own
-    ``leaf_vertices`` and ``node_box``: a refit that keeps the internal
-    nodes' boxes refreshes the leaves' in the pass over the leaves."""
-    node = num_internal + leaf
-    row = parent[node]
-    if row < 0:
-        return
-    offset = 0
-    if child_right[row] == node:
-        offset = FRAME_SIZE
-    write_child_frame(node, num_internal, child_left, child_right, range_first, range_last,
-                      leaf_vertices, node_box, node_center, node_normal, node_area, child_frame,
-                      row, offset)

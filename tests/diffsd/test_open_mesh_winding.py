@@ -220,7 +220,7 @@ def test_crossings_of_mesh_and_caps_give_the_integer_change(name):
     for a, b, na, nb in zip(start.tolist(), end.tolist(), integer(start), integer(end)):
         change, ok = _shared.segment_winding_change(
             *a, *b, root, bvh.num_faces - 1, bvh.child_left.numpy(), bvh.child_right.numpy(),
-            bvh.child_frame.numpy(), bvh.leaf_vertices.numpy(), 1e-12, 0.0, stack)
+            bvh.child_frame.numpy(), bvh.leaf_vertices.numpy(), 1e-12, stack)
         cap_change, cap_ok = _shared.cap_winding_change(*a, *b, *_cap_arrays(bvh))
         if not (ok and cap_ok):
             continue
