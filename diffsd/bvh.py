@@ -8,7 +8,8 @@ each a subtree with a root of its own (for the LBVH, the mesh index forms
 the high bits of every sort key).
 
 Vertices move at every optimisation step while faces stay: :meth:`MeshBVH.refit`
-keeps the tree and recomputes boxes and dipoles in one linear pass.
+keeps the tree and recomputes boxes and dipoles in one linear pass (nothing
+when the vertices are those of the last refit).
 """
 
 from __future__ import annotations
@@ -261,6 +262,9 @@ class MeshBVH:
         self.node_moment = torch.zeros((num_nodes, 9), dtype=dtype, device=device)
         self.node_area = torch.zeros(num_nodes, dtype=dtype, device=device)
         self.node_radius = torch.zeros(num_nodes, dtype=dtype, device=device)
+        #: The vertices the tree was last refitted to (a copy: callers move
+        #: theirs in place), so that a refit to the same ones costs O(V).
+        self._refit_vertices: torch.Tensor | None = None
         self._refit(vertices)
 
     def _build_lbvh_topology(self, vertices: torch.Tensor) -> None:
@@ -341,6 +345,10 @@ class MeshBVH:
     def refit(self, vertices: torch.Tensor) -> MeshBVH:
         """Recompute boxes and dipoles for new vertex positions; the tree stays.
 
+        A refit to vertices equal to the last refit's (the same values, as
+        when a fit evaluates several terms at one step) returns at once:
+        everything in the tree is a function of the vertices.
+
         Args:
             vertices: (V, 3) new positions, same count, dtype and device as
                 at build time. The tree stays valid (the results exact); only
@@ -361,6 +369,13 @@ class MeshBVH:
                 f"vertices has {vertices.shape[0]} rows but the faces index up to "
                 f"{self.max_vertex_index}: refit needs the vertex count used at build time"
             )
+        if self._refit_vertices is not None and torch.equal(vertices, self._refit_vertices):
+            return
+        self._refit_vertices = None  # until this refit has finished
+        self._refit_now(vertices)
+        self._refit_vertices = vertices.clone()
+
+    def _refit_now(self, vertices: torch.Tensor) -> None:
         arr = _backend.as_kernel_array
         n = self.faces.shape[0]
         dipoles = (arr(self.node_center), arr(self.node_normal), arr(self.node_moment),

@@ -207,3 +207,37 @@ def test_refit_does_not_depend_on_how_workers_share_the_nodes(monkeypatch):
     for tree in trees[1:]:
         for name in ("child_frame", "node_box", "node_center", "node_moment", "node_radius"):
             assert torch.equal(getattr(tree, name), getattr(trees[0], name)), name
+
+
+def test_refit_to_the_vertices_of_the_last_refit_does_nothing(monkeypatch):
+    """A fit refits at every term of a step: a refit to the values of the
+    last refit is skipped, one to vertices moved in place (the same tensor,
+    as an optimiser leaves it) is not, and the answers stay the brute force's."""
+    from diffsd import _cpu_kernels
+    from diffsd.naive import naive_signed_distance
+
+    vertices, faces = MESHES["torus"]()
+    bvh = MeshBVH(vertices, faces)
+    calls = []
+    original = _cpu_kernels.refit
+    monkeypatch.setattr(_cpu_kernels, "refit", lambda *args: calls.append(1) or original(*args))
+    moving = vertices.clone()
+    bvh.refit(moving)
+    bvh.refit(moving.clone())
+    assert calls == []
+    moving.mul_(1.1).add_(0.01)  # in place, as torch.optim moves parameters
+    bvh.refit(moving)
+    assert calls == [1]
+    bvh.refit(moving)
+    assert calls == [1]
+    monkeypatch.setattr(_cpu_kernels, "refit", original)
+    reference = MeshBVH(vertices, faces).refit(moving * 1.0)
+    monkeypatch.setattr(_cpu_kernels, "refit", lambda *args: calls.append(1) or original(*args))
+    for name in ("leaf_vertices", "child_frame", "node_box", "node_center", "node_moment",
+                 "node_radius"):
+        assert torch.equal(getattr(bvh, name), getattr(reference, name)), name
+    points = query_points(moving, 500)
+    got = signed_distance(moving, faces, points, bvh=bvh)
+    torch.testing.assert_close(got.distance, naive_signed_distance(moving, faces, points),
+                               rtol=0, atol=1e-12)
+    assert calls == [1]
