@@ -20,7 +20,7 @@ import torch
 from diffsd import _backend
 from diffsd.geometry import TRAVERSAL_STACK_SIZE
 from diffsd.topology import boundary_edges, closed_from_boundary
-from diffsd.traversal import CAP_EDGE_SIZE, CAP_ROW_SIZE, FRAME_SIZE
+from diffsd.traversal import CAP_EDGE_SIZE, CAP_ROW_SIZE, FRAME_SIZE, ORIENTED_MAX_LEAVES
 from diffsd.validation import check_faces, check_mesh_faces_first_idx, check_vertices
 
 #: Tree builders: binned SAH (top-down, on the CPU) or the Morton-code
@@ -245,6 +245,13 @@ class MeshBVH:
                 "this happens only with very many coincident triangles: remove duplicate faces"
             )
         self.max_depth = int(max_depth)
+        # Topology only (faces do not change): the vertices each oriented box projects.
+        frame_vertex_first, frame_vertex = _cpu_kernels.frame_vertex_lists(
+            self.faces.cpu().numpy(), self.leaf_face.cpu().numpy(),
+            self.range_first.cpu().numpy(), self.range_last.cpu().numpy(),
+            vertices.shape[0], ORIENTED_MAX_LEAVES)
+        self.frame_vertex_first = torch.from_numpy(frame_vertex_first).to(device)
+        self.frame_vertex = torch.from_numpy(frame_vertex).to(device)
         self.bottom_up = torch.from_numpy(bottom_up).to(device)
         self.level_starts = torch.from_numpy(level_starts)
 
@@ -380,8 +387,9 @@ class MeshBVH:
         n = self.faces.shape[0]
         dipoles = (arr(self.node_center), arr(self.node_normal), arr(self.node_moment),
                    arr(self.node_area), arr(self.node_radius))
-        frames = (arr(self.child_left), arr(self.child_right), arr(self.range_first),
-                  arr(self.range_last), arr(self.leaf_vertices), arr(self.node_box),
+        frames = (arr(self.child_left), arr(self.child_right), arr(vertices),
+                  arr(self.frame_vertex_first), arr(self.frame_vertex),
+                  arr(self.leaf_vertices), arr(self.node_box),
                   arr(self.node_center), arr(self.node_normal), arr(self.node_area),
                   arr(self.child_frame))
         if self.backend == "cpu":
@@ -392,7 +400,7 @@ class MeshBVH:
             _cpu_kernels.refit(arr(vertices), arr(self.faces), arr(self.leaf_face),
                                arr(self.bottom_up), arr(self.level_starts),
                                arr(self.child_left), arr(self.child_right),
-                               arr(self.range_first), arr(self.range_last),
+                               arr(self.frame_vertex_first), arr(self.frame_vertex),
                                arr(self.leaf_vertices), arr(self.node_box),
                                arr(self.child_frame), *dipoles, numba.get_num_threads())
             if self.has_open_mesh:

@@ -241,3 +241,27 @@ def test_refit_to_the_vertices_of_the_last_refit_does_nothing(monkeypatch):
     torch.testing.assert_close(got.distance, naive_signed_distance(moving, faces, points),
                                rtol=0, atol=1e-12)
     assert calls == [1]
+
+
+@pytest.mark.parametrize("builder", BUILDERS)
+def test_oriented_boxes_project_each_vertex_below_them_once(builder):
+    """The refit's lists of the vertices below each internal node (projected
+    for its oriented box) against the faces' own: every distinct vertex once,
+    and none for nodes over more than ``ORIENTED_MAX_LEAVES`` triangles."""
+    from diffsd.traversal import ORIENTED_MAX_LEAVES
+
+    vertices, faces = bumpy_sphere(4)
+    bvh = MeshBVH(vertices, faces, builder=builder)
+    first, listed = bvh.frame_vertex_first.tolist(), bvh.frame_vertex.tolist()
+    big = 0
+    for node in range(bvh.num_faces - 1):
+        low, high = int(bvh.range_first[node]), int(bvh.range_last[node])
+        own = listed[first[node]:first[node + 1]]
+        assert len(own) == len(set(own))
+        if high - low + 1 > ORIENTED_MAX_LEAVES:
+            assert own == []
+            big += 1
+        else:
+            below = faces[bvh.leaf_face[low:high + 1]].unique().tolist()
+            assert sorted(own) == below
+    assert big > 0
