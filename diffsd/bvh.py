@@ -234,6 +234,8 @@ class MeshBVH:
 
         # Children-first order of internal nodes for the CPU refit; also
         # bounds the depth that traversal stacks must hold.
+        import numba  # loaded with the CPU kernels
+
         from diffsd import _cpu_kernels
 
         bottom_up, level_starts, max_depth = _cpu_kernels.bottom_up_order(
@@ -249,7 +251,7 @@ class MeshBVH:
         frame_vertex_first, frame_vertex = _cpu_kernels.frame_vertex_lists(
             self.faces.cpu().numpy(), self.leaf_face.cpu().numpy(),
             self.range_first.cpu().numpy(), self.range_last.cpu().numpy(),
-            vertices.shape[0], ORIENTED_MAX_LEAVES)
+            vertices.shape[0], ORIENTED_MAX_LEAVES, numba.get_num_threads())
         self.frame_vertex_first = torch.from_numpy(frame_vertex_first).to(device)
         self.frame_vertex = torch.from_numpy(frame_vertex).to(device)
         self.bottom_up = torch.from_numpy(bottom_up).to(device)
