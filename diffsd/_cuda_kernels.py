@@ -77,14 +77,14 @@ def refit_internal_nodes(parent, arrivals, child_left, child_right, node_box, no
 
 
 @cuda.jit
-def refit_child_frames(child_left, child_right, range_first, range_last, leaf_vertices,
-                       node_box, node_center, node_normal, node_area, child_frame):
+def refit_child_frames(child_left, child_right, vertices, frame_vertex_first, frame_vertex,
+                       leaf_vertices, node_box, node_center, node_normal, node_area, child_frame):
     """After the bottom-up sweep: each internal node's children's oriented boxes."""
     node = cuda.grid(1)
     if node < child_left.shape[0]:
-        _refit_child_frames(node, child_left, child_right, range_first, range_last,
-                            leaf_vertices, node_box, node_center, node_normal, node_area,
-                            child_frame)
+        _refit_child_frames(node, child_left, child_right, vertices, frame_vertex_first,
+                            frame_vertex, leaf_vertices, node_box, node_center, node_normal,
+                            node_area, child_frame)
 
 
 @cuda.jit

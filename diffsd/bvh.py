@@ -8,7 +8,8 @@ each a subtree with a root of its own (for the LBVH, the mesh index forms
 the high bits of every sort key).
 
 Vertices move at every optimisation step while faces stay: :meth:`MeshBVH.refit`
-keeps the tree and recomputes boxes and dipoles in one linear pass.
+keeps the tree and recomputes boxes and dipoles in one linear pass (nothing
+when the vertices are those of the last refit).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import torch
 from diffsd import _backend
 from diffsd.geometry import TRAVERSAL_STACK_SIZE
 from diffsd.topology import boundary_edges, closed_from_boundary
-from diffsd.traversal import CAP_EDGE_SIZE, CAP_ROW_SIZE, FRAME_SIZE
+from diffsd.traversal import CAP_EDGE_SIZE, CAP_ROW_SIZE, FRAME_SIZE, ORIENTED_MAX_LEAVES
 from diffsd.validation import check_faces, check_mesh_faces_first_idx, check_vertices
 
 #: Tree builders: binned SAH (top-down, on the CPU) or the Morton-code
@@ -233,6 +234,8 @@ class MeshBVH:
 
         # Children-first order of internal nodes for the CPU refit; also
         # bounds the depth that traversal stacks must hold.
+        import numba  # loaded with the CPU kernels
+
         from diffsd import _cpu_kernels
 
         bottom_up, level_starts, max_depth = _cpu_kernels.bottom_up_order(
@@ -244,6 +247,13 @@ class MeshBVH:
                 "this happens only with very many coincident triangles: remove duplicate faces"
             )
         self.max_depth = int(max_depth)
+        # Topology only (faces do not change): the vertices each oriented box projects.
+        frame_vertex_first, frame_vertex = _cpu_kernels.frame_vertex_lists(
+            self.faces.cpu().numpy(), self.leaf_face.cpu().numpy(),
+            self.range_first.cpu().numpy(), self.range_last.cpu().numpy(),
+            vertices.shape[0], ORIENTED_MAX_LEAVES, numba.get_num_threads())
+        self.frame_vertex_first = torch.from_numpy(frame_vertex_first).to(device)
+        self.frame_vertex = torch.from_numpy(frame_vertex).to(device)
         self.bottom_up = torch.from_numpy(bottom_up).to(device)
         self.level_starts = torch.from_numpy(level_starts)
 
@@ -261,6 +271,9 @@ class MeshBVH:
         self.node_moment = torch.zeros((num_nodes, 9), dtype=dtype, device=device)
         self.node_area = torch.zeros(num_nodes, dtype=dtype, device=device)
         self.node_radius = torch.zeros(num_nodes, dtype=dtype, device=device)
+        #: The vertices the tree was last refitted to (a copy: callers move
+        #: theirs in place), so that a refit to the same ones costs O(V).
+        self._refit_vertices: torch.Tensor | None = None
         self._refit(vertices)
 
     def _build_lbvh_topology(self, vertices: torch.Tensor) -> None:
@@ -341,6 +354,10 @@ class MeshBVH:
     def refit(self, vertices: torch.Tensor) -> MeshBVH:
         """Recompute boxes and dipoles for new vertex positions; the tree stays.
 
+        A refit to vertices equal to the last refit's (the same values, as
+        when a fit evaluates several terms at one step) returns at once:
+        everything in the tree is a function of the vertices.
+
         Args:
             vertices: (V, 3) new positions, same count, dtype and device as
                 at build time. The tree stays valid (the results exact); only
@@ -361,12 +378,20 @@ class MeshBVH:
                 f"vertices has {vertices.shape[0]} rows but the faces index up to "
                 f"{self.max_vertex_index}: refit needs the vertex count used at build time"
             )
+        if self._refit_vertices is not None and torch.equal(vertices, self._refit_vertices):
+            return
+        self._refit_vertices = None  # until this refit has finished
+        self._refit_now(vertices)
+        self._refit_vertices = vertices.clone()
+
+    def _refit_now(self, vertices: torch.Tensor) -> None:
         arr = _backend.as_kernel_array
         n = self.faces.shape[0]
         dipoles = (arr(self.node_center), arr(self.node_normal), arr(self.node_moment),
                    arr(self.node_area), arr(self.node_radius))
-        frames = (arr(self.child_left), arr(self.child_right), arr(self.range_first),
-                  arr(self.range_last), arr(self.leaf_vertices), arr(self.node_box),
+        frames = (arr(self.child_left), arr(self.child_right), arr(vertices),
+                  arr(self.frame_vertex_first), arr(self.frame_vertex),
+                  arr(self.leaf_vertices), arr(self.node_box),
                   arr(self.node_center), arr(self.node_normal), arr(self.node_area),
                   arr(self.child_frame))
         if self.backend == "cpu":
@@ -377,7 +402,7 @@ class MeshBVH:
             _cpu_kernels.refit(arr(vertices), arr(self.faces), arr(self.leaf_face),
                                arr(self.bottom_up), arr(self.level_starts),
                                arr(self.child_left), arr(self.child_right),
-                               arr(self.range_first), arr(self.range_last),
+                               arr(self.frame_vertex_first), arr(self.frame_vertex),
                                arr(self.leaf_vertices), arr(self.node_box),
                                arr(self.child_frame), *dipoles, numba.get_num_threads())
             if self.has_open_mesh:

@@ -810,18 +810,33 @@ def write_frame(child_frame, row, offset, nx, ny, nz, ux, uy, uz, vx, vy, vz, lo
     child_frame[row, offset + 15] = 0.0
 
 
-def write_child_frame(child, num_internal, child_left, child_right, range_first, range_last,
-                      leaf_vertices, node_box, node_center, node_normal, node_area, child_frame,
-                      row, offset):
+def project_extents(nx, ny, nz, ux, uy, uz, vx, vy, vz, x, y, z, lo_n, lo_u, lo_v, hi_n, hi_u,
+                    hi_v):
+    """The extents ``(lo_n, lo_u, lo_v, hi_n, hi_u, hi_v)`` along the axes (n, u, v)
+    widened to hold the point (x, y, z)."""
+    t_n = dot3(nx, ny, nz, x, y, z)
+    t_u = dot3(ux, uy, uz, x, y, z)
+    t_v = dot3(vx, vy, vz, x, y, z)
+    return (min(lo_n, t_n), min(lo_u, t_u), min(lo_v, t_v), max(hi_n, t_n), max(hi_u, t_u),
+            max(hi_v, t_v))
+
+
+def write_child_frame(child, num_internal, child_left, child_right, vertices,
+                      frame_vertex_first, frame_vertex, leaf_vertices, node_box, node_center,
+                      node_normal, node_area, child_frame, row, offset):
     """Oriented box of ``child`` into ``child_frame[row, offset:offset + FRAME_SIZE]``.
 
     Its first axis is the node's mean normal, so the box is thin where the
     surface is flat (for a leaf: flat in its triangle's plane), and its
     second the direction between its children's centres (for a leaf: its
     longest edge), along which the node is longest. Extents are exact,
-    from every vertex below. Nodes whose normals do not agree (the mean's
-    length under half the area) or over more than ``ORIENTED_MAX_LEAVES``
-    triangles get the coordinate axes and their box instead.
+    from every vertex below: for an internal node, the distinct vertices of
+    its triangles, ``frame_vertex[frame_vertex_first[child]:
+    frame_vertex_first[child + 1]]`` (about a third of their corners; see
+    :func:`diffsd._cpu_kernels.frame_vertex_lists`), read from ``vertices``.
+    Nodes whose normals do not agree (the mean's length under half the
+    area) or over more than ``ORIENTED_MAX_LEAVES`` triangles (no list) get
+    the coordinate axes and their box instead.
     """
     ok = False
     ux = uy = uz = vx = vy = vz = 0.0
@@ -851,12 +866,12 @@ def write_child_frame(child, num_internal, child_left, child_right, range_first,
             dx, dy, dz = bcx, bcy, bcz
         ok, nx, ny, nz, ux, uy, uz, vx, vy, vz = orthonormal_frame(nx, ny, nz, dx, dy, dz)
     else:
-        first = range_first[child]
-        last = range_last[child]
+        first = frame_vertex_first[child]
+        last = frame_vertex_first[child + 1]
         nx = node_normal[child, 0]
         ny = node_normal[child, 1]
         nz = node_normal[child, 2]
-        if (last - first < ORIENTED_MAX_LEAVES
+        if (last > first
                 and nx * nx + ny * ny + nz * nz > 0.25 * node_area[child] * node_area[child]):
             left = child_left[child]
             right = child_right[child]
@@ -875,20 +890,18 @@ def write_child_frame(child, num_internal, child_left, child_right, range_first,
     hi_n = -math.inf
     hi_u = -math.inf
     hi_v = -math.inf
-    for leaf in range(first, last + 1):
+    if child >= num_internal:
         for corner in range(3):
-            x = leaf_vertices[leaf, 3 * corner]
-            y = leaf_vertices[leaf, 3 * corner + 1]
-            z = leaf_vertices[leaf, 3 * corner + 2]
-            t_n = dot3(nx, ny, nz, x, y, z)
-            t_u = dot3(ux, uy, uz, x, y, z)
-            t_v = dot3(vx, vy, vz, x, y, z)
-            lo_n = min(lo_n, t_n)
-            lo_u = min(lo_u, t_u)
-            lo_v = min(lo_v, t_v)
-            hi_n = max(hi_n, t_n)
-            hi_u = max(hi_u, t_u)
-            hi_v = max(hi_v, t_v)
+            lo_n, lo_u, lo_v, hi_n, hi_u, hi_v = project_extents(
+                nx, ny, nz, ux, uy, uz, vx, vy, vz, leaf_vertices[first, 3 * corner],
+                leaf_vertices[first, 3 * corner + 1], leaf_vertices[first, 3 * corner + 2],
+                lo_n, lo_u, lo_v, hi_n, hi_u, hi_v)
+    else:
+        for k in range(first, last):
+            v = frame_vertex[k]
+            lo_n, lo_u, lo_v, hi_n, hi_u, hi_v = project_extents(
+                nx, ny, nz, ux, uy, uz, vx, vy, vz, vertices[v, 0], vertices[v, 1],
+                vertices[v, 2], lo_n, lo_u, lo_v, hi_n, hi_u, hi_v)
     write_frame(child_frame, row, offset, nx, ny, nz, ux, uy, uz, vx, vy, vz, lo_n, lo_u, lo_v,
                 hi_n, hi_u, hi_v)
 
@@ -932,16 +945,16 @@ def refit_internal_node(node, child_left, child_right, node_box, node_center, no
                 + node_moment[right, 3 * i + j] + shift_right * node_normal[right, j])
 
 
-def refit_child_frames(node, child_left, child_right, range_first, range_last, leaf_vertices,
-                       node_box, node_center, node_normal, node_area, child_frame):
+def refit_child_frames(node, child_left, child_right, vertices, frame_vertex_first, frame_vertex,
+                       leaf_vertices, node_box, node_center, node_normal, node_area, child_frame):
     """The oriented boxes of internal node's two children, into its ``child_frame`` row.
 
     Needs the boxes and dipoles of the whole tree; independent across nodes.
     """
     num_internal = child_left.shape[0]
-    write_child_frame(child_left[node], num_internal, child_left, child_right, range_first,
-                      range_last, leaf_vertices, node_box, node_center, node_normal, node_area,
-                      child_frame, node, 0)
-    write_child_frame(child_right[node], num_internal, child_left, child_right, range_first,
-                      range_last, leaf_vertices, node_box, node_center, node_normal, node_area,
-                      child_frame, node, FRAME_SIZE)
+    write_child_frame(child_left[node], num_internal, child_left, child_right, vertices,
+                      frame_vertex_first, frame_vertex, leaf_vertices, node_box, node_center,
+                      node_normal, node_area, child_frame, node, 0)
+    write_child_frame(child_right[node], num_internal, child_left, child_right, vertices,
+                      frame_vertex_first, frame_vertex, leaf_vertices, node_box, node_center,
+                      node_normal, node_area, child_frame, node, FRAME_SIZE)

@@ -207,3 +207,61 @@ def test_refit_does_not_depend_on_how_workers_share_the_nodes(monkeypatch):
     for tree in trees[1:]:
         for name in ("child_frame", "node_box", "node_center", "node_moment", "node_radius"):
             assert torch.equal(getattr(tree, name), getattr(trees[0], name)), name
+
+
+def test_refit_to_the_vertices_of_the_last_refit_does_nothing(monkeypatch):
+    """A fit refits at every term of a step: a refit to the values of the
+    last refit is skipped, one to vertices moved in place (the same tensor,
+    as an optimiser leaves it) is not, and the answers stay the brute force's."""
+    from diffsd import _cpu_kernels
+    from diffsd.naive import naive_signed_distance
+
+    vertices, faces = MESHES["torus"]()
+    bvh = MeshBVH(vertices, faces)
+    calls = []
+    original = _cpu_kernels.refit
+    monkeypatch.setattr(_cpu_kernels, "refit", lambda *args: calls.append(1) or original(*args))
+    moving = vertices.clone()
+    bvh.refit(moving)
+    bvh.refit(moving.clone())
+    assert calls == []
+    moving.mul_(1.1).add_(0.01)  # in place, as torch.optim moves parameters
+    bvh.refit(moving)
+    assert calls == [1]
+    bvh.refit(moving)
+    assert calls == [1]
+    monkeypatch.setattr(_cpu_kernels, "refit", original)
+    reference = MeshBVH(vertices, faces).refit(moving * 1.0)
+    monkeypatch.setattr(_cpu_kernels, "refit", lambda *args: calls.append(1) or original(*args))
+    for name in ("leaf_vertices", "child_frame", "node_box", "node_center", "node_moment",
+                 "node_radius"):
+        assert torch.equal(getattr(bvh, name), getattr(reference, name)), name
+    points = query_points(moving, 500)
+    got = signed_distance(moving, faces, points, bvh=bvh)
+    torch.testing.assert_close(got.distance, naive_signed_distance(moving, faces, points),
+                               rtol=0, atol=1e-12)
+    assert calls == [1]
+
+
+@pytest.mark.parametrize("builder", BUILDERS)
+def test_oriented_boxes_project_each_vertex_below_them_once(builder):
+    """The refit's lists of the vertices below each internal node (projected
+    for its oriented box) against the faces' own: every distinct vertex once,
+    and none for nodes over more than ``ORIENTED_MAX_LEAVES`` triangles."""
+    from diffsd.traversal import ORIENTED_MAX_LEAVES
+
+    vertices, faces = bumpy_sphere(4)
+    bvh = MeshBVH(vertices, faces, builder=builder)
+    first, listed = bvh.frame_vertex_first.tolist(), bvh.frame_vertex.tolist()
+    big = 0
+    for node in range(bvh.num_faces - 1):
+        low, high = int(bvh.range_first[node]), int(bvh.range_last[node])
+        own = listed[first[node]:first[node + 1]]
+        assert len(own) == len(set(own))
+        if high - low + 1 > ORIENTED_MAX_LEAVES:
+            assert own == []
+            big += 1
+        else:
+            below = faces[bvh.leaf_face[low:high + 1]].unique().tolist()
+            assert sorted(own) == below
+    assert big > 0
