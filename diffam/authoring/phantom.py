@@ -17,6 +17,7 @@ from scipy import ndimage
 from scipy.spatial.transform import Rotation
 
 import diffsd
+from diffam.authoring import pelvis
 from diffam.core.template import TemplateSet
 from diffam.core.volume import Volume
 from diffam.fit.rasterize import rasterize_meshes
@@ -44,6 +45,10 @@ class PhantomConfig:
     partial_volume_sigma_mm: float = 0.6
     noise_hu: float = 20.0
     seed: int = 0
+    #: A sacrum below the lowest level (:mod:`diffam.authoring.pelvis`), labelled 26.
+    sacrum: bool = False
+    #: The iliac bones beside the sacrum (needs ``sacrum``); not labelled.
+    pelvis: bool = False
 
 
 @dataclass
@@ -132,6 +137,10 @@ def make_phantom(template: TemplateSet, config: PhantomConfig | None = None) -> 
     direction = np.eye(3) if config.direction is None else np.asarray(config.direction, float)
     spacing = np.asarray(config.spacing_mm, dtype=np.float64)
     all_vertices = np.concatenate([m[0] for m in meshes])
+    frame = None
+    if config.sacrum or config.pelvis:
+        frame = pelvis.sacral_frame(meshes[int(np.argmax(verse_ids))][0])
+        all_vertices = np.concatenate([all_vertices, pelvis.extent_points(frame, config.pelvis)])
     local = all_vertices @ direction  # coordinates along the index axes
     lo = local.min(0) - config.margin_mm
     hi = local.max(0) + config.margin_mm
@@ -149,13 +158,21 @@ def make_phantom(template: TemplateSet, config: PhantomConfig | None = None) -> 
     index = np.stack([i.ravel(), j.ravel(), k.ravel()], 1).astype(np.float64)
     world = reference.index_to_world(index)
     bvh = diffsd.MeshBVH(packed.vertices, packed.faces)
-    distance = (
-        diffsd.signed_distance(
-            packed.vertices, packed.faces, torch.as_tensor(world), bvh=bvh, refit=False
-        )
-        .distance.numpy()
-        .reshape(size[::-1])
-    )
+    # Only the sign and the depth within the cortical shell matter, so with a
+    # pelvis (a grid several times the spine's) the distance is computed near
+    # the vertebrae only; elsewhere it is any positive value.
+    near = np.ones(len(world), bool)
+    if frame is not None:
+        vertices = np.concatenate([m[0] for m in meshes])
+        near = np.all((world >= vertices.min(0) - 5.0) & (world <= vertices.max(0) + 5.0), axis=1)
+    distance = np.full(len(world), 5.0)
+    distance[near] = diffsd.signed_distance(
+        packed.vertices, packed.faces, torch.as_tensor(world[near]), bvh=bvh, refit=False
+    ).distance.numpy()
+    distance = distance.reshape(size[::-1])
+
+    if frame is not None:
+        distance = _with_pelvis(distance, labels, frame, world, reference, config.pelvis)
 
     # Soft tissue with smooth fatty regions, then bone by depth below the surface.
     fat = ndimage.gaussian_filter(rng.normal(size=size[::-1]), sigma=12.0 / spacing[::-1])
@@ -185,3 +202,22 @@ def make_phantom(template: TemplateSet, config: PhantomConfig | None = None) -> 
     return Phantom(
         reference.with_array(image.astype(np.float32)), label_volume, meshes, centroids, verse_ids
     )
+
+
+#: VerSe id of the sacrum in the label map.
+SACRUM_ID = 26
+
+
+def _with_pelvis(distance, labels, frame, world, reference: Volume, with_ilium: bool):
+    """The signed distance with the sacrum (and ilia) added; labels the sacrum in place.
+
+    Inside the analytic bone the depth below its surface comes from a
+    Euclidean distance transform of its mask on the grid, so the cortical
+    shell is as thick as the vertebrae's.
+    """
+    sacrum, ilium = pelvis.pelvis_bone(frame, world, with_ilium)
+    bone = (sacrum | ilium).reshape(distance.shape) & (distance > 0)
+    depth = ndimage.distance_transform_edt(bone, sampling=reference.spacing[::-1])
+    labels[sacrum.reshape(labels.shape) & (labels == 0)] = SACRUM_ID
+    # The transform counts to the nearest outside voxel centre; the surface lies half a voxel nearer.
+    return np.where(bone, 0.5 * reference.spacing.min() - depth, distance)
