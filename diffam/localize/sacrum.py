@@ -9,16 +9,17 @@ beside L5 are separated from it by muscle.
 
 In the scan straightened along the centreline (:func:`diffam.localize.detection.straighten`,
 arc length ``s``, local left ``u`` and posterior ``v``), each cross-section's
-bone (:data:`BONE_HU`, enhanced blood excluded) is closed by one sample, which
-bridges a joint space of a few mm, and split into 2D components. The
-components that hold the vertebral body (a strip in front of the posterior
-wall) give the section's reach to the left and right. A section is *sacral*
+bone (:data:`BONE_HU`, holes filled) is split into 2D components.
+The components that hold the vertebral body (a strip in front of the
+posterior wall), with those within :data:`JOINT_MM` of them (across a joint
+space), give the section's reach to the left and right. A section is *sacral*
 when the body's bone reaches :data:`REACH_MM` on both sides and holds, in the
 ala zone on each side (:data:`ALA_ZONE_MM`), at least :data:`ALA_AREA_MM2` of
 filled bone: a mass, not a rib (a rib joined to a thoracic vertebra reaches
 as far but is a thin bar, and only for the height of one rib). The sacrum is
 a run of sacral sections at least :data:`MIN_RUN_MM` long; the lowest such run
-is taken, and the lowest vertebra whose centre lies above its upper end is
+is taken, provided the column below it is no longer than a sacrum
+(:data:`MAX_BELOW_MM`), and the lowest vertebra whose centre lies above its upper end is
 L5 (L6 in a transitional spine, which only the ribs can tell:
 :func:`diffam.localize.naming.name_vertebrae`). Vertebrae detected below it
 are sacral segments (the column cues follow the sacral canal, and the fused
@@ -39,7 +40,6 @@ from scipy import ndimage
 from diffam.core.volume import Volume
 from diffam.localize.centerline import Centerline
 from diffam.localize.detection import Detection, straighten
-from diffam.localize.spine_column import blood_pool_mask
 
 #: Bone threshold (HU): cortex and the denser cancellous bone.
 BONE_HU = 180.0
@@ -56,8 +56,16 @@ REACH_MM = 70.0
 ALA_ZONE_MM = (30.0, 60.0)
 #: Filled bone area (mm^2) in each side's ala zone of a sacral section.
 ALA_AREA_MM2 = 400.0
+#: Bone this close (mm) to the body's counts as joined to it: the sacro-iliac
+#: joint space (2-5 mm) is often a full dark voxel at 3 mm.
+JOINT_MM = 6.0
 #: Shortest run (mm of arc length) of sacral sections taken as the sacrum.
 MIN_RUN_MM = 16.0
+#: The detected "vertebrae" below the sacrum's top are its segments (and the
+#: coccyx): their centres lie at most this far (mm) below it. A run of wide
+#: sections with more column below it (shoulder blades joined to the upper
+#: ribs) is no sacrum.
+MAX_BELOW_MM = 140.0
 #: Run length (mm) that earns full confidence.
 FULL_RUN_MM = 30.0
 #: The body strip that seeds a section's components: in front of the posterior
@@ -103,16 +111,17 @@ def section_reach(st_array: np.ndarray, u: np.ndarray, v: np.ndarray,
         ``(reach, area)``, each ``(M, 2)``: left and right reach (mm; 0 where
         no bone holds the body strip) and filled bone area in the ala zone (mm^2).
     """
-    bone = (st_array > BONE_HU) & ~blood_pool_mask(st_array)
-    # Per section only (no closing across s): a joint space of one sample is bridged.
-    bone = ndimage.binary_closing(bone, structure=np.ones((1, 3, 3), bool), iterations=1)
-    bone |= st_array > BONE_HU  # closing erodes at the array's border; keep the bone there
+    # No blood-pool mask (as for the ribs): at 3 mm the cortex blurs into the marrow and the
+    # mask takes whole bodies. An enhanced vessel joined to the bone does not reach the ilia.
+    bone = st_array > BONE_HU
     vv, uu = np.meshgrid(v, u, indexing="ij")
+    joint = max(1, int(round(JOINT_MM / STEP_MM)))
     (front, back), half = BODY_STRIP_MM
     pixel = STEP_MM * STEP_MM
     reach = np.zeros((len(st_array), 2))
     area = np.zeros((len(st_array), 2))
     for m, section in enumerate(bone):
+        section = ndimage.binary_fill_holes(section)  # dark (fatty) marrow inside its cortex
         strip = ((vv >= wall_mm[m] + front) & (vv <= wall_mm[m] + back)
                  & (np.abs(uu) <= half))
         labels, _ = ndimage.label(section)
@@ -120,7 +129,10 @@ def section_reach(st_array: np.ndarray, u: np.ndarray, v: np.ndarray,
         seeds = seeds[seeds > 0]
         if not len(seeds):
             continue
-        body = ndimage.binary_fill_holes(np.isin(labels, seeds))
+        body = np.isin(labels, seeds)
+        # Bone across a joint space: the components within JOINT_MM of the body's.
+        near = ndimage.binary_dilation(body, iterations=joint) & section
+        body = np.isin(labels, np.unique(labels[near]))
         reach[m] = (max(uu[body].max(), 0.0), max(-uu[body].min(), 0.0))
         for side, sign in enumerate((1.0, -1.0)):
             zone = (sign * uu >= ALA_ZONE_MM[0]) & (sign * uu <= ALA_ZONE_MM[1])
@@ -156,8 +168,8 @@ def find_sacrum(volume: Volume, centerline: Centerline, detection: Detection) ->
     run = runs[0]  # the lowest: the sacrum is the bottom of the column
     top = float(coarse.arc_mm[run[-1]])
     above = np.nonzero(detection.centres_mm > top)[0]
-    if not len(above):
-        return None
+    if not len(above) or top - detection.centres_mm[0] > MAX_BELOW_MM:
+        return None  # no vertebra above it, or a column below it longer than a sacrum
     run_mm = (run[-1] - run[0] + 1) * STEP_MM
     left, right = np.median(reach[run], axis=0)
     symmetry = min(left, right) / max(left, right)
