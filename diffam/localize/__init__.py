@@ -27,11 +27,11 @@ from diffam.core.volume import Volume
 from diffam.localize.centerline import Centerline, extend_centerline, fit_centerline
 from diffam.localize.detection import Detection, detect_vertebrae
 from diffam.localize.grid import to_working_grid
-from diffam.localize.naming import HINT_ADVICE, L5, SACRAL, LocalizationError, name_vertebrae
+from diffam.localize.naming import HINT_ADVICE, SACRAL, LocalizationError, name_vertebrae
 from diffam.localize.orientation import local_frame
 from diffam.localize.periodicity import period_range
 from diffam.localize.ribs import find_ribs, rib_levels
-from diffam.localize.sacrum import detect_above, find_sacrum
+from diffam.localize.sacrum import find_sacrum
 from diffam.localize.spine_column import find_column
 
 __all__ = ["Localization", "LocalizationError", "localize_vertebrae"]
@@ -129,13 +129,6 @@ def localize_vertebrae(
         hinted_end=anchors[0] if anchors else None,
     )
     sacrum = find_sacrum(grid, centerline, detection)
-    if sacrum is not None:
-        # The sacrum names the vertebra above it: detect again above it, as with a hint.
-        above = anchors or [(L5, True)]
-        trimmed, again, moved = detect_above(grid, centerline, sacrum,
-                                             period_range(_hinted_levels(above)), above[0])
-        if again is not None:
-            centerline, detection, sacrum = trimmed, again, moved
     count = len(detection.centres_mm)
     if count == 0:
         raise LocalizationError(

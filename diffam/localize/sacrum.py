@@ -39,7 +39,7 @@ from scipy import ndimage
 
 from diffam.core.volume import Volume
 from diffam.localize.centerline import Centerline
-from diffam.localize.detection import Detection, detect_vertebrae, straighten
+from diffam.localize.detection import Detection, straighten
 
 #: Bone threshold (HU): cortex and the denser cancellous bone.
 BONE_HU = 180.0
@@ -177,32 +177,3 @@ def find_sacrum(volume: Volume, centerline: Centerline, detection: Detection) ->
     return Sacrum(int(above[0]), top, run_mm, (float(left), float(right)), confidence)
 
 
-def detect_above(volume: Volume, centerline: Centerline, sacrum: Sacrum,
-                 period_mm: tuple[float, float],
-                 hinted_end: tuple[int, bool]) -> tuple[Centerline, Detection, Sacrum]:
-    """Detect the vertebrae again on the centreline above the sacrum, as with a hint.
-
-    Without a hint the disc search allows every level's period, and along a
-    column that runs on down the sacrum it split lumbar bodies in two (a
-    phantom at 2 mm: 7 "vertebrae" for L1-L5). The sacrum names the lowest
-    vertebra above it, so the search is repeated from the sacrum's top up
-    with the periods of the levels there (``period_mm``, ``hinted_end``:
-    L5 from below unless the user's hint says otherwise). A piece of S1 that
-    the trimmed curve still shows is a vertebra whose centre lies below the
-    cut; it stays below ``lowest_lumbar``.
-
-    Returns:
-        The trimmed centreline (arc length from the sacrum's top), its
-        detection and the sacrum on it; the inputs when nothing is found above.
-    """
-    keep = centerline.arc_mm >= sacrum.top_mm
-    if np.count_nonzero(keep) < 2:
-        return centerline, None, sacrum
-    trimmed = Centerline(centerline.points[keep], centerline.tangents[keep],
-                         centerline.arc_mm[keep] - centerline.arc_mm[keep][0])
-    detection = detect_vertebrae(volume, trimmed, period_mm=period_mm, hinted_end=hinted_end)
-    above = np.nonzero(detection.centres_mm > 0.0)[0]
-    if not len(above):
-        return centerline, None, sacrum
-    moved = Sacrum(int(above[0]), 0.0, sacrum.run_mm, sacrum.reach_mm, sacrum.confidence)
-    return trimmed, detection, moved
