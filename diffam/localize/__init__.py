@@ -27,11 +27,11 @@ from diffam.core.volume import Volume
 from diffam.localize.centerline import Centerline, extend_centerline, fit_centerline
 from diffam.localize.detection import Detection, detect_vertebrae
 from diffam.localize.grid import to_working_grid
-from diffam.localize.naming import HINT_ADVICE, SACRAL, LocalizationError, name_vertebrae
+from diffam.localize.naming import HINT_ADVICE, L5, SACRAL, LocalizationError, name_vertebrae
 from diffam.localize.orientation import local_frame
 from diffam.localize.periodicity import period_range
 from diffam.localize.ribs import find_ribs, rib_levels
-from diffam.localize.sacrum import find_sacrum
+from diffam.localize.sacrum import find_sacrum, lowest_lumbar
 from diffam.localize.spine_column import find_column
 
 __all__ = ["Localization", "LocalizationError", "localize_vertebrae"]
@@ -129,6 +129,13 @@ def localize_vertebrae(
         hinted_end=anchors[0] if anchors else None,
     )
     sacrum = find_sacrum(grid, centerline, detection)
+    if sacrum is not None and not anchors:
+        # The sacrum says the lowest levels are lumbar: detect again with their periods
+        # (without a hint every level's period is allowed, and lumbar bodies were split).
+        again = detect_vertebrae(grid, centerline, period_mm=period_range(_hinted_levels([(L5, True)])))
+        lowest = lowest_lumbar(again, sacrum.top_mm)
+        if lowest is not None:
+            detection, sacrum.lowest_lumbar = again, lowest
     count = len(detection.centres_mm)
     if count == 0:
         raise LocalizationError(

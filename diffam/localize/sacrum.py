@@ -19,7 +19,7 @@ filled bone: a mass, not a rib (a rib joined to a thoracic vertebra reaches
 as far but is a thin bar, and only for the height of one rib). The sacrum is
 a run of sacral sections at least :data:`MIN_RUN_MM` long; the lowest such run
 is taken, provided the column below it is no longer than a sacrum
-(:data:`MAX_BELOW_MM`), and the lowest vertebra whose centre lies above its upper end is
+(:data:`MAX_BELOW_MM`), and the lowest vertebra whose lower disc lies above its upper end is
 L5 (L6 in a transitional spine, which only the ribs can tell:
 :func:`diffam.localize.naming.name_vertebrae`). Vertebrae detected below it
 are sacral segments (the column cues follow the sacral canal, and the fused
@@ -66,6 +66,8 @@ MIN_RUN_MM = 16.0
 #: sections with more column below it (shoulder blades joined to the upper
 #: ribs) is no sacrum.
 MAX_BELOW_MM = 140.0
+#: How far (mm) below the sacral run's top the disc under L5 may be placed.
+DISC_TOLERANCE_MM = 5.0
 #: Run length (mm) that earns full confidence.
 FULL_RUN_MM = 30.0
 #: The body strip that seeds a section's components: in front of the posterior
@@ -167,13 +169,25 @@ def find_sacrum(volume: Volume, centerline: Centerline, detection: Detection) ->
         return None
     run = runs[0]  # the lowest: the sacrum is the bottom of the column
     top = float(coarse.arc_mm[run[-1]])
-    above = np.nonzero(detection.centres_mm > top)[0]
-    if not len(above) or top - detection.centres_mm[0] > MAX_BELOW_MM:
+    lowest = lowest_lumbar(detection, top)
+    if lowest is None or top - detection.centres_mm[0] > MAX_BELOW_MM:
         return None  # no vertebra above it, or a column below it longer than a sacrum
     run_mm = (run[-1] - run[0] + 1) * STEP_MM
     left, right = np.median(reach[run], axis=0)
     symmetry = min(left, right) / max(left, right)
     confidence = float(min(1.0, run_mm / FULL_RUN_MM) * symmetry)
-    return Sacrum(int(above[0]), top, run_mm, (float(left), float(right)), confidence)
+    return Sacrum(lowest, top, run_mm, (float(left), float(right)), confidence)
 
 
+
+
+def lowest_lumbar(detection: Detection, top_mm: float) -> int | None:
+    """Index of the lowest vertebra whose lower disc lies above the sacral run's top, or None.
+
+    S1's endplate, and the L5/S1 disc on it, lie above the top of the alae;
+    S1's body, tilted forward, rises above that top too, so a detected piece
+    of it can have its centre there (a phantom at 3 mm: 3 mm above), but not
+    its lower disc. :data:`DISC_TOLERANCE_MM` allows for the disc's blur.
+    """
+    above = np.nonzero(detection.bounds_mm[:, 0] >= top_mm - DISC_TOLERANCE_MM)[0]
+    return int(above[0]) if len(above) else None
