@@ -8,7 +8,12 @@ vary, and localisation is scored against the centroids of its label map
 * ``window``: cut along the spine to random windows of 3-12 vertebrae;
 * ``axes``: the voxel axes permuted and flipped (LPS, RAS, PIR) and an
   oblique grid (direction rotated 12 degrees, resampled);
-* ``noise``: Gaussian noise (40 HU) and smoothing (0.8 mm), as in low-dose scans.
+* ``noise``: Gaussian noise (40 HU) and smoothing (0.8 mm), as in low-dose scans;
+* ``pelvis``: synthetic phantoms of L1-L5 on a sacrum and iliac bones
+  (:mod:`diffam.authoring.pelvis`; no shared scan shows a sacrum) at 1, 2 and
+  3 mm, cut to windows with and without the sacrum (and a 100 mm slab that
+  leaves out the ilia), with the axes permuted and oblique, and the same
+  spine without the pelvis, which must ask for a hint.
 
 Each case first runs without a hint. When localisation asks for one (its
 message names ``levels.lowest``), that is recorded as ``asked`` and the case
@@ -60,7 +65,7 @@ SCANS = {
 }
 #: Fraction of a vertebra's voxels that must be in view for it to count.
 IN_VIEW_FRACTION = 0.2
-GROUPS = ("original", "spacing", "window", "axes", "noise")
+GROUPS = ("original", "spacing", "window", "axes", "noise", "pelvis")
 FAST = {"scans": ("verse008_t12_l5_crop", "verse005_l1_l5_crop"), "groups": ("original", "axes")}
 HU_AIR = -1024.0
 
@@ -172,6 +177,62 @@ def make_cases(scans, groups, seed: int = 0) -> list[Case]:
             noisy = sitk.GetArrayFromImage(smooth) + rng.normal(0, 40.0, image.array.shape)
             cases.append(Case("noise", name, "40 HU, 0.8 mm",
                               image.with_array(noisy.astype(np.float32)), labels))
+    return cases
+
+
+def _phantom_case(variant: str, spacing_mm: float, seed: int, **options) -> tuple[Case, dict]:
+    """A lumbar phantom (on a sacrum and pelvis unless told otherwise) and its whole volumes."""
+    from diffam.authoring.phantom import PhantomConfig, make_phantom
+    from diffam.core.template import load_template
+
+    options = {"sacrum": True, "pelvis": True, **options}
+    phantom = make_phantom(load_template("lumbar"), PhantomConfig(
+        levels=("L1", "L2", "L3", "L4", "L5"), spacing_mm=(spacing_mm,) * 3, seed=seed, **options))
+    full = {v: mm3 for v, mm3 in label_volumes_mm3(phantom.labels).items() if v <= 25}
+    return Case("pelvis", "phantom", variant, phantom.image, phantom.labels), full
+
+
+def _phantom_crop(case: Case, variant: str, *, z_mm=(-np.inf, np.inf), x_mm=np.inf) -> Case:
+    """``case`` (an LPS phantom) cut to world ``z`` in ``z_mm`` and ``|x - midline| <= x_mm``."""
+    shape = case.image.array.shape
+    z = case.image.index_to_world(np.c_[np.zeros(shape[0]), np.zeros(shape[0]),
+                                        np.arange(shape[0])])[:, 2]
+    x = case.image.index_to_world(np.c_[np.arange(shape[2]), np.zeros(shape[2]),
+                                        np.zeros(shape[2])])[:, 0]
+    midline = float(np.median(x[np.nonzero(case.labels.array)[2]]))
+    ks = np.nonzero((z >= z_mm[0]) & (z <= z_mm[1]))[0]
+    iss = np.nonzero(np.abs(x - midline) <= x_mm)[0]
+    index = (slice(ks[0], ks[-1] + 1), slice(None), slice(iss[0], iss[-1] + 1))
+
+    def cut(volume: Volume) -> Volume:
+        origin = volume.index_to_world(np.array([iss[0], 0, ks[0]], float))
+        return Volume(np.ascontiguousarray(volume.array[index]), volume.spacing.copy(), origin,
+                      volume.direction.copy(), volume.source)
+
+    return Case("pelvis", "phantom", variant, cut(case.image), cut(case.labels))
+
+
+def pelvis_cases(seed: int = 0) -> list[tuple[Case, dict]]:
+    """The ``pelvis`` group: each case with the whole volume of each of its vertebrae."""
+    cases = []
+    for n, mm in enumerate((1.0, 2.0, 3.0)):
+        case, full = _phantom_case(f"L1-S, {mm:g} mm", mm, seed + n)
+        cases.append((case, full))
+    base, full = cases[1]  # 2 mm
+    z = {v: base.labels.index_to_world(np.argwhere(base.labels.array == v)[:, ::-1]
+                                       .astype(float))[:, 2] for v in (22, 23, 24)}
+    cases += [
+        (_phantom_crop(base, "L3-S window", z_mm=(-np.inf, z[22].max() + 3.0)), full),
+        (_phantom_crop(base, "L1-L4 window", z_mm=(z[24].max() - 3.0, np.inf)), full),
+        (_phantom_crop(base, "L1-S, 100 mm slab", x_mm=50.0), full),
+    ]
+    for code in ("RAS", "PIR"):
+        cases.append((Case("pelvis", "phantom", f"L1-S, {code}", _reoriented(base.image, code),
+                           _reoriented(base.labels, code)), full))
+    cases.append((Case("pelvis", "phantom", "L1-S, oblique 12 deg",
+                       _oblique(base.image, 12.0, sitk.sitkLinear),
+                       _oblique(base.labels, 12.0, sitk.sitkNearestNeighbor)), full))
+    cases.append(_phantom_case("L1-L5, no pelvis", 2.0, seed + 1, sacrum=False, pelvis=False))
     return cases
 
 
@@ -323,17 +384,25 @@ def main(argv=None) -> list[Outcome]:
         return []
     scans, groups = (FAST["scans"], FAST["groups"]) if args.fast else (args.scans, args.groups)
     outcomes = []
-    for name in scans:
+
+    def run(case: Case, full: dict) -> None:
+        o = run_case(case, full)
+        outcomes.append(o)
+        status = o.failed or (f"id {len(o.identified)}/{len(o.evaluated)}, median "
+                              f"{np.median(o.errors_mm) if o.errors_mm else float('nan'):.1f} mm")
+        print(f"{case.group:<9} {case.scan:<22} {case.variant:<16} "
+              f"{'hint asked, ' if o.asked_for_hint else ''}{status} ({o.seconds:.0f} s)",
+              flush=True)
+
+    scan_groups = [g for g in groups if g != "pelvis"]
+    for name in scans if scan_groups else ():
         _, labels = _load(name)
         full = label_volumes_mm3(labels) if args.count_slivers else whole_volumes_mm3(labels)
-        for case in make_cases([name], groups, args.seed):
-            o = run_case(case, full)
-            outcomes.append(o)
-            status = o.failed or (f"id {len(o.identified)}/{len(o.evaluated)}, median "
-                                  f"{np.median(o.errors_mm) if o.errors_mm else float('nan'):.1f} mm")
-            print(f"{case.group:<9} {case.scan:<22} {case.variant:<16} "
-                  f"{'hint asked, ' if o.asked_for_hint else ''}{status} ({o.seconds:.0f} s)",
-                  flush=True)
+        for case in make_cases([name], scan_groups, args.seed):
+            run(case, full)
+    if "pelvis" in groups:
+        for case, full in pelvis_cases(args.seed):
+            run(case, full)
     print("\n| group | cases | vertebrae | id rate % | median error mm | asked for a hint | failed |")
     print("|---|---|---|---|---|---|---|")
     for r in summarize(outcomes):

@@ -17,6 +17,8 @@ from scipy import ndimage
 from scipy.spatial.transform import Rotation
 
 import diffsd
+from diffam.authoring import pelvis, rib_bars
+from diffam.core.labels import verse_id
 from diffam.core.template import TemplateSet
 from diffam.core.volume import Volume
 from diffam.fit.rasterize import rasterize_meshes
@@ -44,6 +46,15 @@ class PhantomConfig:
     partial_volume_sigma_mm: float = 0.6
     noise_hu: float = 20.0
     seed: int = 0
+    #: A sacrum below the lowest level (:mod:`diffam.authoring.pelvis`), labelled 26.
+    sacrum: bool = False
+    #: The iliac bones beside the sacrum (needs ``sacrum``); not labelled.
+    pelvis: bool = False
+    #: Levels that carry a rib pair (:mod:`diffam.authoring.rib_bars`); not labelled.
+    ribs: tuple[str, ...] = ()
+    #: A sixth lumbar vertebra (VerSe id 25, a transitional spine): a copy of the
+    #: lowest level one period below it (from its neighbour above); the sacrum goes below it.
+    lumbar_six: bool = False
 
 
 @dataclass
@@ -127,11 +138,22 @@ def make_phantom(template: TemplateSet, config: PhantomConfig | None = None) -> 
     chosen = template.subset(list(config.levels))
     meshes = deform_template(chosen, config, rng)
     verse_ids = [v.verse_id for v in chosen.vertebrae]
+    if config.lumbar_six:
+        (low, faces), above = meshes[-1], meshes[-2][0]
+        meshes.append((low + (low.mean(0) - above.mean(0)), faces))
+        verse_ids.append(L6_ID)
+    rib_centroids = [meshes[verse_ids.index(verse_id(level))][0].mean(0) for level in config.ribs]
 
     # Grid covering the meshes plus a margin, in the requested orientation.
     direction = np.eye(3) if config.direction is None else np.asarray(config.direction, float)
     spacing = np.asarray(config.spacing_mm, dtype=np.float64)
     all_vertices = np.concatenate([m[0] for m in meshes])
+    frame = None
+    if config.sacrum or config.pelvis:
+        frame = pelvis.sacral_frame(meshes[int(np.argmax(verse_ids))][0])
+        all_vertices = np.concatenate([all_vertices, pelvis.extent_points(frame, config.pelvis)])
+    if rib_centroids:
+        all_vertices = np.concatenate([all_vertices, rib_bars.extent_points(rib_centroids)])
     local = all_vertices @ direction  # coordinates along the index axes
     lo = local.min(0) - config.margin_mm
     hi = local.max(0) + config.margin_mm
@@ -149,13 +171,22 @@ def make_phantom(template: TemplateSet, config: PhantomConfig | None = None) -> 
     index = np.stack([i.ravel(), j.ravel(), k.ravel()], 1).astype(np.float64)
     world = reference.index_to_world(index)
     bvh = diffsd.MeshBVH(packed.vertices, packed.faces)
-    distance = (
-        diffsd.signed_distance(
-            packed.vertices, packed.faces, torch.as_tensor(world), bvh=bvh, refit=False
-        )
-        .distance.numpy()
-        .reshape(size[::-1])
-    )
+    # Only the sign and the depth within the cortical shell matter, so with a
+    # pelvis (a grid several times the spine's) the distance is computed near
+    # the vertebrae only; elsewhere it is any positive value.
+    near = np.ones(len(world), bool)
+    if frame is not None or rib_centroids:
+        vertices = np.concatenate([m[0] for m in meshes])
+        near = np.all((world >= vertices.min(0) - 5.0) & (world <= vertices.max(0) + 5.0), axis=1)
+    distance = np.full(len(world), 5.0)
+    distance[near] = diffsd.signed_distance(
+        packed.vertices, packed.faces, torch.as_tensor(world[near]), bvh=bvh, refit=False
+    ).distance.numpy()
+    distance = distance.reshape(size[::-1])
+
+    if frame is not None or rib_centroids:
+        distance = _with_bone(distance, labels, frame, rib_centroids, world, reference,
+                              config.pelvis)
 
     # Soft tissue with smooth fatty regions, then bone by depth below the surface.
     fat = ndimage.gaussian_filter(rng.normal(size=size[::-1]), sigma=12.0 / spacing[::-1])
@@ -185,3 +216,30 @@ def make_phantom(template: TemplateSet, config: PhantomConfig | None = None) -> 
     return Phantom(
         reference.with_array(image.astype(np.float32)), label_volume, meshes, centroids, verse_ids
     )
+
+
+#: VerSe id of the sacrum in the label map.
+SACRUM_ID = 26
+
+
+#: VerSe id of a sixth lumbar vertebra.
+L6_ID = 25
+
+
+def _with_bone(distance, labels, frame, rib_centroids, world, reference: Volume,
+               with_ilium: bool):
+    """The signed distance with the sacrum, ilia and ribs added; labels the sacrum in place.
+
+    Inside the analytic bone the depth below its surface comes from a
+    Euclidean distance transform of its mask on the grid, so the cortical
+    shell is as thick as the vertebrae's.
+    """
+    sacrum = ilium = np.zeros(len(world), bool)
+    if frame is not None:
+        sacrum, ilium = pelvis.pelvis_bone(frame, world, with_ilium)
+    ribs = rib_bars.rib_bone(rib_centroids, world) if rib_centroids else ilium
+    bone = (sacrum | ilium | ribs).reshape(distance.shape) & (distance > 0)
+    depth = ndimage.distance_transform_edt(bone, sampling=reference.spacing[::-1])
+    labels[sacrum.reshape(labels.shape) & (labels == 0)] = SACRUM_ID
+    # The transform counts to the nearest outside voxel centre; the surface lies half a voxel nearer.
+    return np.where(bone, 0.5 * reference.spacing.min() - depth, distance)

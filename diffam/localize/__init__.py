@@ -7,7 +7,8 @@ smooths it; :mod:`~diffam.localize.detection` cuts it into vertebrae at the
 intervertebral discs (:mod:`~diffam.localize.end_segments`: whether the bone
 beyond the end discs is a cut vertebra, by its density or by the whole
 cross-sections :mod:`~diffam.localize.end_sections` finds); :mod:`~diffam.localize.ribs` finds the ribs and
-:mod:`~diffam.localize.naming` names the vertebrae (lowest ribs = T12, or a hint);
+:mod:`~diffam.localize.sacrum` the sacrum, and :mod:`~diffam.localize.naming` names the
+vertebrae (lowest ribs = T12, the vertebra above the sacrum = L5, or a hint);
 :mod:`~diffam.localize.orientation` gives each one a local frame.
 
 Example:
@@ -21,15 +22,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from diffam.core.labels import level_name, verse_id
+from diffam.core.labels import verse_id
 from diffam.core.volume import Volume
 from diffam.localize.centerline import Centerline, extend_centerline, fit_centerline
 from diffam.localize.detection import Detection, detect_vertebrae
 from diffam.localize.grid import to_working_grid
-from diffam.localize.naming import HINT_ADVICE, LocalizationError, name_from_ribs, name_levels
+from diffam.localize.naming import HINT_ADVICE, L5, SACRAL, LocalizationError, name_vertebrae
 from diffam.localize.orientation import local_frame
 from diffam.localize.periodicity import period_range
 from diffam.localize.ribs import find_ribs, rib_levels
+from diffam.localize.sacrum import find_sacrum, lowest_lumbar
 from diffam.localize.spine_column import find_column
 
 __all__ = ["Localization", "LocalizationError", "localize_vertebrae"]
@@ -126,6 +128,14 @@ def localize_vertebrae(
         period_mm=period_range(_hinted_levels(anchors)),
         hinted_end=anchors[0] if anchors else None,
     )
+    sacrum = find_sacrum(grid, centerline, detection)
+    if sacrum is not None and not anchors:
+        # The sacrum says the lowest levels are lumbar: detect again with their periods
+        # (without a hint every level's period is allowed, and lumbar bodies were split).
+        again = detect_vertebrae(grid, centerline, period_mm=period_range(_hinted_levels([(L5, True)])))
+        lowest = lowest_lumbar(again, sacrum.top_mm)
+        if lowest is not None:
+            detection, sacrum.lowest_lumbar = again, lowest
     count = len(detection.centres_mm)
     if count == 0:
         raise LocalizationError(
@@ -134,18 +144,12 @@ def localize_vertebrae(
         )
     carried = rib_levels(find_ribs(grid, centerline), detection.bounds_mm)
     cut = {n for n in range(count) if detection.partial[n]}
-    from_ribs = name_from_ribs(carried, count, partial=cut)
-    if hint_lowest is None and hint_highest is None and from_ribs is not None:
-        ids, how = from_ribs
-    else:
-        ids, how = name_levels(count, hint_lowest=hint_lowest, hint_highest=hint_highest)
-        if from_ribs is not None and from_ribs[0] != ids:
-            how += (
-                f" (the ribs suggest {level_name(from_ribs[0][0])}-{level_name(from_ribs[0][-1])}"
-                " instead; the hint was followed)"
-            )
+    ids, how = name_vertebrae(count, carried, cut, sacrum,
+                              hint_lowest=hint_lowest, hint_highest=hint_highest)
     centroids, frames, confidence, partial = {}, {}, {}, set()
     for n, label in enumerate(ids):
+        if label == SACRAL:
+            continue  # a segment of the sacrum, not a mobile vertebra
         s = detection.centres_mm[n]
         centroids[label] = detection.points[n]
         frames[label] = local_frame(centerline.tangent_at(s))
