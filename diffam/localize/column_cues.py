@@ -50,14 +50,16 @@ CANAL_AREA_MM2 = (20.0, 800.0)
 
 #: A canal-tube section with another one behind it (posterior, larger ``j``)
 #: is the low-density marrow of a vertebral body, enclosed by its cortex,
-#: not the canal, which lies behind the body: within this left-right
-#: distance (mm) and this distance behind (mm, the body's centre lies 20-40
-#: mm in front of the canal's), where the one behind is at least
-#: :data:`BEHIND_MIN_MM2` (smaller than an adult canal's section, about
-#: 150 mm^2 in the neck and more below, larger than the 20-30 mm^2 gaps
-#: between laminae and spinous processes seen behind verse005's canal).
+#: not the canal, which lies behind the body: where the one behind lies
+#: within :data:`BEHIND_LR_MM` left-right and :data:`BEHIND_MM` behind (a
+#: body's centre lies 25-40 mm in front of its canal's: verse005 and
+#: verse008, 30-36 mm) and is at least :data:`BEHIND_MIN_MM2` (smaller than
+#: an adult canal's section, about 150 mm^2 in the neck and more below). The
+#: gaps between laminae and spinous processes 10-16 mm behind a canal
+#: (20-100 mm^2 in verse005 and verse008) are nearer than 20 mm, so they
+#: never remove a canal section.
 BEHIND_LR_MM = 10.0
-BEHIND_MAX_MM = 50.0
+BEHIND_MM = (20.0, 50.0)
 BEHIND_MIN_MM2 = 60.0
 
 #: Smoothed HU above which the vertebral bodies (cancellous bone) are found.
@@ -195,11 +197,12 @@ def drop_marrow_in_front(sections: list[Section], spacing_mm: float) -> list[Sec
     every level one off). The canal lies behind the body, so of two such
     sections on the midline the one in front is the marrow.
     """
-    lr, behind = BEHIND_LR_MM / spacing_mm, BEHIND_MAX_MM / spacing_mm
+    lr = BEHIND_LR_MM / spacing_mm
+    near, far = (d / spacing_mm for d in BEHIND_MM)
     kept = []
     for s in sections:
         marrow = any(
-            o.k == s.k and 0.0 < o.j - s.j <= behind and abs(o.i - s.i) <= lr
+            o.k == s.k and near <= o.j - s.j <= far and abs(o.i - s.i) <= lr
             and o.area_mm2 >= BEHIND_MIN_MM2
             for o in sections
         )

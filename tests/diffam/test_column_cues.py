@@ -223,7 +223,9 @@ def test_a_bodys_low_density_marrow_in_front_of_the_canal_is_no_canal_section():
 def test_small_gaps_behind_the_canal_do_not_remove_it():
     canal = Section(5, 35.0, 24.0, 340.0, 30)
     gap = Section(5, 40.0, 22.0, 20.0, 39)  # between laminae: 20 mm^2
+    wide_gap = Section(5, 41.3, 24.5, 96.0, 39)  # 12.6 mm behind (verse008's face slice)
     marrow = Section(5, 17.0, 24.5, 150.0, 10)
     other_slice = Section(6, 40.0, 24.0, 400.0, 36)
-    kept = drop_marrow_in_front([canal, gap, marrow, other_slice], SPACING_MM)
-    assert canal in kept and gap in kept and other_slice in kept and marrow not in kept
+    kept = drop_marrow_in_front([canal, gap, wide_gap, marrow, other_slice], SPACING_MM)
+    assert canal in kept and gap in kept and wide_gap in kept and other_slice in kept
+    assert marrow not in kept
