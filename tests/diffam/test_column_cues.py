@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 
 from diffam.core.volume import Volume
-from diffam.localize.column_cues import _bone_ahead, canal_tube_sections, enclosed_low_density
+from diffam.localize.column_cues import (
+    Section,
+    _bone_ahead,
+    canal_tube_sections,
+    drop_marrow_in_front,
+    enclosed_low_density,
+)
 from diffam.localize.spine_column import _canal_candidates, find_column
 
 SPACING_MM = 2.0
@@ -185,3 +191,41 @@ def test_a_short_column_runs_parallel_to_the_canal_not_along_its_swinging_bone_c
     assert np.isnan(parallel[5]).all()
     # The bone's position is kept: the median offset from the canal.
     np.testing.assert_allclose(np.nanmedian(parallel - bone, axis=0), 0.0, atol=0.5)
+
+
+def test_a_bodys_low_density_marrow_in_front_of_the_canal_is_no_canal_section():
+    """Osteoporotic marrow (60 HU) inside a body's cortical shell is enclosed low density too.
+
+    It lies 30 mm in front of the canal; the old cue returned it as a second
+    canal in every body slice, and under noise the chaining could follow it
+    (verse005, noise seed 2).
+    """
+    volume, canal = _open_arch_phantom()
+    cj, ci = CANAL_CENTRE_MM
+    k, j, i = np.meshgrid(*(np.arange(n) * SPACING_MM for n in volume.array.shape), indexing="ij")
+    in_body = np.mod(k, PERIOD_MM) / PERIOD_MM < 0.75
+    marrow = in_body & (np.hypot(j - (cj - 30.0), i - ci) <= 16.0)
+    array = volume.array.copy()
+    array[marrow] = 60.0
+    hollow = volume.with_array(array)
+    bone = array > 180.0
+    # The marrow is enclosed low density (the reason for the rule) ...
+    enclosed = enclosed_low_density(hollow, bone, array)
+    marrow_j = (cj - 30.0) / SPACING_MM
+    assert enclosed[:, int(marrow_j), int(ci / SPACING_MM)].sum() >= 0.5 * array.shape[0]
+    # ... but no section of it is a canal section, and the canal still is one.
+    sections = canal_tube_sections(hollow, bone, array)
+    assert not [s for s in sections if abs(s.j - marrow_j) < 5.0 and abs(s.i - canal[1]) < 5.0]
+    at_canal = {s.k for s in sections if np.hypot(s.j - canal[0], s.i - canal[1]) < 3.0}
+    assert len(at_canal) >= 0.8 * array.shape[0]
+
+
+def test_small_gaps_behind_the_canal_do_not_remove_it():
+    canal = Section(5, 35.0, 24.0, 340.0, 30)
+    gap = Section(5, 40.0, 22.0, 20.0, 39)  # between laminae: 20 mm^2
+    wide_gap = Section(5, 41.3, 24.5, 96.0, 39)  # 12.6 mm behind (verse008's face slice)
+    marrow = Section(5, 17.0, 24.5, 150.0, 10)
+    other_slice = Section(6, 40.0, 24.0, 400.0, 36)
+    kept = drop_marrow_in_front([canal, gap, wide_gap, marrow, other_slice], SPACING_MM)
+    assert canal in kept and gap in kept and wide_gap in kept and other_slice in kept
+    assert marrow not in kept
