@@ -197,6 +197,8 @@ class SpineFit:
         basis = _basis_for(template, mean_shape, faces.numpy(), config.shape.num_eigenvectors)
         #: Faces of the vertebral body, where the gap loss keeps a disc to the neighbours.
         self.body_faces = torch.as_tensor(body_face_mask(mean_shape, faces.numpy()), device=device)
+        #: The axial tether to given centroids (diffam.fit.tether), set by the pipeline.
+        self.tether = None
         if placement is None:
             placement = initial_placement(template, np.asarray(target_centroids, float), config)
         self.shape = SpineShapeModel(
