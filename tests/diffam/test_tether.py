@@ -70,3 +70,40 @@ def test_tether_is_registered_off_by_default():
     assert "tether" in L.LOSS_TERMS
     assert LossWeights().tether == 0.0
     assert OptimConfig().tether_free_mm > 0
+
+
+def test_pipeline_tethers_only_the_given_centroids_and_starts_each_on_its_centroid(monkeypatch):
+    """Guards (extrapolated centroids) are not tethered; each tethered vertebra's tracked
+    centre starts on its given centroid, for both kinds of centroid."""
+    from diffam.authoring.phantom import PhantomConfig, make_phantom
+    from diffam.core.body_centre import body_centres_from_label_map
+    from diffam.core.config import SegmentationConfig
+    from diffam.core.template import load_template
+    from diffam.fit import pipeline
+
+    template = load_template("lumbar")
+    phantom = make_phantom(template, PhantomConfig(levels=("L1", "L2", "L3", "L4"),
+                                                   spacing_mm=(2.0, 2.0, 2.0), seed=1))
+    l2, l3 = phantom.verse_ids[1:3]
+    seen = {}
+    build = pipeline.tether_to_given
+
+    def spy(fit, *args, **kwargs):
+        tether = build(fit, *args, **kwargs)
+        with torch.no_grad():
+            seen["offsets"] = tether.axial_offsets_mm(fit.shape()).numpy()
+        seen["active"] = tether.active.tolist()
+        return tether
+
+    monkeypatch.setattr(pipeline, "tether_to_given", spy)
+    config = SegmentationConfig(template="lumbar", device="cpu", seed=0)
+    config.optim.iterations = 2
+    config.losses.tether = 1000.0
+    bodies = body_centres_from_label_map(phantom.labels)
+    for kind, centres in (("vertebra", phantom.centroids), ("body", bodies)):
+        given = {v: centres[v] for v in (l2, l3)}
+        result = pipeline.segment(phantom.image, config, centroids=given, template=template,
+                                  centroids_kind=kind)
+        assert sorted(result.drawn_from.verse_ids) == [l2 - 1, l2, l3, l3 + 1]
+        assert seen["active"] == [False, True, True, False], kind
+        assert np.abs(seen["offsets"][1:3]).max() < 0.1, (kind, seen["offsets"])
