@@ -26,7 +26,7 @@ from diffam.fit.guards import guard_centroids
 from diffam.fit.model import (
     FitResult,
     SpineFit,
-    _tangents,
+    centroid_tangents,
     initial_placement,
     template_centres,
 )
@@ -361,7 +361,7 @@ def tether_to_given(fit: SpineFit, chosen: TemplateSet, placement, target: np.nd
         mask = np.ones(placed.shape[1], bool)
     log.info("tether along the spine (free %.1f mm): %d of %d vertebrae", free_mm, sum(active),
              len(active))
-    axes = _tangents(target) if len(target) >= 2 else np.array([[0.0, 0.0, 1.0]])
+    axes = centroid_tangents(target) if len(target) >= 2 else np.array([[0.0, 0.0, 1.0]])
     return build_tether(placed, centres.numpy()[:, 0], target, axes, active, mask, free_mm,
                         fit.device)
 
