@@ -10,8 +10,9 @@ spine's local axis, quadratic beyond (``losses.tether``, off by default).
 
 The centre of the given kind is tracked without re-integrating the solid every
 iteration: the placed template centre (the point put on the centroid) moves
-with the mean of a fixed set of the mesh's vertices (the body's for body
-centres, all for whole-vertebra centres).
+with the mean of a fixed set of the mesh's vertices: the body's, for
+either kind of centroid (the body is what slides, and the mean of all vertices
+moves when the processes deform).
 """
 
 from __future__ import annotations
