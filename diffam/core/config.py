@@ -195,8 +195,9 @@ class OptimConfig:
     #: the disc above until it touches its neighbour (chest CT, T4-T10).
     neighbour_gap_mm: float = 2.0
     #: Dead zone of ``losses.tether`` along the spine, mm: no cost while a vertebra's
-    #: centre of the given kind lies this near its given centroid.
-    tether_free_mm: float = 1.5
+    #: centre of the given kind lies this near its given centroid (measured with
+    #: losses.tether=1000, docs/ACCURACY.md "An axial tether to given centroids").
+    tether_free_mm: float = 1.0
 
 
 @dataclass
