@@ -197,7 +197,7 @@ class OptimConfig:
     #: Dead zone of ``losses.tether`` along the spine, mm: no cost while a vertebra's
     #: centre of the given kind lies this near its given centroid (measured with
     #: losses.tether=1000, docs/ACCURACY.md "An axial tether to given centroids").
-    tether_free_mm: float = 1.0
+    tether_free_mm: float = 2.0
 
 
 @dataclass
