@@ -59,6 +59,7 @@ RANGES: dict[str, tuple] = {
     "optim.checkpoint_every_iterations": (0, True, None),
     "optim.view_margin_mm": _NON_NEGATIVE,
     "optim.neighbour_gap_mm": _NON_NEGATIVE,
+    "optim.tether_free_mm": _NON_NEGATIVE,
     "optim.init_search_mm": _NON_NEGATIVE,
     "optim.init_search_deg": _NON_NEGATIVE,
     "optim.reseat_keep_mm": _NON_NEGATIVE,

@@ -28,6 +28,9 @@ class LossWeights:
     #: between them; diffam.fit.objective.gap_loss); not in the paper. 30 was
     #: chosen on the chest CT (1: 82.8, 10: 83.6, 30: 84.5, 100: 82.7 mean Dice T1-L1).
     gap: float = 30.0
+    #: Holds each vertebra with a given centroid within ``optim.tether_free_mm`` of it
+    #: along the spine (diffam.fit.tether); not in the paper; 0: off.
+    tether: float = 0.0
 
 
 @dataclass
@@ -191,6 +194,10 @@ class OptimConfig:
     #: ``losses.gap``, mm (0: off): without it the fit lets a body grow across
     #: the disc above until it touches its neighbour (chest CT, T4-T10).
     neighbour_gap_mm: float = 2.0
+    #: Dead zone of ``losses.tether`` along the spine, mm: no cost while a vertebra's
+    #: centre of the given kind lies this near its given centroid (measured with
+    #: losses.tether=1000, docs/ACCURACY.md "An axial tether to given centroids").
+    tether_free_mm: float = 2.0
 
 
 @dataclass

@@ -82,7 +82,7 @@ def _rotation_between(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.eye(3) + skew + skew @ skew / (1 + c)
 
 
-def _tangents(points: np.ndarray) -> np.ndarray:
+def centroid_tangents(points: np.ndarray) -> np.ndarray:
     """Unit tangents of a polyline (M, 3) by central differences."""
     gradient = np.gradient(points, axis=0)
     return gradient / np.linalg.norm(gradient, axis=1, keepdims=True).clip(1e-9)
@@ -122,7 +122,7 @@ def initial_placement(
     scale = np.ones(m)
     if m >= 2:
         if config.shape.align_to_centroids:
-            for i, (a, b) in enumerate(zip(_tangents(source), _tangents(target))):
+            for i, (a, b) in enumerate(zip(centroid_tangents(source), centroid_tangents(target))):
                 rotation[i] = _rotation_between(a, b)
         low, high = config.shape.initial_scale_range
         ratio = np.median(
@@ -197,6 +197,8 @@ class SpineFit:
         basis = _basis_for(template, mean_shape, faces.numpy(), config.shape.num_eigenvectors)
         #: Faces of the vertebral body, where the gap loss keeps a disc to the neighbours.
         self.body_faces = torch.as_tensor(body_face_mask(mean_shape, faces.numpy()), device=device)
+        #: The axial tether to given centroids (diffam.fit.tether), set by the pipeline.
+        self.tether = None
         if placement is None:
             placement = initial_placement(template, np.asarray(target_centroids, float), config)
         self.shape = SpineShapeModel(

@@ -10,7 +10,9 @@ here plus its weight field.
 All lengths are in model units (64 mm by default), so the published weights
 apply unchanged: ``L = L_I + 0.02 L_E + 0.1 L_N + 1.0 L_O + 0.02 L_V``; ``view``
 (not in the paper) keeps the vertebrae inside the scan's field of view, and
-``gap`` (not in the paper) keeps a disc between neighbouring vertebral bodies.
+``gap`` (not in the paper) keeps a disc between neighbouring vertebral bodies;
+``tether`` (not in the paper, off by default) holds vertebrae with given
+centroids near them along the spine.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import diffsd
 from diffam.core.mesh_ops import face_normals
 from diffam.fit.field_of_view import view_drift_penalty
 from diffam.fit.slice_profile import blurred_prediction
+from diffam.fit.tether import tether_loss
 
 if TYPE_CHECKING:
     from diffam.fit.model import SpineFit
@@ -259,6 +262,14 @@ def _view_term(fit: SpineFit, s: StepSamples) -> torch.Tensor:
     return view_drift_penalty(s.vertices.mean(1), fit.scan_view, fit.view_floor, fit.unit)
 
 
+def _tether_term(fit: SpineFit, s: StepSamples) -> torch.Tensor:
+    """Holds each vertebra with a given centroid near it along the spine
+    (:mod:`diffam.fit.tether`)."""
+    tether = fit.tether
+    return tether_loss(tether.axial_offsets_mm(s.vertices), tether.active, tether.free_mm,
+                       fit.unit)
+
+
 def _variance_term(fit: SpineFit, s: StepSamples) -> torch.Tensor:
     return variance_loss(fit.shape.coefficients, fit.shape.eigenvalues)
 
@@ -277,5 +288,6 @@ LOSS_TERMS: dict[str, LossTerm] = {
         LossTerm("variance", _variance_term, applies=lambda fit: fit.config.shape.spectral),
         LossTerm("gap", _gap_term, needs_union_distance=True,
                  applies=lambda fit: fit.config.optim.neighbour_gap_mm > 0),
+        LossTerm("tether", _tether_term, applies=lambda fit: fit.tether is not None),
     )
 }

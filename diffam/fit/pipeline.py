@@ -23,7 +23,13 @@ from diffam.core.template import TemplateSet, load_template
 from diffam.core.volume import Volume
 from diffam.fit.field_of_view import FieldOfView
 from diffam.fit.guards import guard_centroids
-from diffam.fit.model import FitResult, SpineFit, initial_placement, template_centres
+from diffam.fit.model import (
+    FitResult,
+    SpineFit,
+    centroid_tangents,
+    initial_placement,
+    template_centres,
+)
 from diffam.fit.refine import refine_labels
 from diffam.fit.roi import fit_samplers
 from diffam.fit.slice_profile import slice_blur
@@ -234,6 +240,7 @@ def segment(
     except ValueError as error:
         raise SegmentationError(str(error)) from error
     check_bone(image, centroids)
+    given = dict(centroids) if source == "given" else {}
     chosen = select_template(template, centroids, config.levels)
     fitted = {v.verse_id: centroids[v.verse_id] for v in chosen.vertebrae}
     if config.optim.reseat_centroids and source == "given":
@@ -276,6 +283,9 @@ def segment(
                    fine_sampler=fine_sampler,
                    slice_blur=slice_blur(image.spacing, image.direction,
                                          config.appearance.slice_blur_scale))
+    if config.losses.tether > 0:
+        fit.tether = tether_to_given(fit, chosen, placement, target, given, centroids_kind,
+                                     config.optim.tether_free_mm)
     if resume and checkpoint is not None and Path(checkpoint).exists():
         fit.load_state_dict(torch.load(checkpoint, map_location=device, weights_only=False))
         log.info("resumed from %s at iteration %d", checkpoint, fit.iteration)
@@ -331,6 +341,29 @@ def segment(
     return SegmentationResult(label_volume, result, dict(centroids), source, completed, timings,
                               centroids_kind, placed_centres["vertebra"], placed_centres["body"],
                               drawn_from, sorted(guards))
+
+
+def tether_to_given(fit: SpineFit, chosen: TemplateSet, placement, target: np.ndarray,
+                    given: dict[int, np.ndarray], kind: str, free_mm: float):
+    """The axial tether (:mod:`diffam.fit.tether`) of the vertebrae whose fitted centroid is
+    the one given: not the localiser's, not guards, not moved by re-seating or in-view placement."""
+    from diffam.fit.tether import build_tether
+
+    active = [v.verse_id in given and float(np.linalg.norm(target[i] - given[v.verse_id])) < 0.5
+              for i, v in enumerate(chosen.vertebrae)]
+    centres = placement.apply(torch.as_tensor(template_centres(chosen, kind)[:, None, :]))
+    with torch.no_grad():
+        placed = fit.shape().detach().cpu().numpy()
+    # The body's vertices (those of the gap loss's body faces) track the centre for both
+    # kinds: the mean of all vertices moves when the processes deform, without the bone moving
+    # (verse008's L5 from whole-vertebra centres: held by it, its body grew 5.7 mm into S1).
+    mask = np.zeros(placed.shape[1], bool)
+    mask[np.unique(fit.faces.cpu().numpy()[fit.body_faces.cpu().numpy()])] = True
+    log.info("tether along the spine (free %.1f mm): %d of %d vertebrae", free_mm, sum(active),
+             len(active))
+    axes = centroid_tangents(target) if len(target) >= 2 else np.array([[0.0, 0.0, 1.0]])
+    return build_tether(placed, centres.numpy()[:, 0], target, axes, active, mask, free_mm,
+                        fit.device)
 
 
 def save_checkpoint(fit: SpineFit, path: Path) -> None:
