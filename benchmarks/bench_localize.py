@@ -400,6 +400,19 @@ def _parse_seeds(text: str) -> list[int]:
     return [int(part) for part in text.split(",") if part.strip()]
 
 
+#: Table columns: (heading, row key, format spec).
+ID_RATE = ("id rate %", "id_rate", ".1f")
+MEDIAN_ERROR = ("median error mm", "median_error_mm", ".1f")
+
+
+def print_table(rows, columns) -> None:
+    """Print ``rows`` (dicts) as a markdown table of ``columns`` (heading, key, format)."""
+    print("\n| " + " | ".join(c[0] for c in columns) + " |")
+    print("|" + "---|" * len(columns))
+    for r in rows:
+        print("| " + " | ".join(format(r[key], spec) for _, key, spec in columns) + " |")
+
+
 def run_noise_seeds(scans, seeds: list[int], count_slivers: bool = False) -> dict[int, list[Outcome]]:
     """The noise group of ``scans`` once per seed (each draw as ``--groups noise --seed S``)."""
     by_seed: dict[int, list[Outcome]] = {}
@@ -417,11 +430,9 @@ def run_noise_seeds(scans, seeds: list[int], count_slivers: bool = False) -> dic
                 print(f"noise seed {seed:<3} {case.scan:<22} "
                       f"{'hint asked, ' if o.asked_for_hint else ''}{status} ({o.seconds:.0f} s)",
                       flush=True)
-    print("\n| noise seed | vertebrae | identified | id rate % | median error mm | worst case |")
-    print("|---|---|---|---|---|---|")
-    for r in seed_rows(by_seed):
-        print(f"| {r['seed']} | {r['vertebrae']} | {r['identified']} | {r['id_rate']:.1f} | "
-              f"{r['median_error_mm']:.1f} | {r['worst']} |")
+    print_table(seed_rows(by_seed), [("noise seed", "seed", ""), ("vertebrae", "vertebrae", ""),
+                                     ("identified", "identified", ""), ID_RATE, MEDIAN_ERROR,
+                                     ("worst case", "worst", "")])
     return by_seed
 
 
@@ -466,11 +477,10 @@ def main(argv=None) -> list[Outcome]:
     if "pelvis" in groups:
         for case, full in pelvis_cases(args.seed):
             run(case, full)
-    print("\n| group | cases | vertebrae | id rate % | median error mm | asked for a hint | failed |")
-    print("|---|---|---|---|---|---|---|")
-    for r in summarize(outcomes):
-        print(f"| {r['group']} | {r['cases']} | {r['vertebrae']} | {r['id_rate']:.1f} | "
-              f"{r['median_error_mm']:.1f} | {r['asked_for_hint']} | {r['failed']} |")
+    print_table(summarize(outcomes), [("group", "group", ""), ("cases", "cases", ""),
+                                      ("vertebrae", "vertebrae", ""), ID_RATE, MEDIAN_ERROR,
+                                      ("asked for a hint", "asked_for_hint", ""),
+                                      ("failed", "failed", "")])
     return outcomes
 
 
