@@ -38,6 +38,9 @@ log = logging.getLogger(__name__)
 
 #: Below this HU no vertebra can be seen: a scan (or region) without bone.
 MIN_BONE_HU = 150.0
+#: A fitted centroid this close (mm) to the given one was not moved by re-seating or the
+#: in-view placement, so the tether may hold the vertebra to it.
+UNMOVED_CENTROID_MM = 0.5
 
 
 class SegmentationError(ValueError):
@@ -315,7 +318,7 @@ def segment(
     timings["fit"] = time.perf_counter() - tick
 
     tick = time.perf_counter()
-    drawn_from = result
+    drawn_from = result  # kept whole: the guards are dropped from ``result`` below
     labels = draw_labels(image, drawn_from, list(guards), config.refine, device=device)
     if guards:
         keep = [i for i, v in enumerate(result.verse_ids) if v not in guards]
@@ -349,7 +352,8 @@ def tether_to_given(fit: SpineFit, chosen: TemplateSet, placement, target: np.nd
     the one given: not the localiser's, not guards, not moved by re-seating or in-view placement."""
     from diffam.fit.tether import build_tether
 
-    active = [v.verse_id in given and float(np.linalg.norm(target[i] - given[v.verse_id])) < 0.5
+    active = [v.verse_id in given
+              and float(np.linalg.norm(target[i] - given[v.verse_id])) < UNMOVED_CENTROID_MM
               for i, v in enumerate(chosen.vertebrae)]
     centres = placement.apply(torch.as_tensor(template_centres(chosen, kind)[:, None, :]))
     with torch.no_grad():
