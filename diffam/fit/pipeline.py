@@ -174,8 +174,13 @@ def reseat_given(image: Volume, chosen: TemplateSet, centroids: dict[int, np.nda
         placement = initial_placement(chosen, target, config, kind="body")
         whole = placement.apply(torch.as_tensor(template_centres(chosen)[:, None, :])).numpy()
         to_vertebra = {v.verse_id: whole[i, 0] - target[i] for i, v in enumerate(chosen.vertebrae)}
+    cut = set()
+    if config.optim.centroids_in_view:
+        from diffam.fit.view_placement import cut_levels
+
+        cut = cut_levels(chosen, centroids, FieldOfView.of_volume(image), config, kind)
     found = reseat_centroids(image, centroids, keep_mm=config.optim.reseat_keep_mm,
-                             to_vertebra=to_vertebra)
+                             to_vertebra=to_vertebra, cut_by_border=cut)
     if not found.moved:
         if found.reason:
             log.info("given centroids kept: %s", found.reason)

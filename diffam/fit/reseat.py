@@ -52,7 +52,7 @@ to the whole vertebra's centre, which the caller computes from the template.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -228,6 +228,7 @@ def reseat_centroids(
     to_vertebra: Mapping[int, np.ndarray] | None = None,
     detections: tuple[np.ndarray, np.ndarray] | None = None,
     column=None,
+    cut_by_border: Collection[int] = (),
 ) -> Reseating:
     """Move the given centroids that lie far from their own vertebra onto it (module docstring).
 
@@ -244,10 +245,25 @@ def reseat_centroids(
         column: with ``detections``, the column's centreline
             (:class:`diffam.localize.centerline.Centerline`) the run's direction
             is checked against; None: not checked.
+        cut_by_border: levels the scan's border cuts: their centroids locate the part in
+            view, off the run's curve (verse005 with the lowest 9 mm of L1 in view: L1's
+            spinous process, 32 mm behind its centre, turned the run 11 degrees), so they
+            are kept as given and take no part in judging or turning the run.
 
     Returns:
         :class:`Reseating`.
     """
+    kept = {v: np.asarray(p, dtype=np.float64) for v, p in centroids.items() if v in cut_by_border}
+    found = _reseat_run({v: p for v, p in centroids.items() if v not in cut_by_border}, image,
+                        keep_mm, to_vertebra, detections, column, context=centroids)
+    found.centroids.update(kept)
+    return found
+
+
+def _reseat_run(centroids, image, keep_mm, to_vertebra, detections, column, context
+                ) -> Reseating:
+    """:func:`reseat_centroids` on the levels of the run (``context``: all given centroids,
+    whose box bounds the detection)."""
     given = {v: np.asarray(p, dtype=np.float64) for v, p in centroids.items()}
     offset = {v: np.asarray(to_vertebra[v], dtype=np.float64) if to_vertebra else np.zeros(3)
               for v in given}
@@ -258,7 +274,9 @@ def reseat_centroids(
         from diffam.localize import LocalizationError
 
         try:
-            *detections, column = detect_column_vertebrae(image, whole)
+            *detections, column = detect_column_vertebrae(
+                image, {**{v: np.asarray(p, dtype=np.float64) for v, p in context.items()},
+                        **whole})
         except (LocalizationError, ValueError, IndexError) as error:
             return Reseating(given, reason=f"no column detected ({error})")
     points, cut = (np.asarray(a) for a in detections)

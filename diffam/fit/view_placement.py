@@ -123,6 +123,27 @@ def is_cut(placed: torch.Tensor, view: FieldOfView) -> bool:
     return bool((view.outside_along_axes(placed).double().mean(0) >= CUT_FRACTION).any())
 
 
+def _cut_flags(template: TemplateSet, placement, points: TemplatePoints, view: FieldOfView
+               ) -> list[bool]:
+    """Whether the border cuts each placed template (:func:`is_cut`)."""
+    return [_may_be_cut(template, placement, m, view) and len(points[m]) > 0
+            and is_cut(_placed(points[m], placement, m), view) for m in range(len(points))]
+
+
+def cut_levels(template: TemplateSet, centroids: dict[int, np.ndarray], view: FieldOfView,
+               config: SegmentationConfig, kind: str = "vertebra") -> set[int]:
+    """VerSe ids of the vertebrae the scan's border cuts, their templates placed on the
+    given centroids: those centroids locate a part in view, not the vertebra's centre.
+
+    Args: as :func:`in_view_centres`.
+    """
+    given = np.stack([np.asarray(centroids[v.verse_id], dtype=np.float64)
+                      for v in template.vertebrae])
+    placement = initial_placement(template, given, config, kind=kind)
+    flags = _cut_flags(template, placement, TemplatePoints(template, kind), view)
+    return {v.verse_id for v, cut in zip(template.vertebrae, flags) if cut}
+
+
 def _fixed_point_shift(placed: torch.Tensor, target: torch.Tensor, view: FieldOfView) -> torch.Tensor:
     """Shift (3,) mm of ``placed`` points after which their part in view is centred on ``target``:
     the fixed point of ``t <- t + (target - centre_in_view(t))``."""
@@ -153,6 +174,8 @@ def _gauss_newton_shift(placed: torch.Tensor, target: torch.Tensor, view: FieldO
 
     shift = torch.zeros(3, dtype=torch.float64)
     r = residual(shift)
+    if r is None:
+        return shift  # nothing of the template in view to centre: no Jacobian to start from
     damping = DAMPING
     for _ in range(MAX_STEPS):
         jacobian = torch.zeros(3, 3, dtype=torch.float64)  # d centre_in_view / d shift
@@ -205,8 +228,7 @@ def whole_template_targets(template: TemplateSet, points: TemplatePoints, given:
     """
     given = np.asarray(given, dtype=np.float64)
     out = given.copy()
-    cut = [_may_be_cut(template, placement, m, view) and len(points[m]) > 0
-           and is_cut(_placed(points[m], placement, m), view) for m in range(len(points))]
+    cut = _cut_flags(template, placement, points, view)
     for m in (m for m in range(len(points)) if cut[m]):
         placed = _placed(points[m], placement, m)
         target = torch.as_tensor(given[m])
@@ -255,8 +277,7 @@ def in_view_centres(template: TemplateSet, centroids: dict[int, np.ndarray], vie
 def _tilt_of_uncut_neighbours(template, placement, points, given, view, kind):
     """``placement`` with each cut vertebra tilted as the nearest vertebra the border does not
     cut, its centre of ``kind`` kept on ``given`` (see the module docstring)."""
-    cut = [_may_be_cut(template, placement, m, view) and len(points[m]) > 0
-           and is_cut(_placed(points[m], placement, m), view) for m in range(len(points))]
+    cut = _cut_flags(template, placement, points, view)
     uncut = [m for m, c in enumerate(cut) if not c]
     if not uncut or not any(cut):
         return placement

@@ -274,3 +274,21 @@ def test_a_run_far_off_its_detections_takes_them_without_a_turn():
     assert out.turned_deg == 0.0 and set(out.moved) == set(levels)
     for v in levels:
         np.testing.assert_allclose(out.centroids[v], truth[v], atol=1e-9)
+
+
+def test_a_level_cut_by_the_border_is_kept_and_does_not_turn_the_run():
+    # verse005 with the lowest 9 mm of L1 in view: L1's centroid is that of its spinous
+    # process, 32 mm behind and 25 mm below its centre; in the run it turns the chord
+    levels = [12, 13, 14, 15, 16]
+    truth = _column(levels, 12)
+    given = dict(truth)
+    given[12] = truth[12] + np.array([0.0, 32.0, -25.0])
+    detections = _detections(list(range(10, 19)), 12)
+    bent = reseat_centroids(None, given, keep_mm=10.0, detections=detections,
+                            column=_straight_column())
+    assert bent.moved  # without the border's cut the spinous process drags the run
+    out = reseat_centroids(None, given, keep_mm=10.0, detections=detections,
+                           column=_straight_column(), cut_by_border={12})
+    assert out.turned_deg == 0.0 and out.moved == {}
+    for v in levels:
+        np.testing.assert_array_equal(out.centroids[v], given[v])
