@@ -11,7 +11,7 @@ from diffam.core.template import load_template
 from diffam.core.volume import Volume
 from diffam.fit.field_of_view import FieldOfView
 from diffam.fit.model import initial_placement
-from diffam.fit.view_placement import in_view_centres, template_points
+from diffam.fit.view_placement import cut_levels, in_view_centres, template_points
 
 #: Grid spacing of the synthetic scans, mm.
 SPACING_MM = 1.0
@@ -98,3 +98,20 @@ def test_body_centres_of_a_vertebra_cut_through_its_body(spine):
     ids = [v.verse_id for v in spine.vertebrae]
     moved = in_view_centres(spine, dict(zip(ids, given)), view, config, kind="body")
     assert np.linalg.norm(moved[ids[3]] - body[3]) < 1.5
+
+
+def test_cut_levels_names_the_vertebra_the_border_cuts(spine):
+    given, whole, view = _cut_l1(spine, 0.3)
+    ids = [v.verse_id for v in spine.vertebrae]
+    assert cut_levels(spine, dict(zip(ids, given)), view, SegmentationConfig()) == {ids[0]}
+    wide = _view_below(float(whole[:, 2].max()) + 80.0)
+    assert cut_levels(spine, dict(zip(ids, whole)), wide, SegmentationConfig()) == set()
+
+
+def test_gauss_newton_from_a_placement_wholly_out_of_view_does_not_move_it(spine):
+    from diffam.fit.view_placement import _gauss_newton_shift
+
+    points = torch.as_tensor(template_points(spine, "vertebra")[0])
+    view = _view_below(float(points[:, 2].min()) - 50.0)
+    shift = _gauss_newton_shift(points, torch.zeros(3, dtype=torch.float64), view)
+    np.testing.assert_array_equal(shift.numpy(), np.zeros(3))
