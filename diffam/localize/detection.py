@@ -17,8 +17,9 @@ the local left axis, 1 mm apart. Then:
    dark gaps, and on low-density (osteoporotic or contrast-window) bone,
    where the blurred endplate pair around a thin disc is brighter than the
    body centres.
-3. Discs: a dynamic programme picks the sequence of profile peaks with a
-   smoothly varying spacing (vertebral period 12-48 mm, penalised changes of
+3. Discs: a dynamic programme picks the sequence of peaks of that profile plus
+   the dark disc gaps of the slab (:func:`~diffam.localize.periodicity.disc_profile`)
+   with a smoothly varying spacing (vertebral period 12-48 mm, penalised changes of
    period from one level to the next), so that one missing or spurious peak
    does not add or drop a vertebra; a thick disc's two endplate peaks are
    paired and the disc put between them (:func:`disc_endplates`). When a hint names the end level, the
@@ -60,6 +61,7 @@ from diffam.localize.periodicity import (
     MIN_PERIOD_MM,
     PERIOD_PRIOR,
     disc_endplates,
+    disc_profile,
     expected_periods,
     periodic_peaks,
 )
@@ -331,7 +333,7 @@ def detect_vertebrae(
     st = straighten(volume, centerline)
     _, wall = posterior_wall(st)
     raw, density = endplate_profile(st, wall)
-    profile = ndimage.gaussian_filter1d(raw, 2.5 / step, mode="nearest")
+    profile = disc_profile(raw, density, step, OUTSIDE_DENSITY_HU)
     # The bony column: where the body slab is denser than soft tissue.
     bony = np.nonzero(ndimage.gaussian_filter1d(density, 3.0 / step) > min_body_hu)[0]
     lo, hi = (int(bony[0]), int(bony[-1])) if len(bony) else (0, len(profile) - 1)
