@@ -24,16 +24,9 @@ the posterior arch and the spinous process the posterior tubercle. C2 adds a den
 
 from __future__ import annotations
 
-from diffam.authoring.outer_dimensions import outer_to_model
 from diffam.authoring.vertebra_shape import VertebraParams
 from diffam.core.anatomy import MEASURED
 from diffam.core.labels import STANDARD_LEVELS
-
-#: Levels whose transverse span is kept as the generator's axis tip-to-tip: on the
-#: labelled scans (chest T11-T12 53-54 mm, verse007/verse008 55-57 mm) their outer span
-#: exceeds the published TPW (48-50 mm) by about what the generator adds, while at
-#: T1-T8 the chest's outer spans equal TPW within 3 mm (docs/ACCURACY.md, acc10).
-SPAN_AS_AXIS_LEVELS = ("T11", "T12")
 
 
 def _region(level: str) -> str:
@@ -481,9 +474,4 @@ def level_params(level: str, *, fitted: bool = True) -> VertebraParams:
     vals = {**_model_params(level, {**m, "sap_width": sap_w}), **m, "sap_width": sap_w}
     if fitted and level in LUMBAR_FIT:
         vals.update(LUMBAR_FIT[level])
-    p = VertebraParams(**vals)
-    # Lumbar levels keep their values: LUMBAR_FIT was fitted with the generator as it is;
-    # the published outer dimensions were checked against labelled CT for thoracic levels only.
-    if _region(level) != "thoracic":
-        return p
-    return outer_to_model(p, span=level not in SPAN_AS_AXIS_LEVELS)
+    return VertebraParams(**vals)
