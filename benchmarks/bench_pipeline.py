@@ -77,15 +77,24 @@ def compose(overrides: list[str]):
 
 def phantom_target(levels: list[int], template, cache_dir: Path):
     """(image, truth label array, {id: centroid}) of a phantom, cached between runs."""
+    import hashlib
+
     from diffam.authoring.phantom import PhantomConfig, make_phantom
 
     names = tuple(level_name(v) for v in levels)
-    path = cache_dir / f"phantom_{names[0]}-{names[-1]}_{len(names)}.pkl"
+    config = PhantomConfig(levels=names, spacing_mm=PHANTOM_SPACING_MM)
+    # Keyed by the template's meshes and the phantom's settings as well as the levels:
+    # a rebuilt template must not be scored against a phantom made from the old one.
+    digest = hashlib.sha1(repr(config).encode())
+    for vertebra in template.vertebrae:
+        digest.update(np.ascontiguousarray(vertebra.vertices, dtype=np.float64).tobytes())
+        digest.update(np.ascontiguousarray(vertebra.faces, dtype=np.int64).tobytes())
+    path = cache_dir / f"phantom_{names[0]}-{names[-1]}_{len(names)}_{digest.hexdigest()[:12]}.pkl"
     if path.exists():
         with open(path, "rb") as handle:
             return pickle.load(handle)
     tick = time.perf_counter()
-    phantom = make_phantom(template, PhantomConfig(levels=names, spacing_mm=PHANTOM_SPACING_MM))
+    phantom = make_phantom(template, config)
     print(f"phantom {names[0]}-{names[-1]}: {time.perf_counter() - tick:.1f} s (cached in {path})")
     found = (phantom.image, np.asarray(phantom.labels.array).astype(np.int32),
              dict(phantom.centroids))
