@@ -164,8 +164,11 @@ def find_centroids(image: Volume, hint_lowest: str | None, hint_highest: str | N
 
 
 def reseat_given(image: Volume, chosen: TemplateSet, centroids: dict[int, np.ndarray],
-                 kind: str, config: SegmentationConfig) -> tuple[dict[int, np.ndarray], str]:
-    """The given centroids re-seated on the scan's vertebrae (:mod:`diffam.fit.reseat`), and the source text."""
+                 kind: str, config: SegmentationConfig, points=None
+                 ) -> tuple[dict[int, np.ndarray], str]:
+    """The given centroids re-seated on the scan's vertebrae (:mod:`diffam.fit.reseat`), and the
+    source text. ``points``: the :class:`diffam.fit.view_placement.TemplatePoints` shared with the
+    in-view placement (None: made here when needed)."""
     from diffam.fit.reseat import reseat_centroids
 
     to_vertebra = None
@@ -178,7 +181,7 @@ def reseat_given(image: Volume, chosen: TemplateSet, centroids: dict[int, np.nda
     if config.optim.centroids_in_view:
         from diffam.fit.view_placement import cut_levels
 
-        cut = cut_levels(chosen, centroids, FieldOfView.of_volume(image), config, kind)
+        cut = cut_levels(chosen, centroids, FieldOfView.of_volume(image), config, kind, points)
     found = reseat_centroids(image, centroids, keep_mm=config.optim.reseat_keep_mm,
                              to_vertebra=to_vertebra, cut_by_border=cut)
     if not found.moved:
@@ -251,14 +254,19 @@ def segment(
     given = dict(centroids) if source == "given" else {}
     chosen = select_template(template, centroids, config.levels)
     fitted = {v.verse_id: centroids[v.verse_id] for v in chosen.vertebrae}
+    # The templates' interior points, shared by the cut test of the re-seating and the
+    # in-view placement (computed lazily, once per vertebra the border may cut).
+    points = None
+    if config.optim.centroids_in_view:
+        from diffam.fit.view_placement import TemplatePoints, in_view_centres
+
+        points = TemplatePoints(chosen, centroids_kind)
     if config.optim.reseat_centroids and source == "given":
-        fitted, source = reseat_given(image, chosen, fitted, centroids_kind, config)
+        fitted, source = reseat_given(image, chosen, fitted, centroids_kind, config, points)
         centroids = {**centroids, **fitted}
     if config.optim.centroids_in_view:
-        from diffam.fit.view_placement import in_view_centres
-
         fitted = in_view_centres(chosen, fitted, FieldOfView.of_volume(image), config,
-                                 centroids_kind)
+                                 centroids_kind, points)
     guards = (guard_centroids(fitted, [v.verse_id for v in template.vertebrae], image,
                               outside_mm=config.optim.guard_outside_mm)
               if config.optim.guard_neighbours else {})

@@ -274,9 +274,7 @@ def _reseat_run(centroids, image, keep_mm, to_vertebra, detections, column, cont
         from diffam.localize import LocalizationError
 
         try:
-            *detections, column = detect_column_vertebrae(
-                image, {**{v: np.asarray(p, dtype=np.float64) for v, p in context.items()},
-                        **whole})
+            *detections, column = detect_column_vertebrae(image, {**context, **whole})
         except (LocalizationError, ValueError, IndexError) as error:
             return Reseating(given, reason=f"no column detected ({error})")
     points, cut = (np.asarray(a) for a in detections)

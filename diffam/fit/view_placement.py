@@ -131,7 +131,8 @@ def _cut_flags(template: TemplateSet, placement, points: TemplatePoints, view: F
 
 
 def cut_levels(template: TemplateSet, centroids: dict[int, np.ndarray], view: FieldOfView,
-               config: SegmentationConfig, kind: str = "vertebra") -> set[int]:
+               config: SegmentationConfig, kind: str = "vertebra",
+               points: TemplatePoints | None = None) -> set[int]:
     """VerSe ids of the vertebrae the scan's border cuts, their templates placed on the
     given centroids: those centroids locate a part in view, not the vertebra's centre.
 
@@ -140,7 +141,7 @@ def cut_levels(template: TemplateSet, centroids: dict[int, np.ndarray], view: Fi
     given = np.stack([np.asarray(centroids[v.verse_id], dtype=np.float64)
                       for v in template.vertebrae])
     placement = initial_placement(template, given, config, kind=kind)
-    flags = _cut_flags(template, placement, TemplatePoints(template, kind), view)
+    flags = _cut_flags(template, placement, points or TemplatePoints(template, kind), view)
     return {v.verse_id for v, cut in zip(template.vertebrae, flags) if cut}
 
 
@@ -243,7 +244,8 @@ def whole_template_targets(template: TemplateSet, points: TemplatePoints, given:
 
 
 def in_view_centres(template: TemplateSet, centroids: dict[int, np.ndarray], view: FieldOfView,
-                    config: SegmentationConfig, kind: str = "vertebra") -> dict[int, np.ndarray]:
+                    config: SegmentationConfig, kind: str = "vertebra",
+                    points: TemplatePoints | None = None) -> dict[int, np.ndarray]:
     """The given centroids with each cut vertebra's moved to where its whole template's centre goes.
 
     Args:
@@ -252,10 +254,12 @@ def in_view_centres(template: TemplateSet, centroids: dict[int, np.ndarray], vie
         view: the scan's field of view.
         config: the run's configuration (the placement's tilt and scale).
         kind: what the centroids are, ``vertebra`` or ``body``.
+        points: the templates' interior points of ``kind``, when the caller has them
+            already (they are computed once per cut vertebra; see :class:`TemplatePoints`).
     """
     ids = [v.verse_id for v in template.vertebrae]
     given = np.stack([np.asarray(centroids[v], dtype=np.float64) for v in ids])
-    points = TemplatePoints(template, kind)
+    points = points or TemplatePoints(template, kind)
     centres = given
     placement = _tilt_of_uncut_neighbours(
         template, initial_placement(template, given, config, kind=kind), points, given, view, kind)
