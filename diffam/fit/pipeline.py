@@ -371,15 +371,13 @@ def tether_to_given(fit: SpineFit, chosen: TemplateSet, placement, target: np.nd
     centres = placement.apply(torch.as_tensor(template_centres(chosen, kind)[:, None, :]))
     with torch.no_grad():
         placed = fit.shape().detach().cpu().numpy()
-    # The body's vertices (those of the gap loss's body faces) track the centre for both
-    # kinds: the mean of all vertices moves when the processes deform, without the bone moving
-    # (verse008's L5 from whole-vertebra centres: held by it, its body grew 5.7 mm into S1).
-    mask = np.zeros(placed.shape[1], bool)
-    mask[np.unique(fit.faces.cpu().numpy()[fit.body_faces.cpu().numpy()])] = True
+    faces = fit.faces.cpu().numpy()
+    if kind == "body":
+        faces = faces[fit.body_faces.cpu().numpy()]
     log.info("tether along the spine (free %.1f mm): %d of %d vertebrae", free_mm, sum(active),
              len(active))
     axes = centroid_tangents(target) if len(target) >= 2 else np.array([[0.0, 0.0, 1.0]])
-    return build_tether(placed, centres.numpy()[:, 0], target, axes, active, mask, free_mm,
+    return build_tether(placed, faces, centres.numpy()[:, 0], target, axes, active, free_mm,
                         fit.device)
 
 

@@ -6,13 +6,17 @@ millimetre or two along the spine; the localiser's are not. On the chest CT
 superior in most fits (docs/ACCURACY.md, "The chest CT from body centres").
 The tether is a dead-zone prior against that: no cost while the vertebra's
 centre of the given kind lies within ``free_mm`` of its centroid along the
-spine's local axis, quadratic beyond (``losses.tether``, off by default).
+spine's local axis, quadratic beyond (``losses.tether``).
 
-The centre of the given kind is tracked without re-integrating the solid every
-iteration: the placed template centre (the point put on the centroid) moves
-with the mean of a fixed set of the mesh's vertices: the body's, for
-either kind of centroid (the body is what slides, and the mean of all vertices
-moves when the processes deform).
+The centre is the one the centroid names, measured on the fitted mesh itself,
+so that a vertebra whose shape differs from the template's is not held off its
+bone: the volume centroid of the whole solid for whole-vertebra centroids, of
+the solid anterior of the body plane (:func:`diffam.fit.objective.body_face_mask`)
+for body centres. Only its axial coordinate is needed, and that is a surface
+integral (divergence theorem) over the tracked faces alone: with the field
+``F = (x.u)^2 / 2 u`` (divergence ``x.u``) and ``G = (x.u) u`` (divergence 1),
+the flux through a cut whose normal is orthogonal to ``u`` vanishes, so the
+body's open patch of faces gives its volume and axial moment without a cap.
 """
 
 from __future__ import annotations
@@ -32,24 +36,48 @@ class AxialTether:
         axes: (M, 3) unit cranio-caudal axis of the spine at each vertebra.
         active: (M,) bool: vertebrae with a given centroid (not guards, not
             moved by the pipeline).
-        vertex_weights: (V,) weights (summing to 1) of the tracked vertex mean.
-        offsets: (M, 3) placed centre minus the tracked vertex mean at the
-            start, mm.
+        faces: (F', 3) long, the faces whose enclosed solid's centroid is tracked
+            (all faces, or the body's).
+        offsets_mm: (M,) placed centre minus the tracked centroid at the start,
+            along the axis, mm (what the two definitions of the template's centre
+            differ by: a cut straddling faces, the body plane's position).
         free_mm: the dead zone along the axis, mm.
     """
 
     targets: torch.Tensor
     axes: torch.Tensor
     active: torch.Tensor
-    vertex_weights: torch.Tensor
-    offsets: torch.Tensor
+    faces: torch.Tensor
+    offsets_mm: torch.Tensor
     free_mm: float
 
     def axial_offsets_mm(self, vertices: torch.Tensor) -> torch.Tensor:
         """(M,) signed offset along the axis of each tracked centre from its target, mm."""
-        centre = torch.einsum("v,mvc->mc", self.vertex_weights.to(vertices.dtype), vertices)
-        centre = centre + self.offsets.to(vertices.dtype)
-        return ((centre - self.targets.to(vertices.dtype)) * self.axes.to(vertices.dtype)).sum(1)
+        axes = self.axes.to(vertices.dtype)
+        centre = axial_volume_centroid(vertices, self.faces, axes)
+        target = (self.targets.to(vertices.dtype) * axes).sum(1)
+        return centre + self.offsets_mm.to(vertices.dtype) - target
+
+
+def axial_volume_centroid(vertices: torch.Tensor, faces: torch.Tensor,
+                          axes: torch.Tensor) -> torch.Tensor:
+    """(M,) coordinate along ``axes`` (M, 3) of the volume centroid of the solid that
+    ``faces`` (F, 3) of meshes ``vertices`` (M, V, 3) enclose, in the vertices' units.
+
+    Exact for a closed mesh (either orientation); for an open patch, the solid it
+    cuts off with a cap whose normals are orthogonal to the axis.
+    """
+    along = torch.einsum("mvc,mc->mv", vertices, axes)
+    s = along[:, faces]  # (M, F, 3)
+    corners = vertices[:, faces]  # (M, F, 3, 3)
+    area_normal = 0.5 * torch.linalg.cross(corners[:, :, 1] - corners[:, :, 0],
+                                           corners[:, :, 2] - corners[:, :, 0])
+    flux = torch.einsum("mfc,mc->mf", area_normal, axes)
+    # The integrals of s and s^2 / 2 over a triangle, s linear: exact vertex formulas.
+    volume = (flux * s.sum(2) / 3.0).sum(1)
+    pairs = s[..., 0] * s[..., 1] + s[..., 1] * s[..., 2] + s[..., 2] * s[..., 0]
+    moment = (flux * ((s * s).sum(2) + pairs) / 12.0).sum(1)
+    return moment / volume
 
 
 def tether_loss(axial_mm: torch.Tensor, active: torch.Tensor, free_mm: float,
@@ -68,28 +96,28 @@ def tether_loss(axial_mm: torch.Tensor, active: torch.Tensor, free_mm: float,
     return (excess * excess).mean()
 
 
-def build_tether(placed_vertices: np.ndarray, placed_centres: np.ndarray, targets: np.ndarray,
-                 axes: np.ndarray, active, vertex_mask: np.ndarray, free_mm: float,
+def build_tether(placed_vertices: np.ndarray, faces: np.ndarray, placed_centres: np.ndarray,
+                 targets: np.ndarray, axes: np.ndarray, active, free_mm: float,
                  device: torch.device) -> AxialTether:
     """The tether of vertebrae placed as ``placed_vertices`` (M, V, 3) mm.
 
     Args:
+        faces: (F', 3) the tracked faces (see :class:`AxialTether`).
         placed_centres: (M, 3) where the placement put each template centre of
             the centroids' kind, mm.
         targets: (M, 3) the centroids, mm.
         axes: (M, 3) unit axis of the spine at each (the tangents of the centroid curve).
         active: (M,) which vertebrae are tethered.
-        vertex_mask: (V,) bool, the vertices whose mean tracks the centre.
     """
-    placed_vertices = np.asarray(placed_vertices, np.float64)
-    mask = np.asarray(vertex_mask, bool)
-    weights = mask / max(mask.sum(), 1)
-    offsets = np.asarray(placed_centres, np.float64) - np.einsum("v,mvc->mc", weights,
-                                                                placed_vertices)
+    def tensor(array, dtype=torch.float32):
+        return torch.as_tensor(np.asarray(array), dtype=dtype, device=device)
 
-    def tensor(array):
-        return torch.as_tensor(np.asarray(array), dtype=torch.float32, device=device)
-
-    return AxialTether(tensor(targets), tensor(axes),
+    axes_t = tensor(axes)
+    faces_t = tensor(faces, torch.long)
+    placed = torch.as_tensor(np.asarray(placed_vertices, np.float64))
+    tracked = axial_volume_centroid(placed, faces_t.cpu(), axes_t.cpu().double()).numpy()
+    offsets = np.einsum("mc,mc->m", np.asarray(placed_centres, np.float64),
+                        np.asarray(axes, np.float64)) - tracked
+    return AxialTether(tensor(targets), axes_t,
                        torch.as_tensor(np.asarray(active, bool), device=device),
-                       tensor(weights), tensor(offsets), float(free_mm))
+                       faces_t, tensor(offsets), float(free_mm))

@@ -1,4 +1,4 @@
-"""The axial tether (diffam.fit.tether): dead zone, axis, tracked centre, given centroids only."""
+"""The axial tether (diffam.fit.tether): dead zone, axis, tracked volume centroid, given centroids only."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from diffam.fit import objective as L
-from diffam.fit.tether import build_tether, tether_loss
+from diffam.fit.tether import axial_volume_centroid, build_tether, tether_loss
 
 
 def test_tether_loss_is_free_in_the_dead_zone_and_quadratic_beyond():
@@ -24,44 +24,106 @@ def test_tether_loss_is_free_in_the_dead_zone_and_quadratic_beyond():
     assert math.isclose(two, 4 * one, rel_tol=1e-6)
 
 
-def _two_vertebrae(shift: torch.Tensor):
-    """Two 'vertebrae' of four vertices each; the first two vertices are the 'body'."""
-    base = torch.tensor([[0.0, -10, 0], [0, -10, 4], [0, 10, 0], [0, 10, 4]])
-    placed = torch.stack([base, base + torch.tensor([0.0, 0, 30])])
-    mask = np.array([True, True, False, False])
-    centres = np.array([[0.0, -12, 2], [0.0, -12, 32]])  # where the placement put the body centres
-    targets = centres + np.array([[0.0, 0, 0.5], [0.0, 0, 0]])  # the first starts 0.5 mm low
+def _t8():
+    """T8 of the shipped template in its local frame (+y posterior, +z superior)."""
+    from diffam.core.template import load_template
+
+    vertebra = load_template("spine").by_level("T8")
+    return vertebra.local_vertices(), vertebra.faces
+
+
+def test_axial_centroid_of_a_closed_mesh_is_its_volume_centroid():
+    """Against the tetrahedral formula, along an oblique axis and after a translation."""
+    from diffam.core.mesh_ops import solid_centroid
+
+    vertices, faces = _t8()
+    axis = np.array([0.3, -0.2, 0.9]) / np.linalg.norm([0.3, -0.2, 0.9])
+    moved = vertices + np.array([40.0, -25.0, 300.0])
+    inside_out = faces[:, ::-1].copy()
+    for mesh, triangles in ((vertices, faces), (moved, faces), (moved, inside_out)):
+        got = axial_volume_centroid(torch.as_tensor(mesh)[None], torch.as_tensor(triangles),
+                                    torch.as_tensor(axis)[None])
+        reference = solid_centroid(mesh, faces) @ axis
+        assert abs(float(got[0]) - reference) < 1e-6
+
+
+def test_axial_centroid_of_the_body_patch_is_that_of_the_solid_in_front_of_its_plane():
+    """The body's faces alone (an open patch) give the axial centroid of the solid anterior
+    of the body plane: against inside points on a 0.5 mm grid (winding numbers)."""
+    from diffsd import winding_number
+
+    vertices, faces = _t8()
+    body = L.body_face_mask(vertices, faces)
+    plane_y = vertices[:, 1].mean()
+    lo, hi = vertices.min(0), vertices.max(0)
+    axes = [np.arange(a, b, 0.5) + 0.25 for a, b in zip(lo, hi)]
+    grid = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)
+    grid = grid[grid[:, 1] < plane_y]
+    inside = winding_number(torch.as_tensor(vertices), torch.as_tensor(faces),
+                            torch.as_tensor(grid)).numpy() > 0.5
+    reference = grid[inside, 2].mean()
+    got = axial_volume_centroid(torch.as_tensor(vertices)[None], torch.as_tensor(faces[body]),
+                                torch.tensor([[0.0, 0.0, 1.0]], dtype=torch.float64))
+    assert abs(float(got[0]) - reference) < 0.1
+    # the whole solid's centroid lies 0.5 mm lower: the patch is not taken for the whole
+    from diffam.core.mesh_ops import solid_centroid
+
+    assert abs(float(got[0]) - solid_centroid(vertices, faces)[2]) > 0.3
+
+
+def _two_vertebrae(shift: torch.Tensor, kind="vertebra"):
+    """Two T8s 30 mm apart along z; the first's given centroid 0.5 mm above where it was put."""
+    vertices, faces = _t8()
+    placed = torch.as_tensor(np.stack([vertices, vertices + [0.0, 0.0, 30.0]]))
+    tracked = faces if kind == "vertebra" else faces[L.body_face_mask(vertices, faces)]
+    centres = np.stack([vertices.mean(0), vertices.mean(0) + [0.0, 0.0, 30.0]])
+    targets = centres + np.array([[0.0, 0, 0.5], [0.0, 0, 0]])
     axes = np.array([[0.0, 0, 1], [0, 0, 1]])
-    tether = build_tether(placed.numpy(), centres, targets, axes, [True, True], mask, 1.0,
+    tether = build_tether(placed.numpy(), tracked, centres, targets, axes, [True, True], 1.0,
                           torch.device("cpu"))
-    return tether, placed + shift
+    return tether, (placed + shift).float()
 
 
-def test_tracked_centre_follows_the_body_along_the_axis_only():
-    shift = torch.zeros(2, 4, 3)
-    shift[0, :2, 2] = 3.0     # the first body slides 3 mm up, its arch stays
-    shift[1, :, 0] = 5.0      # the second moves sideways: not along the axis
-    tether, vertices = _two_vertebrae(shift)
-    offsets = tether.axial_offsets_mm(vertices)
-    assert torch.allclose(offsets, torch.tensor([2.5, 0.0]), atol=1e-5)
+def test_tracked_centre_starts_on_the_placed_centre_and_moves_with_the_bone_along_the_axis():
+    vertices, faces = _t8()
+    for kind in ("vertebra", "body"):
+        shift = torch.zeros(2, len(vertices), 3, dtype=torch.float64)
+        shift[0, :, 2] = 3.0     # the first slides 3 mm up
+        shift[1, :, 0] = 5.0     # the second moves sideways: not along the axis
+        tether, moved = _two_vertebrae(shift, kind)
+        _, start = _two_vertebrae(torch.zeros_like(shift), kind)
+        assert torch.allclose(tether.axial_offsets_mm(start), torch.tensor([-0.5, 0.0]), atol=1e-3)
+        assert torch.allclose(tether.axial_offsets_mm(moved), torch.tensor([2.5, 0.0]), atol=1e-3)
 
 
-def test_tether_term_pulls_a_slid_body_back_down():
+def test_body_tracking_ignores_the_processes_and_whole_tracking_does_not():
+    """A spinous process bent down moves the whole solid's centroid, not the body's."""
+    vertices, faces = _t8()
+    shift = torch.zeros(2, len(vertices), 3, dtype=torch.float64)
+    behind = torch.as_tensor(vertices[:, 1] > vertices[:, 1].mean() + 15.0)
+    shift[0, behind, 2] = -6.0
+    body, moved = _two_vertebrae(shift, "body")
+    whole, _ = _two_vertebrae(shift, "vertebra")
+    assert abs(float(body.axial_offsets_mm(moved)[0]) + 0.5) < 1e-3
+    assert float(whole.axial_offsets_mm(moved)[0]) < -0.5 - 0.1
+
+
+def test_tether_term_pulls_a_slid_vertebra_back_down():
     from types import SimpleNamespace
 
-    shift = torch.zeros(2, 4, 3)
-    shift[0, :2, 2] = 3.0
-    tether, vertices = _two_vertebrae(shift)
-    vertices = vertices.clone().requires_grad_(True)
+    vertices, _ = _t8()
+    shift = torch.zeros(2, len(vertices), 3, dtype=torch.float64)
+    shift[0, :, 2] = 3.0
+    tether, moved = _two_vertebrae(shift)
+    moved = moved.clone().requires_grad_(True)
     fit = SimpleNamespace(tether=tether, unit=64.0)
-    samples = L.StepSamples(vertices=vertices, packed=vertices.reshape(-1, 3), points=None,
+    samples = L.StepSamples(vertices=moved, packed=moved.reshape(-1, 3), points=None,
                             union=None, target_sampler=None)
     value = L._tether_term(fit, samples)
-    assert math.isclose(float(value.detach()), (1.5 / 64) ** 2 / 2, rel_tol=1e-5)
+    assert math.isclose(float(value.detach()), (1.5 / 64) ** 2 / 2, rel_tol=1e-3)
     value.backward()
-    assert float(vertices.grad[0, :2, 2].sum()) > 0       # descent moves the body down
-    assert float(vertices.grad[0, 2:].abs().sum()) == 0   # the arch is not tracked
-    assert float(vertices.grad[1].abs().sum()) == 0       # within the dead zone
+    assert float(moved.grad[0, :, 2].sum()) > 0       # descent moves it down
+    assert float(moved.grad[1].abs().sum()) == 0       # within the dead zone
 
 
 def test_tether_is_registered_off_by_default():
