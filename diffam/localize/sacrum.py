@@ -170,14 +170,20 @@ def section_reach(st_array: np.ndarray, u: np.ndarray, v: np.ndarray, wall_mm: n
 
 def _cut_at_side(body: np.ndarray, inside: np.ndarray, uu: np.ndarray, sign: float,
                  reach_mm: float) -> bool:
-    """Whether a sample just outwards (``sign`` along ``u``) of ``body``'s outermost bone is
-    outside the scan: the bone runs into the scan's side there."""
+    """Whether the scan ends within :data:`JOINT_MM` outwards (``sign`` along ``u``) of
+    ``body``'s outermost bone: the bone runs into the scan's side there.
+
+    Within, not at: where a slab's side cuts an ala near its own end, the edge voxels are
+    partly bone and blur under :data:`BONE_HU` (a whole dark voxel at 3 mm), as a joint
+    space does. Past the straightened grid's own edge nothing is sampled: that is not the
+    scan's side.
+    """
     outermost = body & (sign * uu >= reach_mm - STEP_MM - 1e-6)
     rows, cols = np.nonzero(outermost)
-    beyond = cols + (1 if sign > 0 else -1) * np.array([[1], [2]])  # one and two steps out
+    steps = np.arange(1, max(1, int(round(JOINT_MM / STEP_MM))) + 1)[:, None]
+    beyond = cols + (1 if sign > 0 else -1) * steps
     valid = (beyond >= 0) & (beyond < body.shape[1])
     outside = ~inside[np.broadcast_to(rows, beyond.shape)[valid], beyond[valid]]
-    # At the grid's own edge nothing is sampled beyond: that is the straightening's reach, not the scan's.
     return bool(outside.any())
 
 
