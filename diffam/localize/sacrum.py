@@ -31,8 +31,11 @@ scan's lateral face (the sample beyond its outermost bone lies outside the
 scan) is *cut* and counts as reaching: nothing in view says where that bone
 ends, and what the ala-zone area still requires, a mass on both sides at the
 body's own height, is what no lumbar vertebra has (transverse processes are
-bars: at most about 260 mm^2 there on the phantoms, 112-208 mm^2 on the VerSe
-crops). The sacrum is then recognised without its ilia, with
+bars: at most 264 mm^2 there on the bench's slab phantom; the shared VerSe
+crops' sections cut on both sides hold at most 216 mm^2). A side counts as cut
+when the scan ends within :data:`JOINT_MM` of its outermost bone (a slab's
+side may lie in the joint space, and blurred edge voxels fall under
+:data:`BONE_HU`). The sacrum is then recognised without its ilia, with
 :data:`CUT_CONFIDENCE` times the confidence.
 
 The confidence grows with the run's length up to :data:`FULL_RUN_MM` (the
