@@ -25,6 +25,19 @@ L5 (L6 in a transitional spine, which only the ribs can tell:
 are sacral segments (the column cues follow the sacral canal, and the fused
 segments' remnant discs look like discs), not mobile vertebrae.
 
+A scan cut to a sagittal slab (VerSe crops are 80-105 mm wide) leaves the
+ilia out, and the alae end at its sides. A side whose bone runs into the
+scan's lateral face (the sample beyond its outermost bone lies outside the
+scan) is *cut* and counts as reaching: nothing in view says where that bone
+ends, and what the ala-zone area still requires, a mass on both sides at the
+body's own height, is what no lumbar vertebra has (transverse processes are
+bars: at most 264 mm^2 there on the bench's slab phantom; the shared VerSe
+crops' sections cut on both sides hold at most 216 mm^2). A side counts as cut
+when the scan ends within :data:`JOINT_MM` of its outermost bone (a slab's
+side may lie in the joint space, and blurred edge voxels fall under
+:data:`BONE_HU`). The sacrum is then recognised without its ilia, with
+:data:`CUT_CONFIDENCE` times the confidence.
+
 The confidence grows with the run's length up to :data:`FULL_RUN_MM` (the
 alae of S1-S2 span about 40 mm) and with how symmetric the two sides' reach
 is.
@@ -73,6 +86,10 @@ FULL_RUN_MM = 30.0
 #: The body strip that seeds a section's components: in front of the posterior
 #: wall by these offsets (mm), within this half-width (mm).
 BODY_STRIP_MM = ((-30.0, -4.0), 8.0)
+#: Confidence factor of a sacrum whose alae run into the scan's sides on both sides
+#: over most of its run (a slab without the ilia): a wide mass cut by the scan is less
+#: sure than alae joined to the ilia, and a full rib cage (confidence 1) outweighs it.
+CUT_CONFIDENCE = 0.5
 
 
 @dataclass
@@ -85,6 +102,7 @@ class Sacrum:
         run_mm: length (mm) of the run of sacral sections.
         reach_mm: median reach (mm) of the body's bone to the (left, right) over the run.
         confidence: in ``[0, 1]``.
+        cut: the alae run into the scan's sides (no ilia in view) over most of the run.
     """
 
     lowest_lumbar: int
@@ -92,26 +110,34 @@ class Sacrum:
     run_mm: float
     reach_mm: tuple[float, float]
     confidence: float
+    cut: bool = False
 
     def describe(self) -> str:
-        return (f"sacrum below vertebra {self.lowest_lumbar} (alae joined to the ilia over "
+        joined = "cut by the scan's sides, no ilia in view," if self.cut else "joined to the ilia"
+        return (f"sacrum below vertebra {self.lowest_lumbar} (alae {joined} over "
                 f"{self.run_mm:.0f} mm, reaching {self.reach_mm[0]:.0f} and "
                 f"{self.reach_mm[1]:.0f} mm to the left and right; confidence "
                 f"{self.confidence:.2f})")
 
 
-def section_reach(st_array: np.ndarray, u: np.ndarray, v: np.ndarray,
-                  wall_mm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def section_reach(st_array: np.ndarray, u: np.ndarray, v: np.ndarray, wall_mm: np.ndarray,
+                  inside: np.ndarray | None = None
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per cross-section: the body's bone reach and ala-zone area to each side.
 
     Args:
         st_array: ``(M, V, U)`` straightened HU at :data:`STEP_MM`.
         u, v: the sections' left and posterior offsets (mm).
         wall_mm: ``(M,)`` posterior-wall offset ``v`` of the body (mm).
+        inside: ``(M, V, U)`` whether each sample lies inside the scan (None: all do).
 
     Returns:
-        ``(reach, area)``, each ``(M, 2)``: left and right reach (mm; 0 where
-        no bone holds the body strip) and filled bone area in the ala zone (mm^2).
+        ``(reach, area, cut)``, each ``(M, 2)``: left and right reach (mm; 0 where
+        no bone holds the body strip), filled bone area in the ala zone (mm^2), and
+        whether the scan's face cuts that side's bone at its lateral end: the next
+        sample outwards, beside one of its outermost bone samples, lies outside the
+        scan. An oblique upper or lower face crosses a section front to back, so it
+        does not lie beside both sides' outermost bone; a slab's sides do.
     """
     # No blood-pool mask (as for the ribs): at 3 mm the cortex blurs into the marrow and the
     # mask takes whole bodies. An enhanced vessel joined to the bone does not reach the ilia.
@@ -122,6 +148,7 @@ def section_reach(st_array: np.ndarray, u: np.ndarray, v: np.ndarray,
     pixel = STEP_MM * STEP_MM
     reach = np.zeros((len(st_array), 2))
     area = np.zeros((len(st_array), 2))
+    cut = np.zeros((len(st_array), 2), bool)
     for m, section in enumerate(bone):
         section = ndimage.binary_fill_holes(section)  # dark (fatty) marrow inside its cortex
         strip = ((vv >= wall_mm[m] + front) & (vv <= wall_mm[m] + back)
@@ -139,7 +166,28 @@ def section_reach(st_array: np.ndarray, u: np.ndarray, v: np.ndarray,
         for side, sign in enumerate((1.0, -1.0)):
             zone = (sign * uu >= ALA_ZONE_MM[0]) & (sign * uu <= ALA_ZONE_MM[1])
             area[m, side] = pixel * np.count_nonzero(body & zone)
-    return reach, area
+            if inside is not None and reach[m, side] > 0.0:
+                cut[m, side] = _cut_at_side(body, inside[m], uu, sign, reach[m, side])
+    return reach, area, cut
+
+
+def _cut_at_side(body: np.ndarray, inside: np.ndarray, uu: np.ndarray, sign: float,
+                 reach_mm: float) -> bool:
+    """Whether the scan ends within :data:`JOINT_MM` outwards (``sign`` along ``u``) of
+    ``body``'s outermost bone: the bone runs into the scan's side there.
+
+    Within, not at: where a slab's side cuts an ala near its own end, the edge voxels are
+    partly bone and blur under :data:`BONE_HU` (a whole dark voxel at 3 mm), as a joint
+    space does. Past the straightened grid's own edge nothing is sampled: that is not the
+    scan's side.
+    """
+    outermost = body & (sign * uu >= reach_mm - STEP_MM - 1e-6)
+    rows, cols = np.nonzero(outermost)
+    steps = np.arange(1, max(1, int(round(JOINT_MM / STEP_MM))) + 1)[:, None]
+    beyond = cols + (1 if sign > 0 else -1) * steps
+    valid = (beyond >= 0) & (beyond < body.shape[1])
+    outside = ~inside[np.broadcast_to(rows, beyond.shape)[valid], beyond[valid]]
+    return bool(outside.any())
 
 
 def find_sacrum(volume: Volume, centerline: Centerline, detection: Detection) -> Sacrum | None:
@@ -160,8 +208,8 @@ def find_sacrum(volume: Volume, centerline: Centerline, detection: Detection) ->
         return None
     coarse = Centerline(centerline.points[take], centerline.tangents[take], arc[take])
     st = straighten(volume, coarse, u_half_mm=U_HALF_MM, v_range_mm=V_RANGE_MM, step_mm=STEP_MM)
-    reach, area = section_reach(st.array, st.u, st.v, detection.wall_mm[take])
-    sacral = (reach.min(axis=1) >= REACH_MM) & (area.min(axis=1) >= ALA_AREA_MM2)
+    reach, area, cut = section_reach(st.array, st.u, st.v, detection.wall_mm[take], st.inside)
+    sacral = ((reach >= REACH_MM) | cut).all(axis=1) & (area.min(axis=1) >= ALA_AREA_MM2)
     labels, count = ndimage.label(sacral)
     runs = [np.nonzero(labels == n)[0] for n in range(1, count + 1)]
     runs = [r for r in runs if (r[-1] - r[0] + 1) * STEP_MM >= MIN_RUN_MM]
@@ -175,8 +223,11 @@ def find_sacrum(volume: Volume, centerline: Centerline, detection: Detection) ->
     run_mm = (run[-1] - run[0] + 1) * STEP_MM
     left, right = np.median(reach[run], axis=0)
     symmetry = min(left, right) / max(left, right)
-    confidence = float(min(1.0, run_mm / FULL_RUN_MM) * symmetry)
-    return Sacrum(lowest, top, run_mm, (float(left), float(right)), confidence)
+    # Cut: the ilia are not what made its sections wide (most of them reach the sides short of them).
+    sides_cut = bool(np.mean((reach[run] < REACH_MM).any(axis=1)) > 0.5)
+    confidence = float(min(1.0, run_mm / FULL_RUN_MM) * symmetry
+                       * (CUT_CONFIDENCE if sides_cut else 1.0))
+    return Sacrum(lowest, top, run_mm, (float(left), float(right)), confidence, sides_cut)
 
 
 
