@@ -54,6 +54,7 @@ _cap_winding_number = _shared.cap_winding_number
 _cap_winding_change = _shared.cap_winding_change
 
 STACK_SIZE = geometry.TRAVERSAL_STACK_SIZE
+BOX_FLOAT32_LIMIT = geometry.BOX_FLOAT32_LIMIT
 # Points per parallel task: large enough to amortise scheduling, small enough
 # to balance uneven traversal costs across cores (see :func:`_claim_task`).
 POINTS_PER_TASK = 512
@@ -335,13 +336,25 @@ def _task_scratch():
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _closest_into(i, px, py, pz, root, num_internal, child_left, child_right, child_frame,
-                  leaf_vertices, leaf_face, margin, hint_leaf, stack, stack_distance,
-                  out_distance, out_face, out_barycentric, out_closest):
-    """Closest triangle of point i written to the outputs: (distance, leaf)."""
-    d2, leaf, w0, w1, w2 = _closest_leaf_query(
-        px, py, pz, root, num_internal, child_left, child_right, child_frame,
-        leaf_vertices, margin, hint_leaf, stack, stack_distance)
+def _closest_into(i, points, px, py, pz, root, num_internal, child_left, child_right,
+                  child_frame, leaf_vertices, leaf_face, margin, hint_leaf, stack,
+                  stack_distance, box_margin, out_distance, out_face, out_barycentric,
+                  out_closest):
+    """Closest triangle of point i written to the outputs: (distance, leaf).
+
+    The box distances are evaluated in the points' dtype (see
+    :func:`diffsd.traversal.closest_leaf_query`): ``box_margin`` is a
+    one-element scratch array of that dtype, to hold ``margin`` in it."""
+    if max(abs(px), max(abs(py), abs(pz))) <= BOX_FLOAT32_LIMIT:
+        box_margin[0] = margin
+        d2, leaf, w0, w1, w2 = _closest_leaf_query(
+            px, py, pz, points[i, 0], points[i, 1], points[i, 2], root, num_internal,
+            child_left, child_right, child_frame, leaf_vertices, box_margin[0], hint_leaf,
+            stack, stack_distance)
+    else:  # its squared box distances would overflow float32
+        d2, leaf, w0, w1, w2 = _closest_leaf_query(
+            px, py, pz, px, py, pz, root, num_internal, child_left, child_right, child_frame,
+            leaf_vertices, margin, hint_leaf, stack, stack_distance)
     distance = np.sqrt(d2)
     out_distance[i] = distance
     out_face[i] = leaf_face[leaf]
@@ -385,6 +398,7 @@ def query(points, point_order, point_mesh, mesh_root, mesh_closed, child_left, c
     for _worker in numba.prange(min(num_workers, num_tasks)):
         (stack, stack_distance, recent_point, recent_distance, recent_margin, recent_winding,
          recent_root) = _task_scratch()
+        box_margin = np.empty(1, points.dtype)
         task = _claim_task(next_task)
         while task < num_tasks:
             # Each task starts afresh, so results do not depend on the worker that ran it.
@@ -402,9 +416,10 @@ def query(points, point_order, point_mesh, mesh_root, mesh_closed, child_left, c
                     if root != hint_root:
                         hint_leaf = -1
                     distance, hint_leaf = _closest_into(
-                        i, px, py, pz, root, num_internal, child_left, child_right, child_frame,
-                        leaf_vertices, leaf_face, margin, hint_leaf, stack, stack_distance,
-                        out_distance, out_face, out_barycentric, out_closest)
+                        i, points, px, py, pz, root, num_internal, child_left, child_right,
+                        child_frame, leaf_vertices, leaf_face, margin, hint_leaf, stack,
+                        stack_distance, box_margin, out_distance, out_face, out_barycentric,
+                        out_closest)
                     hint_root = root
                 if not want_winding:
                     continue
@@ -445,6 +460,7 @@ def query_open(points, point_order, point_mesh, mesh_root, mesh_closed, child_le
     for _worker in numba.prange(min(num_workers, num_tasks)):
         (stack, stack_distance, recent_point, recent_distance, recent_margin, recent_winding,
          recent_root) = _task_scratch()
+        box_margin = np.empty(1, points.dtype)
         task = _claim_task(next_task)
         while task < num_tasks:
             # Each task starts afresh, so results do not depend on the worker that ran it.
@@ -460,9 +476,10 @@ def query_open(points, point_order, point_mesh, mesh_root, mesh_closed, child_le
                 if root != hint_root:
                     hint_leaf = -1
                 distance, hint_leaf = _closest_into(
-                    i, px, py, pz, root, num_internal, child_left, child_right, child_frame,
-                    leaf_vertices, leaf_face, margin, hint_leaf, stack, stack_distance,
-                    out_distance, out_face, out_barycentric, out_closest)
+                    i, points, px, py, pz, root, num_internal, child_left, child_right,
+                    child_frame, leaf_vertices, leaf_face, margin, hint_leaf, stack,
+                    stack_distance, box_margin, out_distance, out_face, out_barycentric,
+                    out_closest)
                 hint_root = root
                 if mesh_closed[mesh]:
                     carried = _closed_mesh_winding(

@@ -26,6 +26,7 @@ _rounding_margin = _shared.rounding_margin
 _point_distance_gradient = _shared.point_distance_gradient
 
 STACK_SIZE = geometry.TRAVERSAL_STACK_SIZE
+BOX_FLOAT32_LIMIT = geometry.BOX_FLOAT32_LIMIT
 THREADS_PER_BLOCK = 128
 
 
@@ -111,10 +112,16 @@ def query(points, point_order, point_mesh, mesh_root, mesh_closed, child_left, c
     py = float64(points[i, 1])
     pz = float64(points[i, 2])
     if want_closest:
-        d2, leaf, w0, w1, w2 = _closest_leaf_query(
-            px, py, pz, root, num_internal, child_left, child_right, child_frame,
-            leaf_vertices, _rounding_margin(px, py, pz, mesh_magnitude, relative_margin), -1,
-            stack, stack_distance)
+        margin = _rounding_margin(px, py, pz, mesh_magnitude, relative_margin)
+        if max(abs(px), max(abs(py), abs(pz))) <= BOX_FLOAT32_LIMIT:
+            d2, leaf, w0, w1, w2 = _closest_leaf_query(
+                px, py, pz, points[i, 0], points[i, 1], points[i, 2], root, num_internal,
+                child_left, child_right, child_frame, leaf_vertices, margin, -1, stack,
+                stack_distance)
+        else:  # its box projections would overflow float32
+            d2, leaf, w0, w1, w2 = _closest_leaf_query(
+                px, py, pz, px, py, pz, root, num_internal, child_left, child_right,
+                child_frame, leaf_vertices, margin, -1, stack, stack_distance)
         out_distance[i] = math.sqrt(d2)
         out_face[i] = leaf_face[leaf]
         out_barycentric[i, 0] = w0

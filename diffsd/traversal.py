@@ -153,8 +153,8 @@ def first_leaf_below(node, num_internal, child_left):
     return node - num_internal
 
 
-def closest_leaf_query(px, py, pz, root, num_internal, child_left, child_right, child_frame,
-                       leaf_vertices, margin, hint_leaf, stack_node, stack_distance):
+def closest_leaf_query(px, py, pz, qx, qy, qz, root, num_internal, child_left, child_right,
+                       child_frame, leaf_vertices, margin, hint_leaf, stack_node, stack_distance):
     """Nearest triangle to p below ``root``: (squared distance, leaf, w0, w1, w2).
 
     Depth-first, nearer child first, pruning every node whose oriented box
@@ -167,10 +167,21 @@ def closest_leaf_query(px, py, pz, root, num_internal, child_left, child_right, 
     -1 for none) is a leaf below ``root`` likely to be near p, such as the
     answer for the previous of a run of nearby points: its triangle bounds
     the search from the start, so fewer nodes are opened; the answer does
-    not depend on it. ``margin``: the rounding allowance of the box
-    distances (see :func:`diffsd.geometry.frame_distance_squared`).
-    ``stack_node`` and ``stack_distance`` are scratch space of
-    ``TRAVERSAL_STACK_SIZE`` entries.
+    not depend on it.
+
+    p is given twice: ``(px, py, pz)`` in float64, for the triangles'
+    closest points, and ``(qx, qy, qz)``, the same point in the tree's
+    dtype (the query points' own) or in float64, for the box distances,
+    which are evaluated in the type of q and ``margin``: float32 for a
+    float32 tree is faster on the CPU than converting every frame entry to
+    float64 (see :func:`diffsd.geometry.frame_distance_squared`; callers
+    pass q in float64 beyond ``BOX_FLOAT32_LIMIT``). ``margin``: the
+    rounding allowance of the box distances (see
+    :func:`rounding_margin`); in float32 the evaluation adds under 10 ulps
+    of the larger of p's and the mesh's largest coordinate to the frames'
+    own rounding, within the allowance's 64. ``stack_node`` and
+    ``stack_distance`` are scratch space of ``TRAVERSAL_STACK_SIZE``
+    entries.
     """
     if hint_leaf < 0:
         hint_leaf = first_leaf_below(root, num_internal, child_left)
@@ -183,8 +194,8 @@ def closest_leaf_query(px, py, pz, root, num_internal, child_left, child_right, 
     while True:
         near = child_left[node]
         far = child_right[node]
-        d_near = frame_distance_squared(px, py, pz, child_frame, node, 0, margin)
-        d_far = frame_distance_squared(px, py, pz, child_frame, node, FRAME_SIZE, margin)
+        d_near = frame_distance_squared(qx, qy, qz, child_frame, node, 0, margin)
+        d_far = frame_distance_squared(qx, qy, qz, child_frame, node, FRAME_SIZE, margin)
         if d_far < d_near:
             swap = near
             near = far

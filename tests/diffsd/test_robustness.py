@@ -4,11 +4,13 @@ differences, on both builders and (on small inputs, in the simulator) CUDA."""
 
 from __future__ import annotations
 
+import functools
 import math
 import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 import torch
 
@@ -230,3 +232,66 @@ def test_cuda_backward_matches_the_cpu_backward(dtype):
     tolerance = 1e-6 if dtype == torch.float64 else 1e-5
     for cpu, cuda in zip(*gradients):
         torch.testing.assert_close(cuda, cpu, rtol=0, atol=tolerance)
+
+
+@functools.cache
+def _brute_force_kernel():
+    """Compiled once: every point's nearest triangle over every leaf, by the
+    kernels' own float64 point-triangle routine, the lowest leaf winning ties
+    as in the tree search."""
+    import numba
+
+    from diffsd import _cpu_kernels
+
+    leaf_distance_squared = _cpu_kernels._shared.leaf_distance_squared
+
+    @numba.njit
+    def brute_force(points, leaf_vertices, out_d2, out_leaf):
+        for i in range(points.shape[0]):
+            px, py, pz = float(points[i, 0]), float(points[i, 1]), float(points[i, 2])
+            best, best_leaf = np.inf, -1
+            for leaf in range(leaf_vertices.shape[0]):
+                d2 = leaf_distance_squared(px, py, pz, leaf, leaf_vertices)[0]
+                if d2 < best:
+                    best, best_leaf = d2, leaf
+            out_d2[i] = best
+            out_leaf[i] = best_leaf
+
+    return brute_force
+
+
+def _brute_force_closest_leaf(points, leaf_vertices):
+    """(P,) squared distance and (P,) leaf of every point's nearest triangle."""
+    d2 = np.empty(points.shape[0])
+    leaf = np.empty(points.shape[0], np.int64)
+    _brute_force_kernel()(points, leaf_vertices, d2, leaf)
+    return d2, leaf
+
+
+@pytest.mark.parametrize("builder", BUILDERS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("scale,offset", [(1.0, 0.0), (1e-4, 0.0), (1.0, 1e4), (1e-3, -3e3)])
+def test_closest_triangle_is_the_brute_force_one_exactly(scale, offset, dtype, builder):
+    """The tree search prunes by box distances evaluated in the points' dtype
+    (float32 for a float32 tree); its answer must still be the nearest
+    triangle exactly: the same leaf (the lowest among equals) and the same
+    distance as a search over every triangle, near tiny and far-translated
+    meshes, on the surface (vertices, edge midpoints: ties), far from it and
+    beyond float32's squares' range."""
+    from tests.diffsd.meshes import bumpy_sphere, query_points
+
+    sphere, faces = bumpy_sphere(3)
+    vertices = (sphere * scale + offset).to(dtype)
+    near = query_points(sphere, 1200, seed=6)
+    on_surface = torch.cat([sphere[::7], (sphere[faces[::9, 0]] + sphere[faces[::9, 1]]) / 2])
+    far = 1e3 * torch.nn.functional.normalize(near[:40], dim=1)
+    # Beyond BOX_FLOAT32_LIMIT the box distances are taken in float64: in
+    # float32 their squares would overflow and prune every box.
+    huge = torch.tensor([[1e20, 0.0, 0.0], [0.0, -3e20, 1e20], [3e38, -3e38, 1e30],
+                         [2e18, 2e18, -2e18], [-9e17, 5e17, 1.0]], dtype=torch.float64)
+    points = torch.cat([(torch.cat([near, on_surface, far]) * scale + offset), huge]).to(dtype)
+    bvh = MeshBVH(vertices, faces, builder=builder)
+    result = unsigned_distance(vertices, faces, points, bvh=bvh)
+    d2, leaf = _brute_force_closest_leaf(points.numpy(), bvh.leaf_vertices.numpy())
+    assert torch.equal(result.closest_face, bvh.leaf_face[torch.from_numpy(leaf)])
+    assert torch.equal(result.distance, torch.from_numpy(np.sqrt(d2)).to(dtype))

@@ -282,7 +282,7 @@ def test_closest_leaf_does_not_depend_on_the_search_hint():
     ties = 0
     for direction in directions:
         p = 0.8 * np.array(direction, dtype=np.float64)
-        answers = {_cpu_kernels._closest_leaf_query(p[0], p[1], p[2], root, num_internal, *tree,
+        answers = {_cpu_kernels._closest_leaf_query(p[0], p[1], p[2], *p, root, num_internal, *tree,
                                                     margin, hint, stack, stack_distance)[:2]
                    for hint in range(-1, num_leaves)}
         assert len(answers) == 1, (direction, answers)
