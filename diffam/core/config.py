@@ -29,11 +29,11 @@ class LossWeights:
     #: chosen on the chest CT (1: 82.8, 10: 83.6, 30: 84.5, 100: 82.7 mean Dice T1-L1).
     gap: float = 30.0
     #: Holds each vertebra with a given centroid within ``optim.tether_free_mm`` of it
-    #: along the spine (diffam.fit.tether); not in the paper; 0: off. 1000 holds the chest
-    #: CT's T4-T7 bodies (84.2-86.8 -> 87.2-87.5 over two seeds and both centroid kinds) but
-    #: moves a thick-slice phantom's bodies 1.2 mm off exact centroids (docs/ACCURACY.md
-    #: "The tether over two seeds"), so it is not the default.
-    tether: float = 0.0
+    #: along the spine, its own volume centroid of the given kind tracked
+    #: (diffam.fit.tether); not in the paper; 0: off. Chosen on the chest CT, whose T4-T7
+    #: bodies slide up the spine without it (84.2-86.8 -> 87.2-87.7 over two seeds and both
+    #: centroid kinds; docs/ACCURACY.md "The tether tracking the fitted volume").
+    tether: float = 1000.0
 
 
 @dataclass

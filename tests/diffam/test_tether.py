@@ -128,11 +128,11 @@ def test_tether_term_pulls_a_slid_vertebra_back_down():
     assert float(moved.grad[1].abs().sum()) == 0       # within the dead zone
 
 
-def test_tether_is_registered_off_by_default():
+def test_tether_is_registered_and_on_by_default():
     from diffam.core.config import LossWeights, OptimConfig
 
     assert "tether" in L.LOSS_TERMS
-    assert LossWeights().tether == 0.0
+    assert LossWeights().tether > 0.0
     assert OptimConfig().tether_free_mm > 0
 
 
