@@ -39,8 +39,9 @@ class AxialTether:
         faces: (F', 3) long, the faces whose enclosed solid's centroid is tracked
             (all faces, or the body's).
         offsets_mm: (M,) placed centre minus the tracked centroid at the start,
-            along the axis (both measured from the target), mm (what the two definitions of the template's centre
-            differ by: a cut straddling faces, the body plane's position).
+            along the axis, mm: what the template's centre of the given kind and
+            the tracked centroid differ by (faces straddling the body plane, the
+            body centre's own definition).
         free_mm: the dead zone along the axis, mm.
     """
 
@@ -112,17 +113,17 @@ def build_tether(placed_vertices: np.ndarray, faces: np.ndarray, placed_centres:
         axes: (M, 3) unit axis of the spine at each (the tangents of the centroid curve).
         active: (M,) which vertebrae are tethered.
     """
-    def tensor(array, dtype=torch.float32):
-        return torch.as_tensor(np.asarray(array), dtype=dtype, device=device)
+    targets64 = torch.as_tensor(np.asarray(targets, np.float64))
+    axes64 = torch.as_tensor(np.asarray(axes, np.float64))
+    faces = torch.as_tensor(np.asarray(faces, np.int64))
+    tracked = axial_volume_centroid(torch.as_tensor(np.asarray(placed_vertices, np.float64)),
+                                    faces, axes64, targets64)
+    placed = torch.as_tensor(np.asarray(placed_centres, np.float64))
+    offsets = ((placed - targets64) * axes64).sum(1) - tracked
 
-    axes_t = tensor(axes)
-    faces_t = tensor(faces, torch.long)
-    placed = torch.as_tensor(np.asarray(placed_vertices, np.float64))
-    targets = np.asarray(targets, np.float64)
-    tracked = axial_volume_centroid(placed, faces_t.cpu(), torch.as_tensor(np.asarray(axes, np.float64)),
-                                    torch.as_tensor(targets)).numpy()
-    offsets = np.einsum("mc,mc->m", np.asarray(placed_centres, np.float64) - targets,
-                        np.asarray(axes, np.float64)) - tracked
-    return AxialTether(tensor(targets), axes_t,
+    def on_device(tensor):
+        return tensor.to(device=device, dtype=torch.float32)
+
+    return AxialTether(on_device(targets64), on_device(axes64),
                        torch.as_tensor(np.asarray(active, bool), device=device),
-                       faces_t, tensor(offsets), float(free_mm))
+                       faces.to(device), on_device(offsets), float(free_mm))
